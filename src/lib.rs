@@ -1,0 +1,27 @@
+//! ironstar: pack fully static binaries into reproducible multi-arch OCI images and push them.
+//!
+//! One concept a module, in pipeline order:
+//! - [`platform`]: the table of OCI platforms, Rust targets and ELF machines;
+//! - [`elf`]: the check that a binary is static and built for its platform;
+//! - [`spec`]: the image definition file (`images/*.toml`);
+//! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`image`]: config, manifest and index JSON in canonical form;
+//! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
+//! - [`build`]: the whole `ironstar build`;
+//! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
+//! - [`cargo`]: cross-building a crate for every platform of an image.
+
+pub mod build;
+pub mod cargo;
+pub mod digest;
+pub mod elf;
+pub mod image;
+pub mod layer;
+pub mod layout;
+pub mod platform;
+pub mod push;
+pub mod registry;
+pub mod spec;
+
+pub use digest::Digest;
+pub use platform::Platform;
