@@ -1,0 +1,67 @@
+# The ironstar crate, natively (`target = null`) or for one row of nix/targets.nix.
+#
+# callPackage-style, as crane's examples/cross-rust-overlay: called from a cross `pkgs`
+# (`import nixpkgs { crossSystem = row.crossSystem; }`), nixpkgs splices the arguments so
+# `nativeBuildInputs` run on the build machine and `buildInputs` are built for the target.
+# crane then sees `buildPlatform != hostPlatform` and points cargo at the cross cc as linker
+# and as CC_<target>/AR_<target> for crates that compile C.
+{
+  lib,
+  stdenv,
+  windows,
+  # crane's lib with a rust-overlay toolchain that carries the target's std (see flake.nix).
+  craneLib,
+  src,
+  target ? null,
+  # Extra arguments for both the dependency and the crate derivation (build-std uses this).
+  extraArgs ? { },
+}:
+
+let
+  isCross = target != null;
+
+  commonArgs = {
+    inherit src;
+    pname = "ironstar";
+    strictDeps = true;
+
+    # Build tools run on the build machine. crane already adds the toolchain and the
+    # cross cc; ironstar is pure Rust and needs nothing else here.
+    nativeBuildInputs = [ ];
+
+    # What links into the binary, built for the target. The MinGW C runtime needs
+    # winpthreads (crane also adds its -L for rustc).
+    buildInputs = lib.optionals stdenv.hostPlatform.isMinGW [ windows.pthreads ];
+
+    # Tests run in the native `checks.tests` derivation, not once per target.
+    doCheck = false;
+  }
+  // lib.optionalAttrs isCross {
+    CARGO_BUILD_TARGET = target.rustTarget;
+  }
+  // lib.optionalAttrs (isCross && target.static) {
+    # musl defaults to static already; say so explicitly so a toolchain or target-spec
+    # change cannot quietly turn it into a dynamic binary (checks.static-binaries
+    # would catch it, but later).
+    CARGO_BUILD_RUSTFLAGS = "-C target-feature=+crt-static";
+  }
+  // extraArgs;
+
+  # Dependencies are compiled once per target and reused by the crate, clippy and tests.
+  cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+in
+craneLib.buildPackage (
+  commonArgs
+  // {
+    inherit cargoArtifacts;
+    passthru = {
+      inherit cargoArtifacts commonArgs target;
+    };
+    meta = {
+      # `ironstar.exe` on Windows, so `lib.getExe` is right for every row.
+      mainProgram = "ironstar" + stdenv.hostPlatform.extensions.executable;
+      description = "Pack static Rust binaries into reproducible multi-arch OCI images and push them";
+      license = lib.licenses.asl20;
+    };
+  }
+)
