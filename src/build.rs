@@ -1,1 +1,249 @@
-//! TODO
+//! `ironstar build`: check every binary, pack one image per platform (in parallel), index them, and
+//! move the finished layout into place.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::MediaType;
+use rayon::prelude::*;
+
+use crate::digest::Digest;
+use crate::elf::{self, ElfError};
+use crate::image::{self, BlobRef, ImageError};
+use crate::layer::{Entry, EntryKind, Recipe};
+use crate::layout::{LayoutError, LayoutWriter};
+use crate::platform::Platform;
+use crate::spec::{ImagePath, ImageSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no binary for {platform}: add it under [binaries] in the image file or pass --binary {platform}=PATH")]
+    NoBinary { platform: String },
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Layer(String),
+    #[error("writing the layer for {platform}: {source}")]
+    Write {
+        platform: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
+    BadEpoch(String),
+}
+
+/// How to build, beyond what the image definition says.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub output: PathBuf,
+    /// Seconds since the epoch for `created` and every file mtime.
+    pub source_date_epoch: i64,
+    pub compression_level: u32,
+    /// `org.opencontainers.image.revision`, e.g. the git commit.
+    pub revision: Option<String>,
+}
+
+impl BuildOptions {
+    /// `SOURCE_DATE_EPOCH` from the environment, 0 when unset.
+    pub fn epoch_from_env() -> Result<i64, BuildError> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(s) if !s.trim().is_empty() => s
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or(BuildError::BadEpoch(s)),
+            _ => Ok(0),
+        }
+    }
+}
+
+/// One platform's part of a build.
+#[derive(Debug, Clone)]
+pub struct PlatformReport {
+    pub platform: &'static Platform,
+    pub binary: PathBuf,
+    pub binary_size: u64,
+    pub layer_size: u64,
+    pub manifest: Digest,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub index: Digest,
+    pub output: PathBuf,
+    pub tags: Vec<String>,
+    pub platforms: Vec<PlatformReport>,
+}
+
+/// Build the image `spec` describes into an OCI layout at `opts.output`.
+pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    // Every binary is checked before anything is written.
+    let mut inputs = Vec::new();
+    for &p in &spec.platforms {
+        let path = spec
+            .binaries
+            .get(&p.to_string())
+            .ok_or_else(|| BuildError::NoBinary {
+                platform: p.to_string(),
+            })?;
+        let info = elf::check(path, p)?;
+        inputs.push((p, path.clone(), info.size));
+    }
+    let created = image::rfc3339(opts.source_date_epoch)?;
+    let labels = labels(spec, &created, opts);
+    let annotations = annotations(spec, &created, opts);
+
+    let writer = LayoutWriter::create(&opts.output)?;
+    let built = inputs
+        .par_iter()
+        .map(|(p, path, size)| {
+            let (manifest, layer_size) =
+                build_platform(&writer, spec, opts, p, path, &created, &labels, &annotations)?;
+            let report = PlatformReport {
+                platform: p,
+                binary: path.clone(),
+                binary_size: *size,
+                layer_size,
+                manifest: manifest.digest.clone(),
+            };
+            Ok((report, manifest))
+        })
+        .collect::<Result<Vec<_>, BuildError>>()?;
+    let (reports, manifests): (Vec<_>, Vec<_>) = built
+        .into_iter()
+        .map(|(r, m)| {
+            let p = r.platform;
+            (r, (p, m))
+        })
+        .unzip();
+    let index_bytes = image::index(&manifests, &annotations)?;
+    let index = writer.put_blob(&index_bytes)?;
+    let index_ref = BlobRef {
+        media_type: MediaType::ImageIndex,
+        digest: index.clone(),
+        size: index_bytes.len() as u64,
+    };
+    let output = writer.commit(&image::layout_index(&index_ref, &spec.tags)?)?;
+    Ok(BuildReport {
+        index,
+        output,
+        tags: spec.tags.clone(),
+        platforms: reports,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_platform(
+    writer: &LayoutWriter,
+    spec: &ImageSpec,
+    opts: &BuildOptions,
+    platform: &Platform,
+    binary: &Path,
+    created: &str,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Result<(BlobRef, u64), BuildError> {
+    let in_image = match &spec.binary_path {
+        Some(p) => p.clone(),
+        None => {
+            let name = binary
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| spec.name.clone());
+            ImagePath::parse(&name).map_err(BuildError::Layer)?
+        }
+    };
+    let mut entries = vec![Entry {
+        path: in_image.clone(),
+        kind: EntryKind::File {
+            source: binary.to_path_buf(),
+        },
+        mode: 0o755,
+    }];
+    entries.extend(spec.files.iter().map(|f| Entry {
+        path: f.path.clone(),
+        kind: match &f.source {
+            Some(s) => EntryKind::File { source: s.clone() },
+            None => EntryKind::Dir,
+        },
+        mode: f.mode,
+    }));
+    let mtime = opts.source_date_epoch as u64;
+    let recipe = Recipe::new(entries, mtime, opts.compression_level).map_err(BuildError::Layer)?;
+
+    let write_err = |source| BuildError::Write {
+        platform: platform.to_string(),
+        source,
+    };
+    let mut blob = writer.blob_writer()?;
+    let written = recipe.write(&mut blob).map_err(write_err)?;
+    let (layer_digest, layer_size) = blob.finish()?;
+    let layer = BlobRef {
+        media_type: MediaType::ImageLayerGzip,
+        digest: layer_digest,
+        size: layer_size,
+    };
+
+    let entrypoint = spec
+        .config
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| vec![in_image.to_string()]);
+    let config_bytes = image::config(
+        platform,
+        &spec.config,
+        entrypoint,
+        labels,
+        created,
+        &written.diff_id,
+    )?;
+    let config = BlobRef {
+        media_type: MediaType::ImageConfig,
+        digest: writer.put_blob(&config_bytes)?,
+        size: config_bytes.len() as u64,
+    };
+    let manifest_bytes = image::manifest(&config, &layer, annotations)?;
+    let manifest = BlobRef {
+        media_type: MediaType::ImageManifest,
+        digest: writer.put_blob(&manifest_bytes)?,
+        size: manifest_bytes.len() as u64,
+    };
+    Ok((manifest, layer_size))
+}
+
+/// The standard OCI keys ironstar knows, then the image file's own (which win).
+fn standard(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert(image::ANNOTATION_CREATED.to_string(), created.to_string());
+    m.insert(image::ANNOTATION_TITLE.to_string(), spec.name.clone());
+    if let Some(v) = &spec.version {
+        m.insert(image::ANNOTATION_VERSION.to_string(), v.clone());
+    }
+    if let Some(r) = &opts.revision {
+        m.insert(image::ANNOTATION_REVISION.to_string(), r.clone());
+    }
+    m
+}
+
+fn labels(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
+    let mut m = standard(spec, created, opts);
+    m.extend(spec.config.labels.clone());
+    m
+}
+
+fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
+    let mut m = standard(spec, created, opts);
+    // The source link is shared: ghcr reads it from the index annotations.
+    if let Some(s) = spec.config.labels.get(image::ANNOTATION_SOURCE) {
+        m.insert(image::ANNOTATION_SOURCE.to_string(), s.clone());
+    }
+    m.extend(spec.annotations.clone());
+    m
+}

@@ -1,0 +1,173 @@
+//! `ironstar build` and `ironstar publish` flags.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ironstar::build::{BuildOptions, BuildReport};
+use ironstar::platform::Platform;
+use ironstar::spec::{self, ImageSpec};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildArgs {
+    /// Image definition file, e.g. images/ironstar.toml.
+    pub image_file: Option<PathBuf>,
+    /// A platform's binary: OS/ARCH[/VARIANT]=PATH (repeatable; overrides the image file).
+    #[arg(long = "binary", value_name = "PLATFORM=PATH", value_parser = spec::parse_binary_flag)]
+    pub binaries: Vec<(&'static Platform, PathBuf)>,
+    /// Where to write the OCI layout [default: target/oci/<name>].
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Tag to record in the layout (repeatable; replaces the image file's tags).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Deflate level, 0 (store) to 9 (smallest).
+    #[arg(long, default_value_t = ironstar::layer::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: u32,
+    /// Source revision recorded as org.opencontainers.image.revision.
+    #[arg(long, env = "IRONSTAR_REVISION")]
+    pub revision: Option<String>,
+    /// Build the binaries with cargo, for every platform of the image.
+    #[arg(long)]
+    pub cargo: bool,
+    /// With --cargo: the package to build.
+    #[arg(long, short = 'p', requires = "cargo")]
+    pub package: Option<String>,
+    /// With --cargo: the binary target to build.
+    #[arg(long, requires = "cargo")]
+    pub bin: Option<String>,
+    /// With --cargo: path to Cargo.toml.
+    #[arg(long, requires = "cargo")]
+    pub manifest_path: Option<PathBuf>,
+    /// With --cargo: cargo profile [default: release].
+    #[arg(long, requires = "cargo")]
+    pub profile: Option<String>,
+    /// Platforms to build, comma-separated (overrides the image file's).
+    #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
+    pub platforms: Vec<&'static Platform>,
+}
+
+fn parse_platform(s: &str) -> Result<&'static Platform, String> {
+    Platform::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// The image definition the flags describe.
+pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
+    let mut spec = match &args.image_file {
+        Some(f) => ImageSpec::load(f)?,
+        None => ImageSpec::from_binaries(&args.binaries).or_else(|e| {
+            if args.cargo {
+                Ok(ImageSpec {
+                    tags: vec!["latest".into()],
+                    platforms: default_platforms(),
+                    ..Default::default()
+                })
+            } else {
+                Err(e)
+            }
+        })?,
+    };
+    if !args.platforms.is_empty() {
+        spec.platforms = args.platforms.clone();
+        spec.binaries
+            .retain(|k, _| args.platforms.iter().any(|p| &p.to_string() == k));
+    }
+    if args.cargo {
+        let out = ironstar::cargo::build(&ironstar::cargo::CargoOptions {
+            manifest_path: args.manifest_path.clone(),
+            package: args.package.clone(),
+            bin: args.bin.clone(),
+            profile: args.profile.clone(),
+            platforms: spec.platforms.clone(),
+        })?;
+        spec.binaries.extend(out.binaries);
+        if spec.version.is_none() {
+            spec.version = out.version;
+        }
+        if spec.name.is_empty() {
+            spec.name = out.name.unwrap_or_else(|| "image".into());
+        }
+    }
+    spec.set_binaries(&args.binaries);
+    if !args.tags.is_empty() {
+        for t in &args.tags {
+            spec::check_tag(t).map_err(anyhow::Error::msg)?;
+        }
+        spec.tags = args.tags.clone();
+    }
+    Ok(spec)
+}
+
+fn default_platforms() -> Vec<&'static Platform> {
+    ironstar::platform::DEFAULT_PLATFORMS
+        .iter()
+        .map(|s| Platform::parse(s).expect("default platform"))
+        .collect()
+}
+
+pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
+    let spec = spec_from_args(args)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/oci").join(&spec.name));
+    let opts = BuildOptions {
+        output,
+        source_date_epoch: epoch(args)?,
+        compression_level: args.compression_level,
+        revision: args.revision.clone(),
+    };
+    let report = ironstar::build::build(&spec, &opts)
+        .with_context(|| format!("building image `{}`", spec.name))?;
+    if !quiet {
+        for p in &report.platforms {
+            eprintln!(
+                "{:<14} binary {:>10}  layer {:>10}  manifest {}",
+                p.platform.to_string(),
+                human(p.binary_size),
+                human(p.layer_size),
+                p.manifest
+            );
+        }
+        eprintln!(
+            "index {} -> {} (tags: {})",
+            report.index,
+            report.output.display(),
+            report.tags.join(", ")
+        );
+    }
+    Ok(report)
+}
+
+/// SOURCE_DATE_EPOCH, or with --cargo the last commit's time, or 0.
+fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() || !args.cargo {
+        return Ok(BuildOptions::epoch_from_env()?);
+    }
+    Ok(ironstar::cargo::commit_time(args.manifest_path.as_deref()).unwrap_or(0))
+}
+
+pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
+    let _ = run(&args.build, quiet)?;
+    anyhow::bail!("publish: push is not wired yet")
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

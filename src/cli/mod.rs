@@ -1,0 +1,88 @@
+//! Command-line flags and the glue from them to the library. Library calls only; no logic here
+//! that a library user would need.
+
+pub mod build;
+pub mod push;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "ironstar", version, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None)]
+pub struct Cli {
+    /// More logs on stderr: -v logs each step and request, -vv everything.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an OCI image layout from static binaries; prints the index digest.
+    Build(build::BuildArgs),
+    /// Push an OCI image layout to a registry; prints REGISTRY/REPO@DIGEST.
+    Push(push::PushArgs),
+    /// Build, then push, in one step.
+    Publish(build::PublishArgs),
+    /// Check that binaries are static and built for their platform.
+    CheckBinary {
+        /// OS/ARCH[/VARIANT] the binaries must run on.
+        #[arg(long)]
+        platform: String,
+        #[arg(required = true)]
+        binaries: Vec<PathBuf>,
+    },
+    /// List the platforms ironstar knows, with their Rust targets.
+    Platforms {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Build(args) => {
+            let report = build::run(&args, cli.quiet)?;
+            println!("{}", report.index);
+            Ok(())
+        }
+        Command::Push(args) => push::run(&args),
+        Command::Publish(args) => build::publish(args, cli.quiet),
+        Command::CheckBinary { platform, binaries } => {
+            let p = ironstar::Platform::parse(&platform)?;
+            for b in &binaries {
+                let info = ironstar::elf::check(b, p)?;
+                if !cli.quiet {
+                    eprintln!(
+                        "{}: static{} {p} executable, {} bytes",
+                        b.display(),
+                        if info.pie { "-pie" } else { "" },
+                        info.size
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Platforms { json } => {
+            let rows = ironstar::platform::PLATFORMS;
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|p| serde_json::json!({"platform": p.to_string(), "rust_target": p.rust_target}))
+                    .collect();
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                for p in rows {
+                    println!("{:<14} {}", p.to_string(), p.rust_target);
+                }
+            }
+            Ok(())
+        }
+    }
+}
