@@ -1,15 +1,141 @@
-//! Placeholder until the registry client lands.
+//! `ironstar push` flags and the glue from them to [`ironstar::push`].
+
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use ironstar::layout::{Layout, LayoutError};
+use ironstar::push::{push, ProgressMode, PushOptions};
+use ironstar::registry::client::{DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ATTEMPTS};
+use ironstar::registry::{Credential, Reference};
+use ironstar::spec::ImageSpec;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PushArgs {
-    /// Image definition file (supplies repository and tags).
+    /// Image definition file, e.g. images/ironstar.toml (supplies repository, tags and the
+    /// default layout target/oci/<name>).
     pub image_file: Option<PathBuf>,
-    /// The OCI layout to push.
+    /// The OCI layout to push [default: target/oci/<name> of the image file].
     #[arg(long)]
     pub layout: Option<PathBuf>,
+    /// REGISTRY/REPO to push to (overrides the image file's `repository`), e.g. ghcr.io/org/app.
+    #[arg(long, value_name = "REGISTRY/REPO")]
+    pub repository: Option<String>,
+    /// Tag to point at the pushed index (repeatable; replaces the image file's tags).
+    #[arg(long = "tag", short = 't', value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Talk plain http to the registry (a local test registry); https otherwise.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Blobs uploaded in parallel.
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
+    /// Try a cross-repository mount of each blob from this repository of the same registry.
+    #[arg(long, value_name = "REPO")]
+    pub mount_from: Option<String>,
+    /// Username for the registry (with --password-stdin).
+    #[arg(long, short = 'u', requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the password or token from standard input (with --username).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Blobs larger than this many bytes are uploaded in chunks of this size.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+    /// Attempts per request before giving up on transient failures.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
 }
 
-pub fn run(_args: &PushArgs) -> anyhow::Result<()> {
-    anyhow::bail!("push is not implemented yet")
+pub fn run(args: &PushArgs) -> anyhow::Result<()> {
+    let spec = args
+        .image_file
+        .as_deref()
+        .map(ImageSpec::load)
+        .transpose()?;
+    let layout = match (&args.layout, &spec) {
+        (Some(l), _) => l.clone(),
+        (None, Some(s)) => PathBuf::from("target/oci").join(&s.name),
+        (None, None) => bail!("nothing to push: give an image file or --layout DIR"),
+    };
+    let repository = match (&args.repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
+        (Some(r), _) | (None, Some(r)) => r.clone(),
+        (None, None) => bail!(
+            "no repository to push to: pass --repository REGISTRY/REPO or set `repository` in the image file"
+        ),
+    };
+    let mut repository = Reference::parse(&repository)?;
+    let mut tags: Vec<String> = if !args.tags.is_empty() {
+        args.tags.clone()
+    } else if let Some(s) = &spec {
+        s.tags.clone()
+    } else {
+        Vec::new()
+    };
+    if let Some(t) = repository.tag.take() {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    // Which image of the layout: the only one, or the one the first tag names.
+    let opened = Layout::open(&layout)?;
+    let image = match opened.resolve(None) {
+        Ok(resolved) => {
+            if tags.is_empty() {
+                tags = resolved.tags;
+            }
+            None
+        }
+        Err(LayoutError::Ambiguous(_)) if !tags.is_empty() => Some(tags[0].clone()),
+        Err(e) => return Err(e.into()),
+    };
+    if tags.is_empty() {
+        tags.push("latest".into());
+    }
+    let credential = match (&args.username, args.password_stdin) {
+        (Some(username), true) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() {
+                bail!("--password-stdin: standard input was empty");
+            }
+            Some(Credential::Basic {
+                username: username.clone(),
+                password,
+            })
+        }
+        _ => None,
+    };
+    let opts = PushOptions {
+        layout,
+        image,
+        repository,
+        tags,
+        plain_http: args.plain_http,
+        jobs: args.jobs as usize,
+        mount_from: args.mount_from.clone(),
+        chunk_size: args.chunk_size,
+        credential,
+        max_attempts: args.max_attempts,
+        progress: ProgressMode::Auto,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(push(&opts))?;
+    println!("{}", outcome.image);
+    if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening $GITHUB_OUTPUT ({})", path.to_string_lossy()))?;
+        writeln!(f, "digest={}\nimage={}", outcome.digest, outcome.image)
+            .context("writing $GITHUB_OUTPUT")?;
+    }
+    Ok(())
 }

@@ -19,7 +19,10 @@ use super::reference::Reference;
 /// A credential for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// A refresh token for the token endpoint (docker's `identitytoken`).
     IdentityToken(String),
 }
@@ -112,13 +115,17 @@ pub fn find_credential(
                 ))
             }
             Err(CredentialRetrievalError::MalformedHelperResponse) => {
-                return Err(broken("its credential helper answered malformed JSON".into()))
+                return Err(broken(
+                    "its credential helper answered malformed JSON".into(),
+                ))
             }
             Err(CredentialRetrievalError::ConfigReadError) => {
                 return Err(broken("the file is not valid JSON".into()))
             }
             Err(CredentialRetrievalError::CredentialDecodingError) => {
-                return Err(broken("its `auth` value is not base64 of user:password".into()))
+                return Err(broken(
+                    "its `auth` value is not base64 of user:password".into(),
+                ))
             }
             Err(e) => return Err(broken(format!("{e:?}"))),
         }
