@@ -129,6 +129,7 @@
 
           ironstarImage = mkMultiArchImage {
             inherit pkgs ironstar sourceDateEpoch;
+            revision = self.rev or self.dirtyRev or null;
             name = "ironstar";
             repository = "ghcr.io/org/ironstar";
             tags = [

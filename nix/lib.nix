@@ -27,6 +27,8 @@
   tags ? [ "latest" ],
   # Time of every file and of the image config. From a flake: `self.lastModified`.
   sourceDateEpoch ? 1,
+  # Source revision recorded as org.opencontainers.image.revision. From a flake: `self.rev or null`.
+  revision ? null,
   # The ironstar that runs the build, for the machine doing it.
   ironstar ? ironstarFor pkgs.stdenv.buildPlatform.system,
 }:
@@ -52,11 +54,14 @@ let
 
   image =
     pkgs.runCommand "${name}-oci-layout"
-      {
-        nativeBuildInputs = [ ironstar ];
-        SOURCE_DATE_EPOCH = toString sourceDateEpoch;
-        passthru = { inherit binaries definition; };
-      }
+      (
+        {
+          nativeBuildInputs = [ ironstar ];
+          SOURCE_DATE_EPOCH = toString sourceDateEpoch;
+          passthru = { inherit binaries definition; };
+        }
+        // lib.optionalAttrs (revision != null) { IRONSTAR_REVISION = revision; }
+      )
       ''
         # Built in $TMPDIR and moved: ironstar writes a layout atomically within its
         # parent directory, and the builder cannot create siblings of $out.
