@@ -126,6 +126,8 @@ pub struct ImageSpec {
     pub version: Option<String>,
     /// The platforms to build, in order.
     pub platforms: Vec<&'static Platform>,
+    /// Whether the file chose the platforms (`platforms` or `binaries`); if not, `--binary` flags do.
+    pub platforms_explicit: bool,
     /// Each platform's binary on disk (missing entries are filled by `--binary` or `--cargo`).
     pub binaries: BTreeMap<String, PathBuf>,
     /// Where the binary goes in the image; default `/<its file name>`.
@@ -251,6 +253,7 @@ impl ImageSpec {
                 ));
             }
         }
+        let platforms_explicit = !platforms.is_empty();
         if platforms.is_empty() {
             platforms = DEFAULT_PLATFORMS
                 .iter()
@@ -336,6 +339,7 @@ impl ImageSpec {
             tags,
             version: raw.version,
             platforms,
+            platforms_explicit,
             binaries,
             binary_path,
             config: RunConfig {
@@ -375,9 +379,8 @@ impl ImageSpec {
 
     /// Apply `--binary` flags: each overrides (or adds) that platform's binary.
     pub fn set_binaries(&mut self, binaries: &[(&'static Platform, PathBuf)]) {
-        let listed_by_file = self.file.is_some() && !self.binaries.is_empty();
-        if !listed_by_file && self.binaries.is_empty() {
-            // Only flags: exactly the flags' platforms.
+        if !self.platforms_explicit && !binaries.is_empty() {
+            // Nothing chose the platforms but the flags: exactly the flags' platforms.
             self.platforms.clear();
         }
         for (p, path) in binaries {

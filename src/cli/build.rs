@@ -65,6 +65,7 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
                 Ok(ImageSpec {
                     tags: vec!["latest".into()],
                     platforms: default_platforms(),
+                    platforms_explicit: true,
                     ..Default::default()
                 })
             } else {
@@ -74,6 +75,7 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
     };
     if !args.platforms.is_empty() {
         spec.platforms = args.platforms.clone();
+        spec.platforms_explicit = true;
         spec.binaries
             .retain(|k, _| args.platforms.iter().any(|p| &p.to_string() == k));
     }

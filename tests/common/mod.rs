@@ -1,0 +1,216 @@
+//! Shared test harness: the ironstar binary, fixture binaries the tests build themselves, layouts,
+//! and the OCI JSON schemas as the oracle.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The ironstar binary under test.
+pub fn ironstar() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ironstar"));
+    c.env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("IRONSTAR_REVISION");
+    c
+}
+
+/// Run and return the output, panicking with both streams if the command could not start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Run, require success, return stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Require a system tool, naming the Debian package that provides it.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is not installed: apt-get install {package} (.ci/run does)"
+    );
+}
+
+pub struct Fixtures {
+    /// Static x86_64 musl binary printing `hello from x86_64`.
+    pub amd64: PathBuf,
+    /// Static aarch64 musl binary printing `hello from aarch64`.
+    pub arm64: PathBuf,
+    /// The same program linked dynamically against the host's glibc.
+    pub dynamic: PathBuf,
+}
+
+/// Build the fixture program once per test process (cargo's lock serialises test binaries).
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = repo().join("tests/fixtures/hello");
+        let target_dir = repo().join("target/test-fixtures/hello");
+        let build = |target: Option<&str>| {
+            let mut c = Command::new(env!("CARGO"));
+            c.current_dir(&dir)
+                .args(["build", "--release", "--quiet", "--locked"])
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .env_remove("RUSTFLAGS");
+            if let Some(t) = target {
+                let var = t.to_uppercase().replace('-', "_");
+                c.arg("--target").arg(t);
+                c.env(format!("CARGO_TARGET_{var}_LINKER"), "rust-lld");
+                c.env(
+                    format!("CARGO_TARGET_{var}_RUSTFLAGS"),
+                    "-C target-feature=+crt-static",
+                );
+            }
+            ok(&mut c);
+            match target {
+                Some(t) => target_dir.join(t).join("release/hello"),
+                None => target_dir.join("release/hello"),
+            }
+        };
+        Fixtures {
+            amd64: build(Some("x86_64-unknown-linux-musl")),
+            arm64: build(Some("aarch64-unknown-linux-musl")),
+            dynamic: build(None),
+        }
+    })
+}
+
+/// `ironstar build` of the two fixture binaries into `out`; returns the index digest.
+pub fn build_layout(out: &Path) -> String {
+    let f = fixtures();
+    let digest = ok(ironstar()
+        .arg("build")
+        .arg("--binary")
+        .arg(format!("linux/amd64={}", f.amd64.display()))
+        .arg("--binary")
+        .arg(format!("linux/arm64={}", f.arm64.display()))
+        .arg("--output")
+        .arg(out));
+    digest.trim().to_string()
+}
+
+/// The OCI image-spec schemas: `$OCI_SCHEMAS`, default `../shared/oci-schemas`.
+pub fn schemas_dir() -> PathBuf {
+    let dir = std::env::var_os("OCI_SCHEMAS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/oci-schemas"));
+    assert!(
+        dir.join("image-index-schema.json").is_file(),
+        "the OCI JSON schemas are absent at {} (set OCI_SCHEMAS to the image-spec `schema/` folder); \
+         schema checks cannot run without them",
+        dir.display()
+    );
+    dir
+}
+
+/// Validate `instance` against one of the image-spec schemas, e.g. `config-schema.json`.
+pub fn validate(schema_file: &str, instance: &serde_json::Value) {
+    let dir = std::fs::canonicalize(schemas_dir()).unwrap();
+    let base = format!("file://{}/", dir.display());
+    let mut opts = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .with_base_uri(format!("{base}{schema_file}"));
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            let v = load_schema(&entry.path());
+            opts = opts.with_resource(
+                format!("{base}{name}"),
+                jsonschema::Resource::from_contents(v).unwrap(),
+            );
+        }
+    }
+    let schema = load_schema(&dir.join(schema_file));
+    let validator = opts
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("schema {schema_file}: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{schema_file} rejects {instance}:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// A schema with its draft-04 `id`s removed: they would rebase the relative `$ref`s onto
+/// opencontainers.org, which cannot be fetched here; the refs are relative to the schema folder.
+fn load_schema(path: &Path) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("id").is_some_and(|id| id.is_string()) {
+                    m.remove("id");
+                }
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    strip(&mut v);
+    v
+}
+
+/// Read a blob of a layout by digest.
+pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()
+}
+
+pub fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).expect("valid JSON")
+}
+
+/// The files of a gzip-compressed tar layer: (path, mode, uid, gid, mtime, contents).
+pub fn layer_entries(gz: &[u8]) -> Vec<(String, u32, u64, u64, u64, Vec<u8>)> {
+    use std::io::Read;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    ar.entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                h.mode().unwrap(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+                data,
+            )
+        })
+        .collect()
+}
