@@ -104,8 +104,16 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let built = inputs
         .par_iter()
         .map(|(p, path, size)| {
-            let (manifest, layer_size) =
-                build_platform(&writer, spec, opts, p, path, &created, &labels, &annotations)?;
+            let (manifest, layer_size) = build_platform(
+                &writer,
+                spec,
+                opts,
+                p,
+                path,
+                &created,
+                &labels,
+                &annotations,
+            )?;
             let report = PlatformReport {
                 platform: p,
                 binary: path.clone(),

@@ -30,7 +30,9 @@ pub enum ElfError {
     NotElf(PathBuf),
     #[error("{path}: not an executable ({what}); give the program itself, not an object file or a library")]
     NotExecutable { path: PathBuf, what: &'static str },
-    #[error("{path}: dynamically linked ({why}), so it cannot start in a scratch image; {STATIC_FIX}")]
+    #[error(
+        "{path}: dynamically linked ({why}), so it cannot start in a scratch image; {STATIC_FIX}"
+    )]
     Dynamic { path: PathBuf, why: String },
     #[error("{path}: built for {found}, but given as {platform} ({expected}); pass it as the platform it was built for or rebuild with --target {target}")]
     WrongMachine {
@@ -88,7 +90,10 @@ fn check_bytes(path: &Path, bytes: &[u8], platform: &Platform) -> Result<bool, E
         let endian = if little { "little" } else { "big" };
         return Err(ElfError::WrongMachine {
             path: p(),
-            found: format!("{} ({bits}-bit, {endian}-endian)", machine_name(header.e_machine)),
+            found: format!(
+                "{} ({bits}-bit, {endian}-endian)",
+                machine_name(header.e_machine)
+            ),
             platform: platform.to_string(),
             expected: format!("{} {}-bit", platform.elf_machine_name(), platform.elf_bits),
             target: platform.rust_target,
@@ -97,15 +102,38 @@ fn check_bytes(path: &Path, bytes: &[u8], platform: &Platform) -> Result<bool, E
     let pie = match header.e_type {
         ET_EXEC => false,
         ET_DYN => true,
-        1 => return Err(ElfError::NotExecutable { path: p(), what: "a relocatable object file" }),
-        4 => return Err(ElfError::NotExecutable { path: p(), what: "a core dump" }),
-        _ => return Err(ElfError::NotExecutable { path: p(), what: "an unknown ELF type" }),
+        1 => {
+            return Err(ElfError::NotExecutable {
+                path: p(),
+                what: "a relocatable object file",
+            })
+        }
+        4 => {
+            return Err(ElfError::NotExecutable {
+                path: p(),
+                what: "a core dump",
+            })
+        }
+        _ => {
+            return Err(ElfError::NotExecutable {
+                path: p(),
+                what: "an unknown ELF type",
+            })
+        }
     };
     // Program headers and the dynamic segment only; goblin's full parse also walks sections.
     let mut elf = goblin::elf::Elf::lazy_parse(header).map_err(|_| ElfError::NotElf(p()))?;
     let ctx = goblin::container::Ctx::new(
-        if bits == 64 { goblin::container::Container::Big } else { goblin::container::Container::Little },
-        if little { goblin::container::Endian::Little } else { goblin::container::Endian::Big },
+        if bits == 64 {
+            goblin::container::Container::Big
+        } else {
+            goblin::container::Container::Little
+        },
+        if little {
+            goblin::container::Endian::Little
+        } else {
+            goblin::container::Endian::Big
+        },
     );
     elf.program_headers = goblin::elf::ProgramHeader::parse(
         bytes,
@@ -116,10 +144,16 @@ fn check_bytes(path: &Path, bytes: &[u8], platform: &Platform) -> Result<bool, E
     .map_err(|_| ElfError::NotElf(p()))?;
     if let Some(interp) = elf.program_headers.iter().find(|h| h.p_type == PT_INTERP) {
         let start = interp.p_offset as usize;
-        let end = start.saturating_add(interp.p_filesz as usize).min(bytes.len());
+        let end = start
+            .saturating_add(interp.p_filesz as usize)
+            .min(bytes.len());
         let name = bytes
             .get(start..end)
-            .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_string())
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
             .unwrap_or_default();
         return Err(ElfError::Dynamic {
             path: p(),
@@ -134,13 +168,19 @@ fn check_bytes(path: &Path, bytes: &[u8], platform: &Platform) -> Result<bool, E
             if needed > 0 {
                 return Err(ElfError::Dynamic {
                     path: p(),
-                    why: format!("it needs {needed} shared librar{}", if needed == 1 { "y" } else { "ies" }),
+                    why: format!(
+                        "it needs {needed} shared librar{}",
+                        if needed == 1 { "y" } else { "ies" }
+                    ),
                 });
             }
         }
     }
     if pie && header.e_entry == 0 {
-        return Err(ElfError::NotExecutable { path: p(), what: "a shared library with no entry point" });
+        return Err(ElfError::NotExecutable {
+            path: p(),
+            what: "a shared library with no entry point",
+        });
     }
     Ok(pie)
 }

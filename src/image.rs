@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use canon_json::CanonJsonSerialize;
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder,
-    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 
 use crate::digest::Digest;
@@ -45,7 +45,8 @@ pub fn canonical<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 /// RFC 3339 time of a Unix timestamp: `1970-01-01T00:00:00Z`.
 pub fn rfc3339(epoch: i64) -> Result<String, ImageError> {
-    let t = time::OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| ImageError::Time(epoch))?;
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(epoch).map_err(|_| ImageError::Time(epoch))?;
     t.format(&time::format_description::well_known::Rfc3339)
         .map_err(|_| ImageError::Time(epoch))
 }
@@ -104,7 +105,12 @@ pub fn config(
         c = c.working_dir(w.clone());
     }
     if !run.exposed_ports.is_empty() {
-        c = c.exposed_ports(run.exposed_ports.iter().map(|p| port_key(p)).collect::<Vec<_>>());
+        c = c.exposed_ports(
+            run.exposed_ports
+                .iter()
+                .map(|p| port_key(p))
+                .collect::<Vec<_>>(),
+        );
     }
     if let Some(s) = &run.stop_signal {
         c = c.stop_signal(s.clone());
@@ -208,21 +214,45 @@ mod tests {
 
     #[test]
     fn canonical_json_is_sorted_and_stable() {
-        let labels: BTreeMap<String, String> = (0..20).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let labels: BTreeMap<String, String> = (0..20)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
         let p = Platform::parse("linux/arm/v7").unwrap();
         let d = Digest::of(b"x");
         let run = RunConfig {
             exposed_ports: vec!["8080".into(), "53/udp".into()],
             ..Default::default()
         };
-        let first = config(p, &run, vec!["/app".into()], &labels, "1970-01-01T00:00:00Z", &d).unwrap();
+        let first = config(
+            p,
+            &run,
+            vec!["/app".into()],
+            &labels,
+            "1970-01-01T00:00:00Z",
+            &d,
+        )
+        .unwrap();
         for _ in 0..10 {
-            assert_eq!(config(p, &run, vec!["/app".into()], &labels, "1970-01-01T00:00:00Z", &d).unwrap(), first);
+            assert_eq!(
+                config(
+                    p,
+                    &run,
+                    vec!["/app".into()],
+                    &labels,
+                    "1970-01-01T00:00:00Z",
+                    &d
+                )
+                .unwrap(),
+                first
+            );
         }
         let text = String::from_utf8(first).unwrap();
         assert!(!text.contains(": ") && !text.contains('\n'), "{text}");
         assert!(text.contains(r#""variant":"v7""#), "{text}");
-        assert!(text.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#), "{text}");
+        assert!(
+            text.contains(r#""ExposedPorts":{"53/udp":{},"8080/tcp":{}}"#),
+            "{text}"
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(canonical(&v), text.as_bytes());
     }

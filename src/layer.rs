@@ -82,11 +82,16 @@ impl Recipe {
         }
         if let Some(e) = entries.iter().find(|e| {
             e.kind != EntryKind::Dir
-                && entries
-                    .iter()
-                    .any(|d| d.path.relative().starts_with(&format!("{}/", e.path.relative())))
+                && entries.iter().any(|d| {
+                    d.path
+                        .relative()
+                        .starts_with(&format!("{}/", e.path.relative()))
+                })
         }) {
-            return Err(format!("{} is a file but other paths are inside it", e.path));
+            return Err(format!(
+                "{} is a file but other paths are inside it",
+                e.path
+            ));
         }
         Ok(Recipe {
             entries,
@@ -123,12 +128,18 @@ impl Recipe {
                     h.set_size(len);
                     // Exactly `len` bytes: a file that grows while read must not shift the stream.
                     let reader = io::Read::take(BufReader::with_capacity(1 << 20, f), len);
-                    let mut counted = CountingReader { inner: reader, n: 0 };
+                    let mut counted = CountingReader {
+                        inner: reader,
+                        n: 0,
+                    };
                     tar.append_data(&mut h, e.path.relative(), &mut counted)?;
                     if counted.n != len {
                         return Err(with_path(
                             source,
-                            io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read"),
+                            io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "file shrank while being read",
+                            ),
                         ));
                     }
                 }
@@ -220,7 +231,8 @@ impl<W: Write> ParallelGzip<W> {
         if let Some(b) = blocks.last() {
             if !b.is_empty() {
                 self.dict.clear();
-                self.dict.extend_from_slice(&b[b.len().saturating_sub(WINDOW)..]);
+                self.dict
+                    .extend_from_slice(&b[b.len().saturating_sub(WINDOW)..]);
             }
         }
         self.pending.drain(..whole);
@@ -230,7 +242,8 @@ impl<W: Write> ParallelGzip<W> {
     /// End the stream: last blocks, CRC-32 and size trailer.
     pub fn finish(mut self) -> io::Result<W> {
         self.flush_blocks(true)?;
-        self.out.write_all(&self.crc.clone().finalize().to_le_bytes())?;
+        self.out
+            .write_all(&self.crc.clone().finalize().to_le_bytes())?;
         self.out.write_all(&(self.size as u32).to_le_bytes())?;
         self.out.flush()?;
         Ok(self.out)
@@ -302,7 +315,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_ignores_write_sizes_and_threads() {
-        for len in [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE * BATCH_BLOCKS + 7, 5 << 20] {
+        for len in [
+            0,
+            1,
+            BLOCK_SIZE - 1,
+            BLOCK_SIZE,
+            BLOCK_SIZE * BATCH_BLOCKS + 7,
+            5 << 20,
+        ] {
             let data = sample(len);
             let reference = gzip(&data, 1 << 20, 6);
             let mut back = Vec::new();
@@ -313,8 +333,14 @@ mod tests {
             for ws in [1000, 4096, 65536, 3 << 20] {
                 assert!(gzip(&data, ws, 6) == reference, "len {len} write size {ws}");
             }
-            let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-            assert!(one.install(|| gzip(&data, 8192, 6)) == reference, "one thread, len {len}");
+            let one = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            assert!(
+                one.install(|| gzip(&data, 8192, 6)) == reference,
+                "one thread, len {len}"
+            );
         }
     }
 
