@@ -350,3 +350,47 @@ mod tests {
         assert!(gzip(&data, 1 << 16, 6).len() < data.len() / 10);
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// The digest of a fixed layer, committed: a crate upgrade or change that moves it moves every
+    /// image digest, and must be deliberate (then update these values and say so).
+    #[test]
+    fn fixed_input_gives_the_committed_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app");
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| {
+                (i.wrapping_mul(2_654_435_761) >> 24) as u8 & if i % 7 == 0 { 0xff } else { 0x0f }
+            })
+            .collect();
+        std::fs::write(&file, &data).unwrap();
+        let entries = vec![
+            Entry {
+                path: ImagePath::parse("/usr/bin/app").unwrap(),
+                kind: EntryKind::File { source: file },
+                mode: 0o755,
+            },
+            Entry {
+                path: ImagePath::parse("/tmp").unwrap(),
+                kind: EntryKind::Dir,
+                mode: 0o1777,
+            },
+        ];
+        let recipe = Recipe::new(entries, 1_700_000_000, DEFAULT_LEVEL).unwrap();
+        let mut out = crate::digest::HashWriter::new(Vec::new());
+        let w = recipe.write(&mut out).unwrap();
+        let (bytes, digest, size) = out.finish();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(
+            w.diff_id.to_string(),
+            "sha256:3ffa65e40f697f704ea7e3d1f35402037656d511eea3c7b8ffe90c76876b25a4"
+        );
+        assert_eq!(
+            digest.to_string(),
+            "sha256:6c2fe03892b507ce7ac5cd0620d812e2cfe2d9656262868b6d526bc4320d3ad7"
+        );
+    }
+}
