@@ -23,7 +23,7 @@ use crate::registry::auth::{find_credential, Credential, CredentialError};
 use crate::registry::client::{
     short, BlobOutcome, ClientOptions, ProgressFn, RegistryError, Repository,
 };
-use crate::registry::reference::{check_tag, Reference, ReferenceError};
+use crate::registry::reference::{check_tag, is_loopback, Reference, ReferenceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -39,6 +39,8 @@ pub enum PushError {
     Tag(String),
     #[error("--repository `{0}` must not carry a digest")]
     DigestInRepository(String),
+    #[error("refusing to send a password over plain http to {0}: --plain-http with credentials is for loopback registries only")]
+    PlainHttpCredential(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -145,6 +147,10 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     }
     for t in &opts.tags {
         check_tag(t).map_err(PushError::Tag)?;
+    }
+    let host = opts.repository.host_only();
+    if opts.plain_http && opts.credential.is_some() && !is_loopback(host) {
+        return Err(PushError::PlainHttpCredential(host.to_string()));
     }
     let report = Reporter::new(opts.progress);
     let layout = Layout::open(&opts.layout)?;

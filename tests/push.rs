@@ -1,0 +1,632 @@
+//! `ironstar push` against a real registry (Debian's `docker-registry`, distribution 2.8) on
+//! loopback, pulled back with skopeo; auth (htpasswd, token, docker config, credential helper);
+//! faults injected by a proxy; re-push; kill -9; errors.
+
+mod common;
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::proxy::{Faults, Proxy};
+use support::registry::{http_status, Auth, Registry};
+use support::token::{TokenServer, ISSUER, SERVICE};
+
+/// One two-platform layout for every test of this file (pushing only reads it).
+fn layout() -> &'static (PathBuf, String) {
+    static L: OnceLock<(PathBuf, String)> = OnceLock::new();
+    L.get_or_init(|| {
+        let dir = common::repo().join("target/test-push/layout");
+        let digest = common::build_layout(&dir);
+        (dir, digest)
+    })
+}
+
+fn index_bytes() -> Vec<u8> {
+    let (dir, digest) = layout();
+    common::blob(dir, digest)
+}
+
+/// `ironstar push` isolated from the machine's credentials, with a fresh HOME.
+fn push_cmd(home: &Path) -> Command {
+    let mut c = common::ironstar();
+    c.env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("IRONSTAR_LOG")
+        .stdin(Stdio::null())
+        .arg("push")
+        .arg("--layout")
+        .arg(&layout().0);
+    c
+}
+
+fn with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write as _;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn ironstar");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn expect_ok(o: &Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        common::stdout(o),
+        common::stderr(o)
+    );
+    common::stdout(o)
+}
+
+fn expect_fail(o: &Output, what: &str) -> String {
+    assert!(
+        !o.status.success(),
+        "{what} should have failed:\nstdout: {}\nstderr: {}",
+        common::stdout(o),
+        common::stderr(o)
+    );
+    let err = common::stderr(o);
+    let last = err.lines().last().unwrap_or("").to_string();
+    assert!(
+        last.starts_with("ironstar: error:"),
+        "{what}: the last stderr line should be the one-line error:\n{err}"
+    );
+    last
+}
+
+fn skopeo_raw(addr: &str, repo: &str, tag: &str) -> Vec<u8> {
+    common::require_tool("skopeo", "skopeo");
+    let o = common::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{addr}/{repo}:{tag}"),
+    ]));
+    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
+    o.stdout
+}
+
+/// Pull one architecture with skopeo into an OCI dir and return its binary's path.
+fn pull_binary(addr: &str, repo: &str, tag: &str, arch: &str, work: &Path) -> PathBuf {
+    common::require_tool("skopeo", "skopeo");
+    let dest = work.join(format!("pulled-{arch}"));
+    let o = common::run(Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--override-arch",
+        arch,
+        "--override-os",
+        "linux",
+        "--src-tls-verify=false",
+        &format!("docker://{addr}/{repo}:{tag}"),
+        &format!("oci:{}:x", dest.display()),
+    ]));
+    assert!(o.status.success(), "skopeo copy: {}", common::stderr(&o));
+    let index = common::json(&std::fs::read(dest.join("index.json")).unwrap());
+    let manifest = common::json(&common::blob(
+        &dest,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let config = common::json(&common::blob(
+        &dest,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    assert_eq!(config["architecture"], arch);
+    let mut biggest: Option<(String, Vec<u8>)> = None;
+    for layer in manifest["layers"].as_array().unwrap() {
+        for (path, _mode, _, _, _, data) in
+            common::layer_entries(&common::blob(&dest, layer["digest"].as_str().unwrap()))
+        {
+            if biggest.as_ref().is_none_or(|(_, b)| data.len() > b.len()) {
+                biggest = Some((path, data));
+            }
+        }
+    }
+    let (_, data) = biggest.expect("a file in the image");
+    let bin = work.join(format!("hello-{arch}"));
+    std::fs::write(&bin, data).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn tag_status(reg: &Registry, repo: &str, tag: &str) -> Option<u16> {
+    http_status(reg.port, "HEAD", &format!("/v2/{repo}/manifests/{tag}"))
+}
+
+#[test]
+fn pushes_two_platforms_that_skopeo_pulls_and_runs() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let (_, digest) = layout();
+    let gh = home.path().join("github_output");
+    std::fs::write(&gh, "earlier=1\n").unwrap();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/test/hello", reg.addr())])
+            .args(["--plain-http", "--tag", "v1", "--tag", "latest"])
+            .env("GITHUB_OUTPUT", &gh),
+    );
+    let out = expect_ok(&o, "push");
+    let image = format!("{}/test/hello@{digest}", reg.addr());
+    assert_eq!(out, format!("{image}\n"), "stdout must be exactly one line");
+    assert_eq!(
+        std::fs::read_to_string(&gh).unwrap(),
+        format!("earlier=1\ndigest={digest}\nimage={image}\n")
+    );
+
+    for tag in ["v1", "latest"] {
+        assert_eq!(
+            skopeo_raw(&reg.addr(), "test/hello", tag),
+            index_bytes(),
+            "the registry must serve the layout's exact index bytes"
+        );
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    common::require_tool("qemu-aarch64-static", "qemu-user-static");
+    let arm = pull_binary(&reg.addr(), "test/hello", "v1", "arm64", work.path());
+    let o = common::run(Command::new("qemu-aarch64-static").arg(&arm));
+    assert_eq!(common::stdout(&o).trim(), "hello from aarch64");
+    let amd = pull_binary(&reg.addr(), "test/hello", "v1", "amd64", work.path());
+    let o = common::run(&mut Command::new(&amd));
+    assert_eq!(common::stdout(&o).trim(), "hello from x86_64");
+}
+
+#[test]
+fn chunked_uploads_and_cross_repository_mounts() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let (_, digest) = layout();
+    // Small chunks: every layer goes up in several PATCHes.
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/a/first", reg.addr())])
+            .args(["--plain-http", "--chunk-size", "65536", "-v"]),
+    );
+    expect_ok(&o, "chunked push");
+    assert!(
+        common::stderr(&o).contains("PATCH"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "a/first", "latest"), index_bytes());
+
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/b/second", reg.addr())])
+            .args(["--plain-http", "--mount-from", "a/first", "-t", "v9"]),
+    );
+    let out = expect_ok(&o, "push with --mount-from");
+    assert_eq!(out.trim(), format!("{}/b/second@{digest}", reg.addr()));
+    let err = common::stderr(&o);
+    assert!(err.contains("mounted"), "blobs should be mounted:\n{err}");
+    assert!(
+        !err.contains("uploaded"),
+        "no blob should be uploaded:\n{err}"
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "b/second", "v9"), index_bytes());
+}
+
+#[test]
+fn basic_auth_good_and_bad_password() {
+    let password = "s3cret-Basic-pw";
+    let reg = Registry::start(Auth::Basic {
+        user: "alice".into(),
+        password: password.into(),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/auth/basic", reg.addr());
+
+    let o = with_stdin(
+        push_cmd(home.path())
+            .args(["--repository", &repo, "--plain-http", "-vv"])
+            .args(["--username", "alice", "--password-stdin"]),
+        &format!("{password}\n"),
+    );
+    expect_ok(&o, "push with the right password");
+    let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(!all.contains(password), "password leaked at -vv:\n{all}");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    assert!(!all.contains(&basic), "Basic header leaked at -vv");
+
+    let o = with_stdin(
+        push_cmd(home.path())
+            .args(["--repository", &repo, "--plain-http", "-vv", "-t", "other"])
+            .args(["--username", "alice", "--password-stdin"]),
+        "wrong-password\n",
+    );
+    let line = expect_fail(&o, "push with a wrong password");
+    assert!(
+        line.contains("401") && line.contains("rejected"),
+        "unclear error: {line}"
+    );
+    assert!(!common::stderr(&o).contains("wrong-password"));
+    assert_eq!(tag_status(&reg, "auth/basic", "other"), Some(401));
+
+    // No credentials at all: a clear error naming where they were looked for.
+    let o = common::run(push_cmd(home.path()).args(["--repository", &repo, "--plain-http"]));
+    let line = expect_fail(&o, "push without credentials");
+    assert!(line.contains("no credentials were found"), "{line}");
+}
+
+#[test]
+fn basic_auth_from_docker_config_and_credential_helper() {
+    let password = "pw-from-config-42";
+    let reg = Registry::start(Auth::Basic {
+        user: "bob".into(),
+        password: password.into(),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let docker = home.path().join(".docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("bob:{password}"));
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {reg.addr(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/cfg/app", reg.addr())])
+            .args(["--plain-http", "-vv"]),
+    );
+    expect_ok(&o, "push with config.json auths");
+    let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(
+        !all.contains(password) && !all.contains(&auth),
+        "credential leaked:\n{all}"
+    );
+
+    // A credential helper script on PATH, named by credHelpers.
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-ironstartest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"bob\",\"Secret\":\"{password}\"}}' \"$server\"\n",
+            reg.addr()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"credHelpers": {reg.addr(): "ironstartest"}}).to_string(),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/helper/app", reg.addr())])
+            .args(["--plain-http", "-vv"])
+            .env("PATH", &path),
+    );
+    expect_ok(&o, "push with a credential helper");
+    let all = format!("{}{}", common::stdout(&o), common::stderr(&o));
+    assert!(!all.contains(password), "credential leaked:\n{all}");
+    assert_eq!(
+        skopeo_raw_auth(&reg.addr(), "helper/app", "bob", password),
+        index_bytes()
+    );
+}
+
+fn skopeo_raw_auth(addr: &str, repo: &str, user: &str, password: &str) -> Vec<u8> {
+    let o = common::run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &format!("{user}:{password}"),
+        &format!("docker://{addr}/{repo}:latest"),
+    ]));
+    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
+    o.stdout
+}
+
+#[test]
+fn token_auth() {
+    let password = "token-user-pw";
+    let tokens = TokenServer::start("carol", password);
+    let reg = Registry::start(Auth::Token {
+        realm: tokens.realm(),
+        service: SERVICE.into(),
+        issuer: ISSUER.into(),
+        root_cert: tokens.cert.clone(),
+    });
+    let home = tempfile::tempdir().unwrap();
+    let auth_file = home.path().join("auth.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("carol:{password}"));
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {reg.addr(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let (_, digest) = layout();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/tok/app", reg.addr())])
+            .args(["--plain-http", "-vv", "-t", "t1"])
+            .env("REGISTRY_AUTH_FILE", &auth_file),
+    );
+    let out = expect_ok(&o, "push with token auth");
+    assert_eq!(out.trim(), format!("{}/tok/app@{digest}", reg.addr()));
+    let issued = tokens.issued.lock().unwrap().clone();
+    assert!(!issued.is_empty(), "no token was asked for");
+    let all = format!("{out}{}", common::stderr(&o));
+    for t in &issued {
+        assert!(!all.contains(t.as_str()), "a token leaked at -vv");
+        // Tokens are long; a fragment of the signature is enough to notice a leak.
+        assert!(
+            !all.contains(&t[t.len() - 30..]),
+            "a token fragment leaked at -vv"
+        );
+    }
+    assert!(!all.contains(password) && !all.contains(&auth));
+
+    // A wrong password: the token endpoint refuses, the push fails clearly.
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {reg.addr(): {"auth": base64::engine::general_purpose::STANDARD.encode("carol:nope")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/tok/app", reg.addr())])
+            .args(["--plain-http", "-t", "t2"])
+            .env("REGISTRY_AUTH_FILE", &auth_file),
+    );
+    let line = expect_fail(&o, "push with a wrong token password");
+    assert!(line.contains("authentication failed"), "{line}");
+}
+
+#[test]
+fn survives_a_proxy_that_fails_a_quarter_of_requests() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            fail_rate: 0.3,
+            seed: 7,
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let (_, digest) = layout();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/faults/app", proxy.addr())])
+            .args([
+                "--plain-http",
+                "--chunk-size",
+                "1048576",
+                "-t",
+                "v1",
+                "--max-attempts",
+                "10",
+            ]),
+    );
+    let out = expect_ok(&o, "push through a faulty proxy");
+    assert_eq!(out.trim(), format!("{}/faults/app@{digest}", proxy.addr()));
+    let s = &proxy.stats;
+    let (requests, faults) = (proxy.get(&s.requests), proxy.get(&s.faults));
+    eprintln!(
+        "faulty proxy: {requests} requests, {faults} faults ({} resets, {} 429, {} 503)",
+        proxy.get(&s.resets),
+        proxy.get(&s.throttles),
+        proxy.get(&s.unavailable)
+    );
+    assert!(faults * 5 >= requests, "fewer than 20 % of requests failed");
+    assert!(
+        proxy.get(&s.resets) > 0 && proxy.get(&s.throttles) > 0 && proxy.get(&s.unavailable) > 0
+    );
+    assert_eq!(
+        proxy.get(&s.chunked_bodies),
+        0,
+        "a request body was sent chunked"
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "faults/app", "v1"), index_bytes());
+}
+
+#[test]
+fn a_wrong_digest_from_the_registry_fails_the_push_and_moves_no_tag() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            rewrite_digest: true,
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/lying/app", proxy.addr())])
+            .args(["--plain-http", "-t", "v1"]),
+    );
+    let line = expect_fail(&o, "push through a digest-rewriting proxy");
+    assert!(line.contains("digest"), "{line}");
+    assert_eq!(common::stdout(&o), "", "nothing on stdout after a failure");
+    assert_eq!(
+        tag_status(&reg, "lying/app", "v1"),
+        Some(404),
+        "the tag moved"
+    );
+}
+
+#[test]
+fn a_repush_sends_no_blob_and_only_moves_differing_tags() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/again/app", reg.addr());
+    let first = common::run(push_cmd(home.path()).args([
+        "--repository",
+        &repo,
+        "--plain-http",
+        "-t",
+        "v1",
+    ]));
+    expect_ok(&first, "first push");
+
+    let proxy = Proxy::start(reg.port, Faults::default());
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/again/app", proxy.addr())])
+            .args(["--plain-http", "-t", "v1", "-t", "v2"]),
+    );
+    let out = expect_ok(&o, "re-push");
+    let err = common::stderr(&o);
+    assert!(err.contains("already in the registry"), "{err}");
+    assert!(err.contains("tag v1 already points"), "{err}");
+    assert!(err.contains("tag v2 ->"), "{err}");
+    let s = &proxy.stats;
+    assert_eq!(
+        proxy.get(&s.blob_upload_requests),
+        0,
+        "blob upload requests on a re-push: {:?}",
+        s.log.lock().unwrap()
+    );
+    assert_eq!(s.blob_bytes.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let manifest_puts = s
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("PUT "))
+        .count();
+    assert_eq!(manifest_puts, 1, "only tag v2 should be written");
+    assert_eq!(
+        out.trim(),
+        format!("{}/again/app@{}", proxy.addr(), layout().1)
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "again/app", "v2"), index_bytes());
+}
+
+#[test]
+fn kill_9_mid_push_then_push_again() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            delay: Duration::from_millis(150),
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/killed/app", proxy.addr());
+    let (_, digest) = layout();
+    for wait_ms in [400u64, 1200] {
+        let mut child = push_cmd(home.path())
+            .args([
+                "--repository",
+                &repo,
+                "--plain-http",
+                "-t",
+                "v1",
+                "--chunk-size",
+                "262144",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // The tag is absent, or (had the push finished) points at the complete index.
+        match tag_status(&reg, "killed/app", "v1") {
+            Some(404) => {}
+            Some(200) => assert_eq!(skopeo_raw(&reg.addr(), "killed/app", "v1"), index_bytes()),
+            other => panic!("HEAD tag after kill: {other:?}"),
+        }
+    }
+    let o = common::run(push_cmd(home.path()).args([
+        "--repository",
+        &repo,
+        "--plain-http",
+        "-t",
+        "v1",
+    ]));
+    let out = expect_ok(&o, "push after kill -9");
+    assert_eq!(out.trim(), format!("{repo}@{digest}"));
+    assert_eq!(skopeo_raw(&reg.addr(), "killed/app", "v1"), index_bytes());
+}
+
+#[test]
+fn unreachable_refused_and_malformed_fail_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let o = common::run(
+        push_cmd(home.path())
+            .args([
+                "--repository",
+                &format!("127.0.0.1:{port}/x/y"),
+                "--plain-http",
+            ])
+            .args(["--max-attempts", "2"]),
+    );
+    let line = expect_fail(&o, "push to a refused port");
+    assert!(line.to_lowercase().contains("connect"), "{line}");
+
+    let o = common::run(push_cmd(home.path()).args([
+        "--repository",
+        "registry.invalid/x/y",
+        "--max-attempts",
+        "2",
+    ]));
+    let line = expect_fail(&o, "push to an unresolvable host");
+    assert!(line.contains("registry.invalid"), "{line}");
+
+    for bad in [
+        "127.0.0.1:5000/Upper/case",
+        "ghcr.io/org/app@sha256:abc",
+        "[::1/x",
+        "-x.io/y",
+    ] {
+        let o = common::run(push_cmd(home.path()).arg(format!("--repository={bad}")));
+        let line = expect_fail(&o, bad);
+        assert!(line.contains("invalid image reference"), "{bad}: {line}");
+        assert_eq!(
+            common::stderr(&o).lines().count(),
+            1,
+            "{bad}: more than one line"
+        );
+    }
+
+    // A password never goes over plain http to a host that is not loopback.
+    let o = with_stdin(
+        push_cmd(home.path())
+            .args([
+                "--repository",
+                "registry.invalid/x/y",
+                "--plain-http",
+                "--max-attempts",
+                "1",
+            ])
+            .args(["--username", "u", "--password-stdin"]),
+        "pw\n",
+    );
+    let line = expect_fail(&o, "plain-http with credentials to a remote host");
+    assert!(line.contains("plain http"), "{line}");
+}

@@ -1,0 +1,19 @@
+//! Test harness for `ironstar push`: a real `docker-registry` (distribution) on loopback, a small
+//! token server, and a fault-injecting HTTP/1.1 proxy. Every process and thread is stopped on drop;
+//! all traffic stays on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod proxy;
+pub mod registry;
+pub mod token;
+
+use std::net::TcpListener;
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
