@@ -86,6 +86,7 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
             bin: args.bin.clone(),
             profile: args.profile.clone(),
             platforms: spec.platforms.clone(),
+            image_file: args.image_file.clone(),
         })?;
         spec.binaries.extend(out.binaries);
         if spec.version.is_none() {
@@ -151,7 +152,8 @@ fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
     if std::env::var_os("SOURCE_DATE_EPOCH").is_some() || !args.cargo {
         return Ok(BuildOptions::epoch_from_env()?);
     }
-    Ok(ironstar::cargo::commit_time(args.manifest_path.as_deref()).unwrap_or(0))
+    let within = args.manifest_path.as_deref().or(args.image_file.as_deref());
+    Ok(ironstar::cargo::commit_time(within).unwrap_or(0))
 }
 
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
