@@ -191,12 +191,20 @@ fn pushes_two_platforms_that_skopeo_pulls_and_runs() {
 #[test]
 fn chunked_uploads_and_cross_repository_mounts() {
     let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            relative_location: true,
+            ..Default::default()
+        },
+    );
     let home = tempfile::tempdir().unwrap();
     let (_, digest) = layout();
-    // Small chunks: every layer goes up in several PATCHes.
+    // Small chunks: every layer goes up in several PATCHes, each answered with a relative
+    // Location.
     let o = common::run(
         push_cmd(home.path())
-            .args(["--repository", &format!("{}/a/first", reg.addr())])
+            .args(["--repository", &format!("{}/a/first", proxy.addr())])
             .args(["--plain-http", "--chunk-size", "65536", "-v"]),
     );
     expect_ok(&o, "chunked push");

@@ -47,7 +47,13 @@ pub struct PushArgs {
     pub max_attempts: u32,
 }
 
+/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout.
 pub fn run(args: &PushArgs) -> anyhow::Result<()> {
+    run_with(args, false)
+}
+
+/// [`run`], with `quiet` (the global `-q`) silencing the per-step lines and progress bars.
+pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     let spec = args
         .image_file
         .as_deref()
@@ -120,7 +126,11 @@ pub fn run(args: &PushArgs) -> anyhow::Result<()> {
         chunk_size: args.chunk_size,
         credential,
         max_attempts: args.max_attempts,
-        progress: ProgressMode::Auto,
+        progress: if quiet {
+            ProgressMode::Quiet
+        } else {
+            ProgressMode::Auto
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

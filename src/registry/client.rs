@@ -765,7 +765,8 @@ impl Repository {
         progress: Option<ProgressFn>,
     ) -> Result<BlobOutcome> {
         let what = format!("upload of blob {}", short(digest));
-        self.retrying(&what, |attempt| {
+        let what = what.as_str();
+        self.retrying(what, |attempt| {
             let progress = progress.clone();
             async move {
                 if attempt > 1 && self.blob_exists(digest).await? {
@@ -786,8 +787,20 @@ impl Repository {
                 };
                 let chunk = self.opts.chunk_size.max(min_chunk.unwrap_or(0)).max(1);
                 if size <= chunk {
-                    self.put_monolithic(digest, size, path, location, progress)
-                        .await?;
+                    match self
+                        .put_monolithic(digest, size, path, location, progress.clone())
+                        .await
+                    {
+                        // ACR refuses large monolithic PUTs with 413: send chunks instead.
+                        Err(e) if e.status() == Some(413) && size > 1 => {
+                            warn!("{what}: 413 for one PUT; uploading in chunks instead");
+                            let (location, _) = self.start_upload().await?;
+                            let half = size.div_ceil(2).min(DEFAULT_CHUNK_SIZE);
+                            self.put_chunked(digest, size, path, location, half, progress)
+                                .await?;
+                        }
+                        other => other?,
+                    }
                 } else {
                     self.put_chunked(digest, size, path, location, chunk, progress)
                         .await?;

@@ -22,6 +22,8 @@ pub struct Faults {
     pub fail_rate: f64,
     pub seed: u64,
     pub rewrite_digest: bool,
+    /// Turn absolute `Location`s into relative ones (`/v2/…?…`), as some registries send.
+    pub relative_location: bool,
     pub delay: Duration,
 }
 
@@ -232,6 +234,23 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
     let (rhead, rbody) = resp.split_at(split);
     let mut rhead = String::from_utf8_lossy(rhead).into_owned();
     let status = rhead.split(' ').nth(1).unwrap_or("?").to_string();
+    if f.relative_location {
+        rhead = rhead
+            .split("\r\n")
+            .map(|l| match l.split_once(':') {
+                Some((n, v)) if n.eq_ignore_ascii_case("location") => {
+                    let v = v.trim();
+                    let rel = v
+                        .strip_prefix("http://")
+                        .and_then(|r| r.find('/').map(|i| &r[i..]))
+                        .unwrap_or(v);
+                    format!("Location: {rel}")
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\r\n");
+    }
     if f.rewrite_digest {
         rhead = rhead
             .split("\r\n")
