@@ -638,3 +638,31 @@ fn unreachable_refused_and_malformed_fail_in_one_line() {
     let line = expect_fail(&o, "plain-http with credentials to a remote host");
     assert!(line.contains("plain http"), "{line}");
 }
+
+#[test]
+fn https_registry_trusted_through_ssl_cert_file() {
+    let reg = Registry::start_tls(Auth::None);
+    let ca = reg.ca.clone().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/tls/app", reg.addr());
+
+    // Not trusted: a one-line certificate error, nothing pushed.
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &repo, "--max-attempts", "1"])
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR"),
+    );
+    let line = expect_fail(&o, "push to an untrusted https registry");
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+
+    // Trusted through SSL_CERT_FILE: pushes over https (h2 for manifests, HTTP/1.1 for blobs).
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &repo, "-t", "v1", "--chunk-size", "1048576"])
+            .env("SSL_CERT_FILE", &ca),
+    );
+    let out = expect_ok(&o, "push to an https registry trusted via SSL_CERT_FILE");
+    assert_eq!(out.trim(), format!("{repo}@{}", layout().1));
+    assert_eq!(skopeo_raw(&reg.addr(), "tls/app", "v1"), index_bytes());
+}

@@ -29,6 +29,8 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// With TLS: the CA certificate that signed the registry's certificate (for 127.0.0.1).
+    pub ca: Option<PathBuf>,
 }
 
 fn require(tool: &str, package: &str) {
@@ -45,8 +47,84 @@ fn require(tool: &str, package: &str) {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
+        Self::start_with(auth, false)
+    }
+
+    /// A registry serving https with a certificate for 127.0.0.1 signed by a fresh test CA.
+    pub fn start_tls(auth: Auth) -> Registry {
+        Self::start_with(auth, true)
+    }
+
+    fn start_with(auth: Auth, tls: bool) -> Registry {
         require("docker-registry", "docker-registry");
         let mut dir = tempfile::tempdir().unwrap();
+        let tls_yaml = if tls {
+            use super::token::openssl;
+            let d = dir.path();
+            let ec = [
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ];
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend([
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ironstar-test-ca",
+            ]);
+            openssl(d, &args);
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend([
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ]);
+            openssl(d, &args);
+            std::fs::write(
+                d.join("ext.cnf"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "leaf.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "leaf.pem",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                ],
+            );
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("leaf.pem").display(),
+                d.join("leaf.key").display()
+            )
+        } else {
+            String::new()
+        };
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Basic { user, password } => {
@@ -80,7 +158,7 @@ impl Registry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: ironstar-test-secret\n{auth_yaml}",
+                    "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: ironstar-test-secret\n{tls_yaml}{auth_yaml}",
                     dir.path().join("storage").display()
                 ),
             )
@@ -94,7 +172,13 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .expect("start docker-registry");
-            let mut reg = Registry { child, port, dir };
+            let ca = tls.then(|| dir.path().join("ca.pem"));
+            let mut reg = Registry {
+                child,
+                port,
+                dir,
+                ca,
+            };
             if reg.wait_ready() {
                 return reg;
             }
@@ -116,7 +200,8 @@ impl Registry {
                 return false;
             }
             if let Some(status) = http_status(self.port, "GET", "/v2/") {
-                if status == 200 || status == 401 {
+                // An https registry answers a plain request with 400.
+                if status == 200 || status == 401 || status == 400 {
                     return true;
                 }
             }

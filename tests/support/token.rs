@@ -29,7 +29,8 @@ pub struct TokenServer {
     _dir: tempfile::TempDir,
 }
 
-fn openssl(dir: &std::path::Path, args: &[&str]) {
+/// Run the `openssl` CLI in `dir`.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
     let st = Command::new("openssl")
         .args(args)
         .current_dir(dir)
