@@ -247,10 +247,16 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 fn transport(method: &Method, url: &Url, e: reqwest::Error) -> RegistryError {
     let e = e.without_url();
+    let mut message = error_chain(&e);
+    if message.contains("InvalidContentType") && url.scheme() == "https" {
+        message.push_str(
+            " (the registry may speak plain http: --plain-http, for loopback test registries)",
+        );
+    }
     RegistryError::Transport {
         method: method.to_string(),
         url: redact_url(url),
-        message: error_chain(&e),
+        message,
     }
 }
 
