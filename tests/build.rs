@@ -266,7 +266,7 @@ fn same_inputs_give_the_same_digest_whatever_the_environment() {
              [[files]]\nsource = \"etc/passwd\"\npath = \"/etc/passwd\"\n",
         )
         .unwrap();
-        let mut flags = vec![
+        let mut flags = [
             "--binary=linux/amd64=app-amd64",
             "--binary=linux/arm64=app-arm64",
         ];

@@ -666,3 +666,54 @@ fn https_registry_trusted_through_ssl_cert_file() {
     assert_eq!(out.trim(), format!("{repo}@{}", layout().1));
     assert_eq!(skopeo_raw(&reg.addr(), "tls/app", "v1"), index_bytes());
 }
+
+#[test]
+fn publish_builds_and_pushes_in_one_step() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let f = common::fixtures();
+    let image_file = work.path().join("app.toml");
+    std::fs::write(
+        &image_file,
+        format!(
+            "name = \"app\"\nrepository = \"{}/team/app\"\ntags = [\"latest\", \"v2\"]\n",
+            reg.addr()
+        ),
+    )
+    .unwrap();
+    let binaries = [
+        format!("--binary=linux/amd64={}", f.amd64.display()),
+        format!("--binary=linux/arm64={}", f.arm64.display()),
+    ];
+    let out = work.path().join("layout");
+    let o = common::run(
+        common::ironstar()
+            .env("HOME", home.path())
+            .env("DOCKER_CONFIG", home.path().join(".docker"))
+            .arg("publish")
+            .arg(&image_file)
+            .args(&binaries)
+            .arg("-o")
+            .arg(&out)
+            .arg("--plain-http"),
+    );
+    let printed = expect_ok(&o, "publish");
+    // The same digest as a plain build of the same inputs.
+    let built = common::ok(
+        common::ironstar()
+            .arg("build")
+            .arg(&image_file)
+            .args(&binaries)
+            .arg("-o")
+            .arg(work.path().join("again")),
+    );
+    let digest = built.trim();
+    assert_eq!(printed, format!("{}/team/app@{digest}\n", reg.addr()));
+    for tag in ["latest", "v2"] {
+        assert_eq!(
+            skopeo_raw(&reg.addr(), "team/app", tag),
+            common::blob(&out, digest)
+        );
+    }
+}

@@ -18,7 +18,12 @@ pub struct BuildArgs {
     #[arg(long, short)]
     pub output: Option<PathBuf>,
     /// Tag to record in the layout (repeatable; replaces the image file's tags).
-    #[arg(long = "tag", short = 't')]
+    #[arg(
+        long = "tag",
+        short = 't',
+        env = "IRONSTAR_TAGS",
+        value_delimiter = ','
+    )]
     pub tags: Vec<String>,
     /// Deflate level, 0 (store) to 9 (smallest).
     #[arg(long, default_value_t = ironstar::layer::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
@@ -54,6 +59,8 @@ fn parse_platform(s: &str) -> Result<&'static Platform, String> {
 pub struct PublishArgs {
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub registry: super::push::RegistryArgs,
 }
 
 /// The image definition the flags describe.
@@ -156,9 +163,16 @@ fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
     Ok(ironstar::cargo::commit_time(within).unwrap_or(0))
 }
 
+/// Build, then push what was built: the same image file, tags and layout.
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let _ = run(&args.build, quiet)?;
-    anyhow::bail!("publish: push is not wired yet")
+    let report = run(&args.build, quiet)?;
+    let push = super::push::PushArgs {
+        image_file: args.build.image_file.clone(),
+        layout: Some(report.output.clone()),
+        tags: report.tags.clone(),
+        registry: args.registry,
+    };
+    super::push::run_with(&push, quiet)
 }
 
 fn human(n: u64) -> String {

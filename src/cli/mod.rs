@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", report.index);
             Ok(())
         }
-        Command::Push(args) => push::run(&args),
+        Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Publish(args) => build::publish(args, cli.quiet),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;

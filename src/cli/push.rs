@@ -18,12 +18,25 @@ pub struct PushArgs {
     /// The OCI layout to push [default: target/oci/<name> of the image file].
     #[arg(long)]
     pub layout: Option<PathBuf>,
-    /// REGISTRY/REPO to push to (overrides the image file's `repository`), e.g. ghcr.io/org/app.
-    #[arg(long, value_name = "REGISTRY/REPO")]
-    pub repository: Option<String>,
     /// Tag to point at the pushed index (repeatable; replaces the image file's tags).
-    #[arg(long = "tag", short = 't', value_name = "TAG")]
+    #[arg(
+        long = "tag",
+        short = 't',
+        value_name = "TAG",
+        env = "IRONSTAR_TAGS",
+        value_delimiter = ','
+    )]
     pub tags: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How to reach the registry: shared by `push` and `publish`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// REGISTRY/REPO to push to (overrides the image file's `repository`), e.g. ghcr.io/org/app.
+    #[arg(long, value_name = "REGISTRY/REPO", env = "IRONSTAR_REPOSITORY")]
+    pub repository: Option<String>,
     /// Talk plain http to the registry (a local test registry); https otherwise.
     #[arg(long)]
     pub plain_http: bool,
@@ -47,12 +60,7 @@ pub struct PushArgs {
     pub max_attempts: u32,
 }
 
-/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout.
-pub fn run(args: &PushArgs) -> anyhow::Result<()> {
-    run_with(args, false)
-}
-
-/// [`run`], with `quiet` (the global `-q`) silencing the per-step lines and progress bars.
+/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout. `quiet` (the global `-q`) silencing the per-step lines and progress bars.
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     let spec = args
         .image_file
@@ -64,7 +72,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         (None, Some(s)) => PathBuf::from("target/oci").join(&s.name),
         (None, None) => bail!("nothing to push: give an image file or --layout DIR"),
     };
-    let repository = match (&args.repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
+    let repository = match (&args.registry.repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
         (Some(r), _) | (None, Some(r)) => r.clone(),
         (None, None) => bail!(
             "no repository to push to: pass --repository REGISTRY/REPO or set `repository` in the image file"
@@ -98,7 +106,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     if tags.is_empty() {
         tags.push("latest".into());
     }
-    let credential = match (&args.username, args.password_stdin) {
+    let credential = match (&args.registry.username, args.registry.password_stdin) {
         (Some(username), true) => {
             let mut password = String::new();
             std::io::stdin()
@@ -120,12 +128,12 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         image,
         repository,
         tags,
-        plain_http: args.plain_http,
-        jobs: args.jobs as usize,
-        mount_from: args.mount_from.clone(),
-        chunk_size: args.chunk_size,
+        plain_http: args.registry.plain_http,
+        jobs: args.registry.jobs as usize,
+        mount_from: args.registry.mount_from.clone(),
+        chunk_size: args.registry.chunk_size,
         credential,
-        max_attempts: args.max_attempts,
+        max_attempts: args.registry.max_attempts,
         progress: if quiet {
             ProgressMode::Quiet
         } else {
