@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""ironstar side-by-side benchmark (issue 7): build vs buildah and vs a sha256+deflate
+floor, push and no-op re-push vs skopeo, peak RSS.  Every figure that matters is a ratio
+of two tools measured in the same round on the same inputs; tools alternate order from
+round to round and the medians over rounds are reported.
+
+Run through bench/run.sh (it builds ironstar first).  Output: a table on stdout and
+target/bench/results.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORK = os.path.join(ROOT, "target", "bench")
+IRONSTAR = os.path.join(ROOT, "target", "release", "ironstar")
+TIME = "/usr/bin/time"
+ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
+MIB = 1 << 20
+
+STARTED = []  # every long-running process we start, stopped at exit
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- inputs
+
+HELLO_RS = 'fn main() { println!("hello from the ironstar benchmark payload"); }\n'
+
+
+def hello_binaries():
+    """A tiny static musl program per arch (rustc + rust-lld, no cargo needed)."""
+    d = os.path.join(WORK, "payload")
+    os.makedirs(d, exist_ok=True)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "payload", "hello.rs")
+    out = {}
+    for arch, triple in ARCHES.items():
+        exe = os.path.join(d, f"hello-{arch}")
+        if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+            subprocess.run(
+                ["rustc", "-O", "--target", triple, "-C", "linker=rust-lld",
+                 "-C", "target-feature=+crt-static", "-C", "strip=symbols",
+                 "-o", exe, src],
+                check=True)
+        out[arch] = exe
+    return out
+
+
+# Pseudo-random bytes over a 16-symbol alphabet: deflate level 6 gets them to ~57 %,
+# with real Huffman and match-finding work on every byte (no long runs to skip over).
+TABLE = bytes(0x40 | (b & 0x0F) for b in range(256))
+
+
+def make_input(size_mb, arch, hello):
+    """hello binary + (size_mb MiB - its size) of seeded data: a valid static ELF with
+    trailing bytes, deterministic for (size, arch)."""
+    d = os.path.join(WORK, "inputs")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, f"app-{size_mb}mb-{arch}")
+    total = size_mb * MIB
+    if os.path.exists(path) and os.path.getsize(path) == total:
+        return path
+    log(f"  generating {path}")
+    rng = random.Random(f"ironstar-bench-{size_mb}-{arch}")
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        head = open(hello, "rb").read()
+        f.write(head)
+        left = total - len(head)
+        while left > 0:
+            n = min(left, 16 * MIB)
+            f.write(rng.randbytes(n).translate(TABLE))
+            left -= n
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def timed(cmd, env=None, stdin=None):
+    """Run cmd under GNU time -v; return (wall seconds, peak RSS KiB, stdout)."""
+    fd, tf = tempfile.mkstemp(prefix="time-", dir=WORK)
+    os.close(fd)
+    t0 = time.perf_counter()
+    p = subprocess.run([TIME, "-v", "-o", tf] + cmd, env=env, stdin=stdin,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}\n"
+                         f"{p.stdout.decode(errors='replace')}\n{p.stderr.decode(errors='replace')}")
+    rss = 0
+    with open(tf) as f:
+        for line in f:
+            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", line)
+            if m:
+                rss = int(m.group(1))
+    os.unlink(tf)
+    return wall, rss, p.stdout.decode()
+
+
+def timed_parallel(cmds):
+    """Run shell commands concurrently (one per core); wall time of the pair."""
+    t0 = time.perf_counter()
+    ps = [subprocess.Popen(["sh", "-c", c]) for c in cmds]
+    for p in ps:
+        if p.wait() != 0:
+            raise SystemExit(f"floor command failed: {cmds}")
+    return time.perf_counter() - t0
+
+
+def rmtree(p):
+    if os.path.exists(p):
+        shutil.rmtree(p)
+
+
+# ---------------------------------------------------------------- registry
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Registry:
+    """docker-registry (distribution 2.8) on loopback with a fresh storage dir."""
+
+    def __init__(self, name):
+        self.dir = os.path.join(WORK, "registry", name)
+        rmtree(self.dir)
+        os.makedirs(os.path.join(self.dir, "storage"))
+        self.port = free_port()
+        cfg = os.path.join(self.dir, "config.yml")
+        with open(cfg, "w") as f:
+            f.write(f"""version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {self.dir}/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{self.port}
+""")
+        self.logpath = os.path.join(self.dir, "registry.log")
+        self.logf = open(self.logpath, "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.logf,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        STARTED.append(self.proc)
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
+                break
+            except Exception:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise SystemExit(f"registry did not start, see {self.logpath}")
+                time.sleep(0.05)
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def rchar(self):
+        """Bytes the registry process has read (sockets and files) so far."""
+        with open(f"/proc/{self.proc.pid}/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+        return 0
+
+    def log_mark(self):
+        self.logf.flush()
+        return os.path.getsize(self.logpath)
+
+    def uploads_since(self, mark):
+        """Blob upload requests (POST/PATCH/PUT on /blobs/uploads/) logged after mark."""
+        time.sleep(0.2)  # let the access log catch up
+        with open(self.logpath, "rb") as f:
+            f.seek(mark)
+            text = f.read().decode(errors="replace")
+        n = 0
+        for line in text.splitlines():
+            if "/blobs/uploads/" in line and re.search(r'"(POST|PATCH|PUT) ', line):
+                n += 1
+        return n
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.logf.close()
+        if self.proc in STARTED:
+            STARTED.remove(self.proc)
+
+
+def stop_all(*_):
+    for p in list(STARTED):
+        try:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(10)
+        except Exception:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except Exception:
+                pass
+
+
+# ---------------------------------------------------------------- the tools
+
+
+def ironstar_build(bins, out):
+    rmtree(out)
+    cmd = [IRONSTAR, "build", "-o", out, "--tag", "latest"]
+    for arch, b in bins.items():
+        cmd += ["--binary", f"linux/{arch}={b}"]
+    wall, rss, stdout = timed(cmd)
+    return {"wall": wall, "rss_kib": rss, "digest": stdout.strip().split()[-1]}
+
+
+def buildah_build(bins, out, scratch):
+    """The same image the buildah way, every step timed (storage setup excluded)."""
+    rmtree(out)
+    root = os.path.join(scratch, "root")
+    runroot = os.path.join(scratch, "runroot")
+    rmtree(root)
+    rmtree(runroot)
+    env = dict(os.environ, BUILDAH_ISOLATION="chroot", STORAGE_DRIVER="vfs")
+    base = ["buildah", "--storage-driver", "vfs", "--root", root, "--runroot", runroot]
+    wall = 0.0
+    rss = 0
+
+    def step(*args):
+        nonlocal wall, rss
+        w, r, so = timed(base + list(args), env=env)
+        wall += w
+        rss = max(rss, r)
+        return so.strip()
+
+    images = []
+    for arch, b in bins.items():
+        c = step("from", "--arch", arch, "--os", "linux", "scratch")
+        step("copy", c, b, "/app")
+        step("config", "--arch", arch, "--os", "linux", "--entrypoint", '["/app"]', c)
+        img = f"localhost/bench-{arch}"
+        step("commit", "--format", "oci", c, img)
+        images.append(img)
+    step("manifest", "create", "localhost/bench-list")
+    for img in images:
+        step("manifest", "add", "localhost/bench-list", img)
+    step("manifest", "push", "--all", "--format", "oci", "localhost/bench-list",
+         f"oci:{out}:latest")
+    return {"wall": wall, "rss_kib": rss}
+
+
+FLOOR_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.py")
+
+
+def floor(bins):
+    """The same hashing and deflating without anything else, one platform a core, both
+    platforms at once; two variants: `sha256sum` + `gzip -6`, and Python's zlib (level 6)
+    + hashlib streamed (floor.py).  The floor is the faster of the two in each round."""
+    gz = timed_parallel(
+        [f"sha256sum '{b}' >/dev/null && gzip -6 -c '{b}' >/dev/null" for b in bins.values()])
+    zl = timed_parallel([f"python3 '{FLOOR_PY}' '{b}' >/dev/null" for b in bins.values()])
+    return {"wall": min(gz, zl), "gzip_wall": gz, "zlib_wall": zl}
+
+
+def ironstar_push(layout, reg):
+    mark, rc0 = reg.log_mark(), reg.rchar()
+    wall, rss, stdout = timed([IRONSTAR, "push", "--layout", layout, "--repository",
+                               f"{reg.host}/bench", "--tag", "latest", "--plain-http"])
+    return {"wall": wall, "rss_kib": rss, "out": stdout.strip(),
+            "uploads": reg.uploads_since(mark), "registry_read_bytes": reg.rchar() - rc0}
+
+
+def skopeo_push(layout, reg):
+    mark, rc0 = reg.log_mark(), reg.rchar()
+    wall, rss, _ = timed(["skopeo", "copy", "--all", "--preserve-digests", "--quiet",
+                          "--dest-tls-verify=false", f"oci:{layout}:latest",
+                          f"docker://{reg.host}/bench:latest"])
+    return {"wall": wall, "rss_kib": rss,
+            "uploads": reg.uploads_since(mark), "registry_read_bytes": reg.rchar() - rc0}
+
+
+def push_pair(tool, layout, name):
+    """First push to a fresh registry, then the no-op re-push to the same one."""
+    reg = Registry(name)
+    try:
+        f = tool(layout, reg)
+        r = tool(layout, reg)
+    finally:
+        reg.stop()
+    return f, r
+
+
+# ---------------------------------------------------------------- rounds
+
+
+def med(rounds, *path):
+    vals = []
+    for r in rounds:
+        v = r
+        for k in path:
+            v = v[k]
+        vals.append(v)
+    return statistics.median(vals)
+
+
+def ratio_med(rounds, a, b):
+    """Median over rounds of the per-round ratio a/b (same-round pairs)."""
+    return statistics.median(x[a[0]][a[1]] / x[b[0]][b[1]] for x in rounds)
+
+
+def bench_size(size_mb, nrounds, hello, scratch):
+    bins = {a: make_input(size_mb, a, hello[a]) for a in ARCHES}
+    for b in bins.values():  # warm the page cache for everyone alike
+        subprocess.run(["cat", b], stdout=subprocess.DEVNULL, check=True)
+    lay_i = os.path.join(WORK, "layouts", f"{size_mb}-ironstar")
+    lay_b = os.path.join(WORK, "layouts", f"{size_mb}-buildah")
+    rounds = []
+    for i in range(nrounds):
+        log(f"  {size_mb} MB round {i + 1}/{nrounds}")
+        r = {}
+        build_steps = [("ironstar", lambda: ironstar_build(bins, lay_i)),
+                       ("buildah", lambda: buildah_build(bins, lay_b, scratch)),
+                       ("floor", lambda: floor(bins))]
+        k = i % len(build_steps)
+        for name, fn in build_steps[k:] + build_steps[:k]:
+            r[name] = fn()
+        pushers = [("ironstar", ironstar_push), ("skopeo", skopeo_push)]
+        if i % 2:
+            pushers.reverse()
+        for name, fn in pushers:
+            first, again = push_pair(fn, lay_i, f"{size_mb}-{name}-{i}")
+            r[f"{name}_push"] = first
+            r[f"{name}_repush"] = again
+        log("    build ironstar %.2fs buildah %.2fs floor %.2fs | push ironstar %.2fs "
+            "skopeo %.2fs | re-push ironstar %.3fs skopeo %.3fs" % (
+                r["ironstar"]["wall"], r["buildah"]["wall"], r["floor"]["wall"],
+                r["ironstar_push"]["wall"], r["skopeo_push"]["wall"],
+                r["ironstar_repush"]["wall"], r["skopeo_repush"]["wall"]))
+        rounds.append(r)
+    rmtree(os.path.join(scratch, "root"))
+    rmtree(os.path.join(scratch, "runroot"))
+
+    digests = sorted({r["ironstar"]["digest"] for r in rounds})
+    layer_bytes = sum(
+        os.path.getsize(os.path.join(dp, f))
+        for dp, _, fs in os.walk(os.path.join(lay_i, "blobs")) for f in fs)
+    s = {
+        "size_mb": size_mb,
+        "rounds": nrounds,
+        "input_bytes_per_platform": os.path.getsize(bins["amd64"]),
+        "layout_blob_bytes": layer_bytes,
+        "ironstar_digests": digests,
+        "median_seconds": {
+            "ironstar_build": med(rounds, "ironstar", "wall"),
+            "buildah_build": med(rounds, "buildah", "wall"),
+            "floor": med(rounds, "floor", "wall"),
+            "floor_gzip": med(rounds, "floor", "gzip_wall"),
+            "floor_zlib": med(rounds, "floor", "zlib_wall"),
+            "ironstar_push": med(rounds, "ironstar_push", "wall"),
+            "skopeo_push": med(rounds, "skopeo_push", "wall"),
+            "ironstar_repush": med(rounds, "ironstar_repush", "wall"),
+            "skopeo_repush": med(rounds, "skopeo_repush", "wall"),
+        },
+        "ratios": {
+            "build_vs_floor": ratio_med(rounds, ("ironstar", "wall"), ("floor", "wall")),
+            "build_vs_floor_gzip": ratio_med(rounds, ("ironstar", "wall"), ("floor", "gzip_wall")),
+            "buildah_vs_build": ratio_med(rounds, ("buildah", "wall"), ("ironstar", "wall")),
+            "skopeo_push_vs_push": ratio_med(rounds, ("skopeo_push", "wall"),
+                                             ("ironstar_push", "wall")),
+            "repush_vs_push": ratio_med(rounds, ("ironstar_repush", "wall"),
+                                        ("ironstar_push", "wall")),
+            "skopeo_repush_vs_repush": ratio_med(rounds, ("skopeo_repush", "wall"),
+                                                 ("ironstar_repush", "wall")),
+        },
+        "peak_rss_mib": {
+            "ironstar_build": max(r["ironstar"]["rss_kib"] for r in rounds) / 1024,
+            "ironstar_push": max(r["ironstar_push"]["rss_kib"] for r in rounds) / 1024,
+            "ironstar_repush": max(r["ironstar_repush"]["rss_kib"] for r in rounds) / 1024,
+            "buildah_step_max": max(r["buildah"]["rss_kib"] for r in rounds) / 1024,
+            "skopeo_push": max(r["skopeo_push"]["rss_kib"] for r in rounds) / 1024,
+        },
+        "repush_blob_uploads": {
+            "ironstar": max(r["ironstar_repush"]["uploads"] for r in rounds),
+            "skopeo": max(r["skopeo_repush"]["uploads"] for r in rounds),
+        },
+        "repush_registry_read_bytes_max": {
+            "ironstar": max(r["ironstar_repush"]["registry_read_bytes"] for r in rounds),
+            "skopeo": max(r["skopeo_repush"]["registry_read_bytes"] for r in rounds),
+        },
+        "first_push_registry_read_bytes_median": {
+            "ironstar": med(rounds, "ironstar_push", "registry_read_bytes"),
+            "skopeo": med(rounds, "skopeo_push", "registry_read_bytes"),
+        },
+        "raw": rounds,
+    }
+    return s
+
+
+def machine():
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        except Exception:
+            return "?"
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "mem_mib": mem, "kernel": platform.release(),
+        "ironstar": ver([IRONSTAR, "--version"]), "skopeo": ver(["skopeo", "--version"]),
+        "buildah": ver(["buildah", "--version"]), "gzip": ver(["gzip", "--version"]),
+        "registry": ver(["docker-registry", "--version"]),
+    }
+
+
+def table(results):
+    lines = []
+    h = ("| size | ironstar build | floor | buildah | build/floor | buildah/build "
+         "| ironstar push | skopeo push | skopeo/ironstar | re-push | re-push/push "
+         "| skopeo re-push | re-push uploads | RSS build | RSS push |")
+    lines.append(h)
+    lines.append("|" + "---|" * (h.count("|") - 1))
+    for s in results:
+        m, q, rss = s["median_seconds"], s["ratios"], s["peak_rss_mib"]
+        lines.append(
+            f"| {s['size_mb']} MB ×2 ({s['rounds']} rounds) | {m['ironstar_build']:.2f} s "
+            f"| {m['floor']:.2f} s | {m['buildah_build']:.2f} s | **{q['build_vs_floor']:.2f}×** "
+            f"| **{q['buildah_vs_build']:.1f}×** | {m['ironstar_push']:.2f} s "
+            f"| {m['skopeo_push']:.2f} s | **{q['skopeo_push_vs_push']:.2f}×** "
+            f"| {m['ironstar_repush']:.3f} s | **{q['repush_vs_push']:.3f}×** "
+            f"| {m['skopeo_repush']:.3f} s | {s['repush_blob_uploads']['ironstar']} "
+            f"| {rss['ironstar_build']:.1f} MiB | {max(rss['ironstar_push'], rss['ironstar_repush']):.1f} MiB |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="5,50,500")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds-500", type=int, default=3,
+                    help="rounds for sizes >= 500 MB (default 3)")
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.makedirs(WORK, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="buildah-", dir=WORK)
+    results = []
+    try:
+        hello = hello_binaries()
+        for size in [int(x) for x in a.sizes.split(",")]:
+            n = a.rounds_500 if size >= 500 else a.rounds
+            log(f"== {size} MB per platform, {n} rounds")
+            results.append(bench_size(size, n, hello, scratch))
+    finally:
+        stop_all()
+        # vfs layers can hold read-only dirs; buildah cleans its own storage best
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = {"machine": machine(), "results": results}
+    path = os.path.join(WORK, "results.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=2)
+    print(table(results))
+    print(f"\nJSON: {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
