@@ -178,9 +178,8 @@ pub fn build(opts: &CargoOptions) -> Result<CargoOutput> {
     let env = Env::from_process();
     let plan = plan(&env, &rustc, &meta, &opts.platforms, needs_cc, &dir)?;
 
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&dir)
-        .arg("build")
+    let mut cmd = cargo_command(&cargo, &dir);
+    cmd.arg("build")
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
         .arg(&manifest)
@@ -324,6 +323,39 @@ fn find_manifest(start: &Path) -> Option<PathBuf> {
         .find(|m| m.is_file())
 }
 
+/// `cargo` run from `dir`, without the variables cargo sets for the program it runs (when
+/// ironstar runs under `cargo run` or `cargo test`). Build scripts such as ring's watch some of
+/// them (`rerun-if-env-changed=CARGO_PKG_NAME`), so they would rebuild every dependency each time
+/// ironstar is run differently; nobody sets them on purpose for a build.
+fn cargo_command(cargo: &OsStr, dir: &Path) -> Command {
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let set_by_cargo = [
+            "CARGO_PKG_",
+            "CARGO_CFG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_EXE_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "CARGO_TARGET_TMPDIR",
+                "OUT_DIR",
+            ]
+            .contains(&k);
+        if set_by_cargo {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 fn run_captured(cmd: &mut Command, shown: &str) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
@@ -347,8 +379,7 @@ fn run_captured(cmd: &mut Command, shown: &str) -> Result<String> {
 
 fn metadata(cargo: &OsStr, manifest: &Path, dir: &Path) -> Result<Metadata> {
     let text = run_captured(
-        Command::new(cargo)
-            .current_dir(dir)
+        cargo_command(cargo, dir)
             .args(["metadata", "--no-deps", "--format-version", "1"])
             .arg("--manifest-path")
             .arg(manifest),
