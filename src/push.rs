@@ -125,21 +125,6 @@ impl Reporter {
     }
 }
 
-fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 /// Push one image of a layout. Returns once every tag points at the index.
 pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     if opts.repository.digest.is_some() {
@@ -301,7 +286,7 @@ async fn push_blobs(
                 report.line(format!(
                     "[{n}/{total}] blob {} ({}) {verb}",
                     short(&d.digest),
-                    human(d.size)
+                    crate::human_bytes(d.size)
                 ));
                 Ok(how)
             }

@@ -139,8 +139,8 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
             eprintln!(
                 "{:<14} binary {:>10}  layer {:>10}  manifest {}",
                 p.platform.to_string(),
-                human(p.binary_size),
-                human(p.layer_size),
+                ironstar::human_bytes(p.binary_size),
+                ironstar::human_bytes(p.layer_size),
                 p.manifest
             );
         }
@@ -173,19 +173,4 @@ pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
         registry: args.registry,
     };
     super::push::run_with(&push, quiet)
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

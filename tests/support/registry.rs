@@ -33,18 +33,6 @@ pub struct Registry {
     pub ca: Option<PathBuf>,
 }
 
-fn require(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is not installed: apt-get install {package} (.ci/run does)"
-    );
-}
-
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
         Self::start_with(auth, false)
@@ -56,7 +44,7 @@ impl Registry {
     }
 
     fn start_with(auth: Auth, tls: bool) -> Registry {
-        require("docker-registry", "docker-registry");
+        crate::common::require_tool("docker-registry", "docker-registry");
         let mut dir = tempfile::tempdir().unwrap();
         let tls_yaml = if tls {
             use super::token::openssl;
@@ -128,7 +116,7 @@ impl Registry {
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Basic { user, password } => {
-                require("htpasswd", "apache2-utils");
+                crate::common::require_tool("htpasswd", "apache2-utils");
                 let out = Command::new("htpasswd")
                     .args(["-Bbn", user, password])
                     .output()
