@@ -216,6 +216,8 @@ http:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.logf.close()
+        # keep config and log for inspection, drop the (possibly GB-sized) storage
+        rmtree(os.path.join(self.dir, "storage"))
         if self.proc in STARTED:
             STARTED.remove(self.proc)
 
