@@ -143,8 +143,6 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     let digest = image.top.descriptor.digest.clone();
     let name = opts.repository.name();
 
-    verify_all(&layout, &image.blobs).await?;
-
     let credential = find_credential(&opts.repository, opts.credential.clone())?;
     let repo = Arc::new(Repository::new(
         &opts.repository,
@@ -175,6 +173,10 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
             "{name}@{digest} is already in the registry; no blob to send"
         ));
     } else {
+        // Verified before any byte goes out. Not on the no-op path: there nothing local is sent
+        // (the registry holds every blob by digest already), and hashing hundreds of megabytes
+        // would make a re-push as slow as a build.
+        verify_all(&layout, &image.blobs).await?;
         push_blobs(&repo, &layout, &image, opts, &report, &mut outcome).await?;
         for m in &image.manifests {
             let d = &m.descriptor;
