@@ -64,8 +64,9 @@ let
       )
       ''
         # Built in $TMPDIR and moved: ironstar writes a layout atomically within its
-        # parent directory, and the builder cannot create siblings of $out.
-        ironstar build ${definition} ${binaryFlags} --output "$TMPDIR/layout" > "$TMPDIR/digest"
+        # parent directory, and the builder cannot create siblings of $out. No layer cache:
+        # the sandbox has no home to keep one in, and Nix caches the whole derivation anyway.
+        ironstar build --no-cache ${definition} ${binaryFlags} --output "$TMPDIR/layout" > "$TMPDIR/digest"
         echo "${name}: index $(cat "$TMPDIR/digest")"
         mv "$TMPDIR/layout" "$out"
       '';

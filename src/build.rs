@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::MediaType;
 use rayon::prelude::*;
 
+use crate::cache::LayerCache;
 use crate::digest::Digest;
 use crate::elf::{self, ElfError};
 use crate::image::{self, BlobRef, ImageError};
-use crate::layer::{Entry, EntryKind, Recipe};
+use crate::layer::{self, Entry, EntryKind, Recipe};
 use crate::layout::{LayoutError, LayoutWriter};
 use crate::platform::Platform;
 use crate::spec::{ImagePath, ImageSpec};
@@ -46,6 +47,9 @@ pub struct BuildOptions {
     pub compression_level: u32,
     /// `org.opencontainers.image.revision`, e.g. the git commit.
     pub revision: Option<String>,
+    /// The layer cache's directory ([`LayerCache::default_dir`] is the usual one); `None` for no
+    /// cache. A cache that cannot be opened (a read-only home, a build sandbox) is skipped.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl BuildOptions {
@@ -71,6 +75,8 @@ pub struct PlatformReport {
     pub binary_size: u64,
     pub layer_size: u64,
     pub manifest: Digest,
+    /// The layer came from the cache (nothing was compressed).
+    pub cached: bool,
 }
 
 /// What a build produced.
@@ -101,11 +107,17 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let annotations = annotations(spec, &created, opts);
 
     let writer = LayoutWriter::create(&opts.output)?;
+    let cache = opts.cache_dir.as_deref().and_then(|dir| {
+        LayerCache::open(dir, &layer::encoding(opts.compression_level))
+            .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
+            .ok()
+    });
     let built = inputs
         .par_iter()
         .map(|(p, path, size)| {
-            let (manifest, layer_size) = build_platform(
+            let (manifest, layer_size, cached) = build_platform(
                 &writer,
+                cache.as_ref(),
                 spec,
                 opts,
                 p,
@@ -120,6 +132,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
                 binary_size: *size,
                 layer_size,
                 manifest: manifest.digest.clone(),
+                cached,
             };
             Ok((report, manifest))
         })
@@ -150,6 +163,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
 #[allow(clippy::too_many_arguments)]
 fn build_platform(
     writer: &LayoutWriter,
+    cache: Option<&LayerCache>,
     spec: &ImageSpec,
     opts: &BuildOptions,
     platform: &Platform,
@@ -157,7 +171,7 @@ fn build_platform(
     created: &str,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
-) -> Result<(BlobRef, u64), BuildError> {
+) -> Result<(BlobRef, u64, bool), BuildError> {
     let in_image = match &spec.binary_path {
         Some(p) => p.clone(),
         None => {
@@ -186,19 +200,8 @@ fn build_platform(
     let mtime = opts.source_date_epoch as u64;
     let recipe = Recipe::new(entries, mtime, opts.compression_level).map_err(BuildError::Layer)?;
 
-    let write_err = |source| BuildError::Write {
-        platform: platform.to_string(),
-        source,
-    };
-    let mut blob = writer.blob_writer()?;
-    let written = recipe.write(&mut blob).map_err(write_err)?;
-    let (layer_digest, layer_size) = blob.finish()?;
-    let layer = BlobRef {
-        media_type: MediaType::ImageLayerGzip,
-        digest: layer_digest,
-        size: layer_size,
-    };
-
+    let (layer, diff_id, cached) = write_layer(writer, cache, &recipe, platform)?;
+    let layer_size = layer.size;
     let entrypoint = spec
         .config
         .entrypoint
@@ -210,7 +213,7 @@ fn build_platform(
         entrypoint,
         labels,
         created,
-        &written.diff_id,
+        &diff_id,
     )?;
     let config = BlobRef {
         media_type: MediaType::ImageConfig,
@@ -223,7 +226,49 @@ fn build_platform(
         digest: writer.put_blob(&manifest_bytes)?,
         size: manifest_bytes.len() as u64,
     };
-    Ok((manifest, layer_size))
+    Ok((manifest, layer_size, cached))
+}
+
+/// The layer blob, from the cache or compressed now: its descriptor, its diff id, and whether it
+/// came from the cache.
+fn write_layer(
+    writer: &LayoutWriter,
+    cache: Option<&LayerCache>,
+    recipe: &Recipe,
+    platform: &Platform,
+) -> Result<(BlobRef, Digest, bool), BuildError> {
+    let write_err = |source| BuildError::Write {
+        platform: platform.to_string(),
+        source,
+    };
+    let gzip = |digest, size| BlobRef {
+        media_type: MediaType::ImageLayerGzip,
+        digest,
+        size,
+    };
+    // With a cache, a first pass hashes the tar alone (a fraction of deflate's cost) for the key.
+    let probe = match cache {
+        Some(c) => {
+            let probe = recipe.diff_id().map_err(write_err)?;
+            if let Some(hit) = c.get(&probe.diff_id) {
+                tracing::debug!("{platform}: layer {} from the cache", hit.digest);
+                writer.put_blob_file(&hit.path, &hit.digest)?;
+                return Ok((gzip(hit.digest, hit.size), probe.diff_id, true));
+            }
+            Some(probe)
+        }
+        None => None,
+    };
+    let mut blob = writer.blob_writer()?;
+    let written = recipe.write(&mut blob).map_err(write_err)?;
+    let (digest, size) = blob.finish()?;
+    // Cached only when the input did not change between the two passes.
+    if let (Some(c), Some(probe)) = (cache, probe) {
+        if probe == written {
+            c.put(&written.diff_id, &writer.blob_path(&digest), &digest);
+        }
+    }
+    Ok((gzip(digest, size), written.diff_id, false))
 }
 
 /// The standard OCI keys ironstar knows, then the image file's own (which win).

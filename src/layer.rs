@@ -102,8 +102,19 @@ impl Recipe {
 
     /// Write the compressed layer to `out`, returning the tar's digest and size.
     pub fn write(&self, out: impl Write) -> io::Result<Written> {
-        let gz = ParallelGzip::new(out, self.level);
-        let mut tar = tar::Builder::new(HashWriter::new(gz));
+        let (gz, written) = self.write_tar(ParallelGzip::new(out, self.level))?;
+        gz.finish()?;
+        Ok(written)
+    }
+
+    /// The tar's digest and size alone, without compressing: what the layer cache is keyed by.
+    pub fn diff_id(&self) -> io::Result<Written> {
+        Ok(self.write_tar(io::sink())?.1)
+    }
+
+    /// Write the uncompressed tar stream to `out`, hashing it on the way.
+    fn write_tar<W: Write>(&self, out: W) -> io::Result<(W, Written)> {
+        let mut tar = tar::Builder::new(HashWriter::new(out));
         tar.sparse(false);
         for e in &self.entries {
             let mut h = tar::Header::new_gnu();
@@ -145,11 +156,23 @@ impl Recipe {
                 }
             }
         }
-        let hashed = tar.into_inner()?;
-        let (gz, diff_id, tar_size) = hashed.finish();
-        gz.finish()?;
-        Ok(Written { diff_id, tar_size })
+        let (out, diff_id, tar_size) = tar.into_inner()?.finish();
+        Ok((out, Written { diff_id, tar_size }))
     }
+}
+
+/// A name for everything that decides the compressed bytes of a layer given its tar: the format,
+/// the level, and a fingerprint of this build's deflate output on a fixed sample (two blocks and a
+/// bit, so the dictionary carry-over is covered). A deflate upgrade that moves digests changes the
+/// fingerprint, so a layer cache never serves bytes an uncached build would not produce.
+pub fn encoding(level: u32) -> String {
+    let sample: Vec<u8> = (0..2 * BLOCK_SIZE as u32 + 4099)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 511) as u8)
+        .collect();
+    let mut gz = ParallelGzip::new(HashWriter::new(io::sink()), level);
+    gz.write_all(&sample).expect("writing to a sink");
+    let (_, digest, _) = gz.finish().expect("writing to a sink").finish();
+    format!("gzip-{}-{}", level.min(9), &digest.hex()[..16])
 }
 
 fn with_path(path: &Path, e: io::Error) -> io::Error {

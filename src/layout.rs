@@ -142,9 +142,14 @@ impl LayoutWriter {
         Ok(w.finish()?.0)
     }
 
+    /// Where the blob `digest` is (or will be) in the layout under construction.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.tmp.path().join("blobs/sha256").join(digest.hex())
+    }
+
     /// Store a blob already on disk whose digest is known (a cached layer), copying it.
     pub fn put_blob_file(&self, src: &Path, digest: &Digest) -> Result<()> {
-        let dest = self.tmp.path().join("blobs/sha256").join(digest.hex());
+        let dest = self.blob_path(digest);
         // A hard link costs nothing when the cache is on the same file system.
         if fs::hard_link(src, &dest).is_err() {
             fs::copy(src, &dest).map_err(io_err(src))?;

@@ -4,7 +4,7 @@
 //! - [`platform`]: the table of OCI platforms, Rust targets and ELF machines;
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
-//! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`layer`]: the deterministic tar + gzip layer, and [`cache`], layers already compressed;
 //! - [`image`]: config, manifest and index JSON in canonical form;
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
 //! - [`build`]: the whole `ironstar build`;
@@ -12,6 +12,7 @@
 //! - [`cargo`]: cross-building a crate for every platform of an image.
 
 pub mod build;
+pub mod cache;
 pub mod cargo;
 pub mod digest;
 pub mod elf;

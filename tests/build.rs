@@ -282,6 +282,7 @@ fn same_inputs_give_the_same_digest_whatever_the_environment() {
         let o = ok(Command::new("sh")
             .current_dir(dir)
             .env("RAYON_NUM_THREADS", threads)
+            .env("IRONSTAR_NO_CACHE", "true")
             .env_remove("SOURCE_DATE_EPOCH")
             .args(["-c", &script, env!("CARGO_BIN_EXE_ironstar")]));
         digests.push(digest_line(&o));
@@ -303,7 +304,7 @@ fn same_inputs_give_the_same_digest_whatever_the_environment() {
     );
 
     // A different SOURCE_DATE_EPOCH is a different image.
-    let o = ok(Command::new(env!("CARGO_BIN_EXE_ironstar"))
+    let o = ok(ironstar()
         .current_dir(a.path())
         .env("SOURCE_DATE_EPOCH", "86400")
         .args([
@@ -568,4 +569,120 @@ fn check_binary_and_platforms_commands() {
         serde_json::from_str(&ok(ironstar().args(["platforms", "--json"]))).unwrap();
     assert_eq!(list[0]["platform"], "linux/amd64");
     assert_eq!(list[1]["rust_target"], "aarch64-unknown-linux-musl");
+}
+
+/// The cache's entry files: `layers/<encoding>/<diff id>/<layer digest>`.
+fn cache_entries(cache: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for enc in fs::read_dir(cache.join("layers")).into_iter().flatten() {
+        let enc = enc.unwrap().path();
+        if !enc.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&enc).unwrap() {
+            for f in fs::read_dir(entry.unwrap().path()).unwrap() {
+                v.push(f.unwrap().path());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn the_layer_cache_serves_unchanged_layers_byte_for_byte() {
+    let f = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let build_with = |cache: &Path, out: &str, extra: &[&str]| {
+        let o = run(ironstar()
+            .current_dir(tmp.path())
+            .env_remove("IRONSTAR_NO_CACHE")
+            .arg("build")
+            .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+            .arg(format!("--binary=linux/arm64={}", f.arm64.display()))
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["-o", out])
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        (
+            digest_line(&stdout(&o)),
+            stderr(&o).matches("(cached)").count(),
+        )
+    };
+    let build = |out: &str, extra: &[&str]| build_with(&cache, out, extra);
+    let blobs = |out: &str| {
+        let dir = tmp.path().join(out).join("blobs/sha256");
+        let mut v: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Cold: both layers compressed and kept.
+    let (cold, hits) = build("cold", &[]);
+    assert_eq!(hits, 0);
+    let entries = cache_entries(&cache);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    // Warm: both served, the layout byte-identical to the cold one and to an uncached build.
+    let (warm, hits) = build("warm", &[]);
+    assert_eq!((warm.as_str(), hits), (cold.as_str(), 2));
+    let (fresh, hits) = build("fresh", &["--no-cache"]);
+    assert_eq!((fresh.as_str(), hits), (cold.as_str(), 0));
+    assert!(blobs("warm") == blobs("cold") && blobs("fresh") == blobs("cold"));
+    validate_layout(&tmp.path().join("warm"));
+
+    // Another level is another encoding: a miss, then its own entries.
+    let (level1, hits) = build("level1", &["--compression-level", "1"]);
+    assert_eq!(hits, 0);
+    assert_ne!(level1, cold);
+    assert_eq!(cache_entries(&cache).len(), 4);
+
+    // Damaged entries (bytes that no longer hash to their names) are dropped and rebuilt, never
+    // served: the image is still the right one.
+    for e in &entries {
+        fs::remove_file(e).unwrap(); // not through the hard link the layout shares
+        fs::write(e, b"not a layer").unwrap();
+    }
+    let (repaired, hits) = build("repaired", &[]);
+    assert_eq!((repaired.as_str(), hits), (cold.as_str(), 0));
+    assert!(blobs("repaired") == blobs("cold"));
+    for e in &entries {
+        let name = e.file_name().unwrap().to_str().unwrap();
+        let (d, _) = ironstar::digest::digest_reader(fs::File::open(e).unwrap()).unwrap();
+        assert_eq!(d.hex(), name, "entry not restored");
+    }
+
+    // Two builds sharing a fresh cache at once: both whole, the same image.
+    let shared = tmp.path().join("shared-cache");
+    let spawn = |out: &str| {
+        ironstar()
+            .current_dir(tmp.path())
+            .env_remove("IRONSTAR_NO_CACHE")
+            .arg("build")
+            .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+            .arg(format!("--binary=linux/arm64={}", f.arm64.display()))
+            .arg("--cache-dir")
+            .arg(&shared)
+            .args(["-o", out])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("race-a"), spawn("race-b"));
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(digest_line(&stdout(&o)), cold);
+    }
+    assert_eq!(cache_entries(&shared).len(), 2);
+    let (_, hits) = build_with(&shared, "after-race", &[]);
+    assert_eq!(hits, 2);
 }

@@ -28,6 +28,13 @@ pub struct BuildArgs {
     /// Deflate level, 0 (store) to 9 (smallest).
     #[arg(long, default_value_t = ironstar::layer::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
+    /// Layer cache: an unchanged binary is not compressed again [default: $XDG_CACHE_HOME/ironstar,
+    /// else ~/.cache/ironstar].
+    #[arg(long, env = "IRONSTAR_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compress every layer, neither reading nor filling the cache (wins over --cache-dir).
+    #[arg(long, env = "IRONSTAR_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_cache: bool,
     /// Source revision recorded as org.opencontainers.image.revision.
     #[arg(long, env = "IRONSTAR_REVISION")]
     pub revision: Option<String>,
@@ -131,16 +138,24 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
         source_date_epoch: epoch(args)?,
         compression_level: args.compression_level,
         revision: args.revision.clone(),
+        cache_dir: match args.no_cache {
+            true => None,
+            false => args
+                .cache_dir
+                .clone()
+                .or_else(ironstar::cache::LayerCache::default_dir),
+        },
     };
     let report = ironstar::build::build(&spec, &opts)
         .with_context(|| format!("building image `{}`", spec.name))?;
     if !quiet {
         for p in &report.platforms {
             eprintln!(
-                "{:<14} binary {:>10}  layer {:>10}  manifest {}",
+                "{:<14} binary {:>10}  layer {:>10}{}  manifest {}",
                 p.platform.to_string(),
                 ironstar::human_bytes(p.binary_size),
                 ironstar::human_bytes(p.layer_size),
+                if p.cached { " (cached)" } else { "" },
                 p.manifest
             );
         }

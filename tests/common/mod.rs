@@ -13,8 +13,12 @@ pub fn repo() -> &'static Path {
 /// The ironstar binary under test.
 pub fn ironstar() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ironstar"));
+    // No layer cache unless a test asks for one: a hit would make a reproducibility check
+    // compare a layer with itself.
     c.env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("IRONSTAR_REVISION");
+        .env_remove("IRONSTAR_REVISION")
+        .env_remove("IRONSTAR_CACHE_DIR")
+        .env("IRONSTAR_NO_CACHE", "true");
     c
 }
 

@@ -1,0 +1,208 @@
+//! The local layer cache: a compressed layer kept by its tar's digest (the diff id) and its
+//! encoding, so an unchanged binary is never compressed twice.
+//!
+//! On disk: `DIR/layers/<encoding>/<diff id hex>/<layer digest hex>`, one file a directory. A
+//! file appears under its final name in one step (a hard link or a rename), so two builds that
+//! share the cache see a whole entry or none; a hit is hashed against its name before use, so a
+//! damaged entry is dropped and the layer compressed again, never served.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::digest::{digest_reader, Digest};
+
+/// Entries not used for this long are removed.
+const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often a build looks for old entries.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// A layer cache for one encoding (format, level, deflate fingerprint).
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+/// A cached layer, verified.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub path: PathBuf,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl LayerCache {
+    /// `$XDG_CACHE_HOME/ironstar`, else `~/.cache/ironstar`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+        std::env::var_os("XDG_CACHE_HOME")
+            .and_then(abs)
+            .or_else(|| Some(std::env::var_os("HOME").and_then(abs)?.join(".cache")))
+            .map(|d| d.join("ironstar"))
+    }
+
+    /// Open (creating it) the cache under `root` for layers of `encoding`
+    /// ([`crate::layer::encoding`]).
+    pub fn open(root: &Path, encoding: &str) -> io::Result<Self> {
+        let layers = root.join("layers");
+        let dir = layers.join(encoding);
+        fs::create_dir_all(&dir)?;
+        prune(&layers);
+        Ok(LayerCache { dir })
+    }
+
+    fn entry_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(diff_id.hex())
+    }
+
+    /// The layer cached for `diff_id`, if there is a sound one.
+    pub fn get(&self, diff_id: &Digest) -> Option<Hit> {
+        let dir = self.entry_dir(diff_id);
+        for e in fs::read_dir(&dir).ok()?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                continue; // a temporary of a concurrent store
+            };
+            let path = e.path();
+            match File::open(&path).and_then(digest_reader) {
+                Ok((actual, size)) if actual == digest => {
+                    // Used: keep it from being pruned.
+                    let _ = File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_modified(SystemTime::now()));
+                    return Some(Hit { path, digest, size });
+                }
+                _ => {
+                    tracing::warn!(
+                        "layer cache entry {} is damaged; removing it",
+                        path.display()
+                    );
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        None
+    }
+
+    /// Keep `layer` (a finished blob whose digest is `digest`) as the layer of `diff_id`.
+    /// Failures only cost a later cache miss, so they are logged, not returned.
+    pub fn put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) {
+        if let Err(e) = self.try_put(diff_id, layer, digest) {
+            tracing::debug!("not cached: {}: {e}", layer.display());
+        }
+    }
+
+    fn try_put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) -> io::Result<()> {
+        let dir = self.entry_dir(diff_id);
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(digest.hex());
+        if dest.exists() {
+            return Ok(());
+        }
+        // A hard link shares the layout's bytes; across file systems, a copy renamed into place.
+        match fs::hard_link(layer, &dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(_) => {
+                let tmp = tempfile::Builder::new()
+                    .prefix(".partial-")
+                    .tempfile_in(&dir)?;
+                fs::copy(layer, tmp.path())?;
+                tmp.persist(&dest).map_err(|e| e.error)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Remove entries unused for [`MAX_AGE`], at most once every [`PRUNE_EVERY`].
+fn prune(layers: &Path) {
+    let stamp = layers.join(".pruned");
+    let now = SystemTime::now();
+    let recent = fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < PRUNE_EVERY);
+    if recent || fs::write(&stamp, b"").is_err() {
+        return;
+    }
+    let dirs = |p: &Path| -> Vec<PathBuf> {
+        fs::read_dir(p)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for encoding in dirs(layers) {
+        for entry in dirs(&encoding) {
+            let used = fs::read_dir(&entry)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.metadata().ok()?.modified().ok())
+                .max();
+            if used.is_none_or(|t| now.duration_since(t).unwrap_or_default() > MAX_AGE) {
+                let _ = fs::remove_dir_all(&entry);
+            }
+        }
+        let _ = fs::remove_dir(&encoding); // only if now empty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_serves_and_drops_damaged_entries() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
+        let diff_id = Digest::of(b"tar");
+        assert!(cache.get(&diff_id).is_none());
+
+        let src = root.path().join("layer");
+        fs::write(&src, b"compressed").unwrap();
+        let digest = Digest::of(b"compressed");
+        cache.put(&diff_id, &src, &digest);
+        cache.put(&diff_id, &src, &digest); // twice is fine
+        let hit = cache.get(&diff_id).expect("a hit");
+        assert_eq!((hit.digest.clone(), hit.size), (digest.clone(), 10));
+        assert_eq!(fs::read(&hit.path).unwrap(), b"compressed");
+
+        // Damaged: the bytes no longer hash to the name. Write a new file (not through the
+        // hard link, which would change `src` too).
+        fs::remove_file(&hit.path).unwrap();
+        fs::write(&hit.path, b"compressex").unwrap();
+        assert!(cache.get(&diff_id).is_none());
+        assert!(!hit.path.exists(), "the damaged entry stays");
+    }
+
+    #[test]
+    fn prunes_old_entries_only() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
+        let src = root.path().join("layer");
+        fs::write(&src, b"x").unwrap();
+        let (old, new) = (Digest::of(b"old"), Digest::of(b"new"));
+        cache.put(&old, &src, &Digest::of(b"x"));
+        let copy = root.path().join("layer2");
+        fs::write(&copy, b"y").unwrap();
+        cache.put(&new, &copy, &Digest::of(b"y"));
+        let long_ago = SystemTime::now() - MAX_AGE - Duration::from_secs(60);
+        let old_file = cache.entry_dir(&old).join(Digest::of(b"x").hex());
+        File::options()
+            .write(true)
+            .open(&old_file)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        fs::remove_file(root.path().join("layers/.pruned")).unwrap();
+        let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
+        assert!(cache.get(&old).is_none());
+        assert!(cache.get(&new).is_some());
+    }
+}
