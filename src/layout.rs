@@ -189,12 +189,22 @@ fn check_replaceable(output: &Path) -> Result<()> {
     }
 }
 
-/// Put `staged` at `output`. An existing layout is moved aside first and removed after, so a kill
-/// at any point leaves either the old or the new layout at `output` (or, for an instant between
-/// the two renames, nothing), never a mixture.
+/// Put `staged` at `output`. An existing layout is swapped with the new one in one step
+/// (`renameat2` with `RENAME_EXCHANGE`) and then removed; where the system cannot exchange, it is
+/// moved aside first and removed after. A kill at any point leaves either the old or the new
+/// layout at `output` (in the fallback, for an instant between two renames, nothing), never a
+/// mixture.
 fn swap_into_place(staged: &Path, output: &Path) -> Result<()> {
     if fs::symlink_metadata(output).is_err() {
         return fs::rename(staged, output).map_err(io_err(output));
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        if renameat_with(CWD, staged, CWD, output, RenameFlags::EXCHANGE).is_ok() {
+            let _ = fs::remove_dir_all(staged); // now the previous layout
+            return Ok(());
+        }
     }
     let aside = staged.with_extension("old");
     fs::rename(output, &aside).map_err(io_err(output))?;
@@ -603,5 +613,8 @@ mod tests {
         w.commit(b"{\"schemaVersion\":2,\"manifests\":[]}").unwrap();
         assert!(!out.join("blobs/sha256").join(d.hex()).exists());
         assert!(out.join("blobs/sha256").join(d2.hex()).is_file());
+        // The previous layout, swapped out, is gone too.
+        let names: Vec<_> = fs::read_dir(parent.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "left beside the layout: {names:?}");
     }
 }
