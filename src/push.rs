@@ -57,7 +57,8 @@ pub struct PushOptions {
     pub plain_http: bool,
     pub jobs: usize,
     pub mount_from: Option<String>,
-    pub chunk_size: u64,
+    /// Chunked uploads above this size; `None`: one `PUT` a blob.
+    pub chunk_size: Option<u64>,
     pub credential: Option<Credential>,
     pub max_attempts: u32,
     pub progress: ProgressMode,
@@ -148,7 +149,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         &opts.repository,
         ClientOptions {
             plain_http: opts.plain_http,
-            chunk_size: opts.chunk_size.max(1),
+            chunk_size: opts.chunk_size.map(|c| c.max(1)),
             max_attempts: opts.max_attempts.max(1),
             credential,
         },

@@ -229,6 +229,30 @@ fn chunked_uploads_and_cross_repository_mounts() {
         "no blob should be uploaded:\n{err}"
     );
     assert_eq!(skopeo_raw(&reg.addr(), "b/second", "v9"), index_bytes());
+
+    // By default every blob goes up in one PUT; a registry that refuses a large one with 413
+    // (ACR) gets the same blob in PATCH chunks.
+    let acr = Proxy::start(
+        reg.port,
+        Faults {
+            max_blob_put: 16 << 10,
+            ..Default::default()
+        },
+    );
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/c/third", acr.addr())])
+            .args(["--plain-http", "-v"]),
+    );
+    expect_ok(&o, "push to a registry refusing large PUTs");
+    let log = acr.stats.log.lock().unwrap().clone();
+    let refused = log.iter().filter(|l| l.ends_with("-> 413")).count();
+    assert_eq!(refused, 2, "one refused PUT per layer: {log:#?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("PATCH")),
+        "no chunk was sent: {log:#?}"
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "c/third", "latest"), index_bytes());
 }
 
 #[test]

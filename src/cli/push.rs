@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use ironstar::layout::{Layout, LayoutError};
 use ironstar::push::{push, ProgressMode, PushOptions};
-use ironstar::registry::client::{DEFAULT_CHUNK_SIZE, DEFAULT_MAX_ATTEMPTS};
+use ironstar::registry::client::DEFAULT_MAX_ATTEMPTS;
 use ironstar::registry::{Credential, Reference};
 use ironstar::spec::ImageSpec;
 
@@ -52,9 +52,11 @@ pub struct RegistryArgs {
     /// Read the password or token from standard input (with --username).
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
-    /// Blobs larger than this many bytes are uploaded in chunks of this size.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE, value_parser = clap::value_parser!(u64).range(1..))]
-    pub chunk_size: u64,
+    /// Upload blobs larger than this many bytes in PATCH chunks of this size (for a registry
+    /// that caps request bodies). Default: every blob in one PUT, and chunks of 3 MiB only
+    /// when the registry refuses a PUT as too large (413).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: Option<u64>,
     /// Attempts per request before giving up on transient failures.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,

@@ -28,7 +28,8 @@ use crate::layout::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
 
-/// Below ghcr.io's per-request limit (a `PATCH` near 4 MiB gets 416 there).
+/// The chunk size when a registry refuses a blob in one `PUT` (413, as ACR does above ~20 MB):
+/// below ghcr.io's per-request limit (a `PATCH` near 4 MiB gets 416 there).
 pub const DEFAULT_CHUNK_SIZE: u64 = 3 << 20;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -107,7 +108,10 @@ pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     pub plain_http: bool,
-    pub chunk_size: u64,
+    /// Blobs larger than this go up in `PATCH` chunks of this size; `None` (the default): one
+    /// monolithic `PUT` a blob, which every registry takes and which is the fastest (ECR even
+    /// refuses chunks under 5 MB).
+    pub chunk_size: Option<u64>,
     pub max_attempts: u32,
     pub credential: Option<FoundCredential>,
 }
@@ -116,7 +120,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             plain_http: false,
-            chunk_size: DEFAULT_CHUNK_SIZE,
+            chunk_size: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             credential: None,
         }
@@ -791,9 +795,16 @@ impl Repository {
                     }
                     _ => self.start_upload().await?,
                 };
-                let chunk = self.opts.chunk_size.max(min_chunk.unwrap_or(0)).max(1);
-                if size <= chunk {
-                    match self
+                let chunk = self
+                    .opts
+                    .chunk_size
+                    .map(|c| c.max(min_chunk.unwrap_or(0)).max(1));
+                match chunk {
+                    Some(chunk) if size > chunk => {
+                        self.put_chunked(digest, size, path, location, chunk, progress)
+                            .await?
+                    }
+                    _ => match self
                         .put_monolithic(digest, size, path, location, progress.clone())
                         .await
                     {
@@ -806,10 +817,7 @@ impl Repository {
                                 .await?;
                         }
                         other => other?,
-                    }
-                } else {
-                    self.put_chunked(digest, size, path, location, chunk, progress)
-                        .await?;
+                    },
                 }
                 Ok(BlobOutcome::Uploaded)
             }

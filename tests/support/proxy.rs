@@ -4,7 +4,7 @@
 //! kind, refuses chunked request bodies (the client must always send `Content-Length`), and can
 //! fail a seeded, deterministic fraction of requests with 503, with 429 + `Retry-After: 1`, or by
 //! resetting the connection halfway through the request body; it can also rewrite every
-//! `Docker-Content-Digest` to a wrong value, or delay each request.
+//! `Docker-Content-Digest` to a wrong value, delay each request, or refuse large blob `PUT`s.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -25,6 +25,9 @@ pub struct Faults {
     /// Turn absolute `Location`s into relative ones (`/v2/…?…`), as some registries send.
     pub relative_location: bool,
     pub delay: Duration,
+    /// Answer 413 to a blob upload `PUT` whose body is larger than this (0: no limit), as ACR
+    /// does to large monolithic uploads.
+    pub max_blob_put: usize,
 }
 
 #[derive(Default)]
@@ -38,6 +41,7 @@ pub struct Stats {
     pub throttles: AtomicUsize,
     pub unavailable: AtomicUsize,
     pub chunked_bodies: AtomicUsize,
+    pub too_large: AtomicUsize,
     pub log: Mutex<Vec<String>>,
 }
 
@@ -174,6 +178,16 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
         std::thread::sleep(f.delay);
     }
     let short_path = path.split('?').next().unwrap_or("").to_string();
+    if upload && method == "PUT" && f.max_blob_put > 0 && content_length > f.max_blob_put {
+        read_body(&mut conn, &mut body, content_length)?;
+        s.too_large.fetch_add(1, Ordering::SeqCst);
+        s.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {short_path} -> 413"));
+        respond(&mut conn, "413 Payload Too Large", "");
+        return Ok(());
+    }
     let fault = f.fail_rate > 0.0 && uniform(f.seed, n) < f.fail_rate;
     if fault {
         s.faults.fetch_add(1, Ordering::SeqCst);
