@@ -686,3 +686,86 @@ fn the_layer_cache_serves_unchanged_layers_byte_for_byte() {
     let (_, hits) = build_with(&shared, "after-race", &[]);
     assert_eq!(hits, 2);
 }
+
+/// A real container runtime (podman with runc, private vfs storage) runs the amd64 image and
+/// applies its config: entrypoint, cmd, env, user, working directory. (arm64 binaries run under
+/// qemu in the other tests; podman would need binfmt for them.)
+#[test]
+fn podman_runs_the_image_as_its_config_says() {
+    require_tool("podman", "podman");
+    require_tool("runc", "runc");
+    let f = fixtures();
+    // podman names an `oci:` image after its path, which must be lowercase: no random suffix.
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    let tmp = Dir(std::env::temp_dir().join(format!("ironstar-podman-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&tmp.0);
+    let dir = tmp.0.as_path();
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::copy(&f.amd64, dir.join("app")).unwrap();
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("image.toml"),
+        r#"name = "runme"
+entrypoint = ["/usr/local/bin/app", "from-entrypoint"]
+cmd = ["from-cmd"]
+user = "65532:65532"
+workdir = "/work"
+binary_path = "/usr/local/bin/app"
+[env]
+FIXTURE_REPORT = "1"
+GREETING = "hi from the config"
+[binaries]
+"linux/amd64" = "app"
+[[files]]
+source = "etc/passwd"
+path = "/etc/passwd"
+[[files]]
+path = "/work"
+mode = 0o1777
+"#,
+    )
+    .unwrap();
+    let layout = dir.join("layout");
+    ok(ironstar()
+        .current_dir(dir)
+        .args(["build", "image.toml", "-o"])
+        .arg(&layout));
+
+    // podman needs `default_ulimits = []` in this sandbox; a private config and storage keep
+    // the machine's own untouched.
+    let conf = dir.join("containers.conf");
+    fs::write(&conf, "[containers]\ndefault_ulimits = []\n").unwrap();
+    let podman = |extra: &[&str]| {
+        let o = run(Command::new("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(dir.join("storage"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc"])
+            .args(["run", "--rm", "--network", "none"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .args(extra));
+        assert!(o.status.success(), "podman run failed: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(
+        podman(&[]),
+        "hello from x86_64\nargs: from-entrypoint from-cmd\ncwd: /work\nuid: 65532\n\
+         greeting: hi from the config\n"
+    );
+    // Arguments replace cmd, not the entrypoint.
+    assert!(
+        podman(&["given"]).contains("\nargs: from-entrypoint given\n"),
+        "arguments did not replace cmd"
+    );
+}
