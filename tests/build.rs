@@ -594,17 +594,20 @@ fn the_layer_cache_serves_unchanged_layers_byte_for_byte() {
     let f = fixtures();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let build_with = |cache: &Path, out: &str, extra: &[&str]| {
-        let o = run(ironstar()
-            .current_dir(tmp.path())
+    let command = |cache: &Path, out: &str| {
+        let mut c = ironstar();
+        c.current_dir(tmp.path())
             .env_remove("IRONSTAR_NO_CACHE")
             .arg("build")
             .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
             .arg(format!("--binary=linux/arm64={}", f.arm64.display()))
             .arg("--cache-dir")
             .arg(cache)
-            .args(["-o", out])
-            .args(extra));
+            .args(["-o", out]);
+        c
+    };
+    let build_with = |cache: &Path, out: &str, extra: &[&str]| {
+        let o = run(command(cache, out).args(extra));
         assert!(o.status.success(), "{}", stderr(&o));
         (
             digest_line(&stdout(&o)),
@@ -662,15 +665,7 @@ fn the_layer_cache_serves_unchanged_layers_byte_for_byte() {
     // Two builds sharing a fresh cache at once: both whole, the same image.
     let shared = tmp.path().join("shared-cache");
     let spawn = |out: &str| {
-        ironstar()
-            .current_dir(tmp.path())
-            .env_remove("IRONSTAR_NO_CACHE")
-            .arg("build")
-            .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
-            .arg(format!("--binary=linux/arm64={}", f.arm64.display()))
-            .arg("--cache-dir")
-            .arg(&shared)
-            .args(["-o", out])
+        command(&shared, out)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
