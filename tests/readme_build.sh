@@ -3,16 +3,24 @@
 # linux/arm64 with `--cargo` (no Nix), then take each platform's binary out of the layout with
 # skopeo and umoci (clients independent of ironstar), check it is static and for the right
 # machine, and run `ironstar --version` from it: natively on amd64, under qemu on arm64.
-# A second build of the same commit must give the same index digest.
+# A second build of the same commit must give the same index digest. Last, the image is used
+# the way CI uses it: podman runs the amd64 image (a scratch image: the binary and nothing else)
+# as a step would, and it pushes a layout from the mounted workspace to a loopback registry.
 #
 # Needs: rustup targets x86_64-unknown-linux-musl and aarch64-unknown-linux-musl; apt packages
-# clang, skopeo, umoci, qemu-user-static. Takes several minutes (release: lto, codegen-units 1).
+# clang, skopeo, umoci, qemu-user-static, docker-registry, podman, runc. Takes several minutes
+# (release: lto, codegen-units 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=target/oci/ironstar
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+registry_pid=""
+cleanup() {
+  [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null
+  rm -rf "$tmp" 2>/dev/null || true
+}
+trap cleanup EXIT
 
 # --- the README command ---
 start=$(date +%s)
@@ -49,4 +57,49 @@ again=$(target/release/ironstar -q build --no-cache --cargo images/ironstar.toml
   echo "not reproducible: $digest then $again" >&2
   exit 1
 }
+
+# --- ironstar's image as a CI step: podman runs it, it pushes a layout to a loopback registry ---
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$tmp/registry" "$tmp/ws"
+cat >"$tmp/registry/config.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $tmp/registry/data}}
+http: {addr: 127.0.0.1:$port}
+YAML
+docker-registry serve "$tmp/registry/config.yml" >"$tmp/registry/log" 2>&1 &
+registry_pid=$!
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(100):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v2/", timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("docker-registry did not start")
+PY
+cp -r "$out" "$tmp/ws/layout"
+# A private podman config and storage (podman needs `default_ulimits = []` in some sandboxes).
+printf '[containers]\ndefault_ulimits = []\n' >"$tmp/containers.conf"
+pushed=$(CONTAINERS_CONF="$tmp/containers.conf" podman --root "$tmp/podman" \
+  --runroot "$tmp/podman-run" --storage-driver vfs --runtime runc \
+  run --rm --network host --arch amd64 -v "$tmp/ws:/github/workspace" -w /github/workspace \
+  -e GITHUB_OUTPUT=/github/workspace/output \
+  "oci:$out:latest" push --layout layout --plain-http \
+  --repository "127.0.0.1:$port/org/ironstar" --tag ci)
+[[ $pushed == "127.0.0.1:$port/org/ironstar@$digest" ]] || {
+  echo "the image's push printed '$pushed'" >&2
+  exit 1
+}
+grep -qx "digest=$digest" "$tmp/ws/output" || {
+  echo "no digest=$digest in \$GITHUB_OUTPUT" >&2
+  exit 1
+}
+cmp <(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$port/org/ironstar:ci") \
+  "$out/blobs/sha256/${digest#sha256:}" || {
+  echo "the registry's index differs from the layout's" >&2
+  exit 1
+}
+echo "ironstar's image pushed $pushed from inside a container" >&2
 echo "readme build: ok ($digest)" >&2

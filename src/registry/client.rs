@@ -175,22 +175,30 @@ struct Req<'a> {
     scopes: &'a [String],
 }
 
-fn rustls_config(http1_only: bool) -> Result<rustls::ClientConfig> {
-    static ROOTS: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
-    let roots = ROOTS
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            // Honours SSL_CERT_FILE and SSL_CERT_DIR.
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
+/// The rustls configuration of both clients: webpki's roots, plus the system's (`SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`) when `system_roots`.
+fn rustls_config(http1_only: bool, system_roots: bool) -> Result<rustls::ClientConfig> {
+    static WEBPKI: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    static WITH_SYSTEM: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
+    let webpki = || {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        roots
+    };
+    let roots = if system_roots {
+        WITH_SYSTEM.get_or_init(|| {
+            let mut roots = webpki();
+            // Honours SSL_CERT_FILE and SSL_CERT_DIR; none at all (a scratch image) is fine.
+            for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
             Arc::new(roots)
         })
-        .clone();
+    } else {
+        WEBPKI.get_or_init(|| Arc::new(webpki()))
+    }
+    .clone();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| RegistryError::Tls(e.to_string()))?
@@ -212,10 +220,13 @@ fn build_client(http1_only: bool, plain_http: bool) -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(Duration::from_secs(120))
         .pool_idle_timeout(Duration::from_secs(30));
+    // Always our own TLS configuration: left alone, reqwest builds one from the system's roots
+    // even for a plain-http client, which fails where there are none (ironstar's own scratch
+    // image) and reads every file of /etc/ssl/certs on each start. A plain-http registry needs
+    // TLS only for a token realm on https, and gets webpki's roots for that.
+    b = b.tls_backend_preconfigured(rustls_config(http1_only, !plain_http)?);
     if !plain_http {
-        b = b
-            .tls_backend_preconfigured(rustls_config(http1_only)?)
-            .https_only(true);
+        b = b.https_only(true);
     }
     if http1_only {
         b = b.http1_only();
