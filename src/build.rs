@@ -47,7 +47,7 @@ pub struct BuildOptions {
     pub compression_level: u32,
     /// `org.opencontainers.image.revision`, e.g. the git commit.
     pub revision: Option<String>,
-    /// The layer cache's directory ([`LayerCache::default_dir`] is the usual one); `None` for no
+    /// The layer cache's directory ([`crate::cache::default_dir`] is the usual one); `None` for no
     /// cache. A cache that cannot be opened (a read-only home, a build sandbox) is skipped.
     pub cache_dir: Option<PathBuf>,
 }

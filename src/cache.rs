@@ -1,10 +1,15 @@
-//! The local layer cache: a compressed layer kept by its tar's digest (the diff id) and its
-//! encoding, so an unchanged binary is never compressed twice.
+//! The local cache, two things that save work on the next run:
 //!
-//! On disk: `DIR/layers/<encoding>/<diff id hex>/<layer digest hex>`, one file a directory. A
-//! file appears under its final name in one step (a hard link or a rename), so two builds that
-//! share the cache see a whole entry or none; a hit is hashed against its name before use, so a
-//! damaged entry is dropped and the layer compressed again, never served.
+//! - [`LayerCache`]: a compressed layer kept by its tar's digest (the diff id) and its encoding,
+//!   so an unchanged binary is never compressed twice. On disk:
+//!   `DIR/layers/<encoding>/<diff id hex>/<layer digest hex>`, one file a directory. A file
+//!   appears under its final name in one step (a hard link or a rename), so two builds that share
+//!   the cache see a whole entry or none; a hit is hashed against its name before use, so a
+//!   damaged entry is dropped and the layer compressed again, never served.
+//! - [`PushedBlobs`]: which repository of a registry a blob was last pushed to, so a push to
+//!   another repository of that registry can mount it instead of uploading it (as ko does). On
+//!   disk: `DIR/pushed/<registry>/<digest hex>` holding the repository name. Only a hint: a mount
+//!   the registry refuses becomes an upload.
 
 use std::fs::{self, File};
 use std::io;
@@ -17,6 +22,15 @@ use crate::digest::{digest_reader, Digest};
 const MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How often a build looks for old entries.
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// `$XDG_CACHE_HOME/ironstar`, else `~/.cache/ironstar`.
+pub fn default_dir() -> Option<PathBuf> {
+    let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(abs)
+        .or_else(|| Some(std::env::var_os("HOME").and_then(abs)?.join(".cache")))
+        .map(|d| d.join("ironstar"))
+}
 
 /// A layer cache for one encoding (format, level, deflate fingerprint).
 #[derive(Debug, Clone)]
@@ -33,15 +47,6 @@ pub struct Hit {
 }
 
 impl LayerCache {
-    /// `$XDG_CACHE_HOME/ironstar`, else `~/.cache/ironstar`.
-    pub fn default_dir() -> Option<PathBuf> {
-        let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-        std::env::var_os("XDG_CACHE_HOME")
-            .and_then(abs)
-            .or_else(|| Some(std::env::var_os("HOME").and_then(abs)?.join(".cache")))
-            .map(|d| d.join("ironstar"))
-    }
-
     /// Open (creating it) the cache under `root` for layers of `encoding`
     /// ([`crate::layer::encoding`]).
     pub fn open(root: &Path, encoding: &str) -> io::Result<Self> {
@@ -117,6 +122,53 @@ impl LayerCache {
     }
 }
 
+/// Where blobs were pushed in one registry.
+#[derive(Debug, Clone)]
+pub struct PushedBlobs {
+    dir: PathBuf,
+}
+
+impl PushedBlobs {
+    /// The records for `registry` (its API host, e.g. `ghcr.io` or `127.0.0.1:5000`) under `root`.
+    pub fn open(root: &Path, registry: &str) -> io::Result<Self> {
+        if registry.is_empty() || registry.contains(['/', '\\']) || registry.starts_with('.') {
+            return Err(io::Error::other(format!("registry name `{registry}`")));
+        }
+        let dir = root.join("pushed").join(registry);
+        fs::create_dir_all(&dir)?;
+        Ok(PushedBlobs { dir })
+    }
+
+    /// A repository other than `except` that `digest` was pushed to, if one is recorded.
+    pub fn source(&self, digest: &Digest, except: &str) -> Option<String> {
+        let repo = fs::read_to_string(self.dir.join(digest.hex())).ok()?;
+        let repo = repo.trim();
+        // A repository name as the distribution grammar has it; anything else is ignored.
+        let valid = !repo.is_empty()
+            && repo.len() <= 255
+            && repo
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'/'));
+        (valid && repo != except).then(|| repo.to_string())
+    }
+
+    /// Record that `digest` is in `repository`. Failures cost only a later upload.
+    pub fn record(&self, digest: &Digest, repository: &str) {
+        let write = || -> io::Result<()> {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".partial-")
+                .tempfile_in(&self.dir)?;
+            io::Write::write_all(&mut tmp, repository.as_bytes())?;
+            tmp.persist(self.dir.join(digest.hex()))
+                .map_err(|e| e.error)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::debug!("not recorded: {digest} in {repository}: {e}");
+        }
+    }
+}
+
 /// Remove entries unused for [`MAX_AGE`], at most once every [`PRUNE_EVERY`].
 fn prune(layers: &Path) {
     let stamp = layers.join(".pruned");
@@ -179,6 +231,23 @@ mod tests {
         fs::write(&hit.path, b"compressex").unwrap();
         assert!(cache.get(&diff_id).is_none());
         assert!(!hit.path.exists(), "the damaged entry stays");
+    }
+
+    #[test]
+    fn pushed_blobs_name_another_repository_of_the_same_registry() {
+        let root = tempfile::tempdir().unwrap();
+        let d = Digest::of(b"layer");
+        let ghcr = PushedBlobs::open(root.path(), "ghcr.io").unwrap();
+        assert_eq!(ghcr.source(&d, "org/b"), None);
+        ghcr.record(&d, "org/a");
+        assert_eq!(ghcr.source(&d, "org/b").as_deref(), Some("org/a"));
+        assert_eq!(ghcr.source(&d, "org/a"), None, "not from itself");
+        let other = PushedBlobs::open(root.path(), "127.0.0.1:5000").unwrap();
+        assert_eq!(other.source(&d, "org/b"), None, "another registry");
+        // A record that is not a repository name is ignored.
+        fs::write(root.path().join("pushed/ghcr.io").join(d.hex()), "a&b=c").unwrap();
+        assert_eq!(ghcr.source(&d, "org/b"), None);
+        assert!(PushedBlobs::open(root.path(), "../x").is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`platform`]: the table of OCI platforms, Rust targets and ELF machines;
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
-//! - [`layer`]: the deterministic tar + gzip layer, and [`cache`], layers already compressed;
+//! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`cache`]: layers already compressed, and where blobs were pushed;
 //! - [`image`]: config, manifest and index JSON in canonical form;
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
 //! - [`build`]: the whole `ironstar build`;

@@ -1,12 +1,14 @@
 //! `ironstar push`: send one image of an OCI layout to a registry.
 //!
 //! Order, so that a failure anywhere before the tags never moves a tag:
-//! 1. every blob of the layout is verified against its digest before the first byte goes out;
+//! 1. the layout's index and manifests are read and checked (digests are `sha256:` + 64 hex);
 //! 2. the registry is pinged (reachability, auth scheme);
 //! 3. if the registry already holds the index, nothing is sent but the tags that differ;
-//! 4. otherwise every config and layer (`HEAD` first, skip what is there; parallel uploads),
-//!    then each platform manifest by digest, then the index by digest, each checked against the
-//!    `Docker-Content-Digest` the registry answers;
+//! 4. otherwise every blob is verified against its digest before the first byte goes out, then
+//!    every config and layer (`HEAD` first, skip what is there; mount from `--mount-from` or from
+//!    the repository the cache says holds it; parallel uploads), then each platform manifest by
+//!    digest, then the index by digest, each checked against the `Docker-Content-Digest` the
+//!    registry answers;
 //! 5. only then each tag, skipping those that already point at the index.
 
 use std::io::IsTerminal as _;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use futures_util::stream::{self, TryStreamExt as _};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::cache::PushedBlobs;
 use crate::digest::Digest;
 use crate::layout::{Descriptor, Layout, LayoutError, ResolvedImage};
 use crate::registry::auth::{find_credential, Credential, CredentialError};
@@ -57,6 +60,9 @@ pub struct PushOptions {
     pub plain_http: bool,
     pub jobs: usize,
     pub mount_from: Option<String>,
+    /// The local cache ([`crate::cache`]): where blobs were pushed before, to mount them from
+    /// another repository of the same registry rather than upload them; `None` for none.
+    pub cache_dir: Option<PathBuf>,
     /// Chunked uploads above this size; `None`: one `PUT` a blob.
     pub chunk_size: Option<u64>,
     pub credential: Option<Credential>,
@@ -251,14 +257,23 @@ async fn push_blobs(
 ) -> Result<(), PushError> {
     let total = image.blobs.len();
     let done = AtomicUsize::new(0);
+    let pushed = opts.cache_dir.as_deref().and_then(|dir| {
+        PushedBlobs::open(dir, opts.repository.api_host())
+            .map_err(|e| tracing::debug!("no record of pushed blobs: {e}"))
+            .ok()
+    });
+    let here = opts.repository.repository.as_str();
     let results: Vec<BlobOutcome> = stream::iter(image.blobs.iter().map(Ok::<_, PushError>))
         .map_ok(|d| {
-            let done = &done;
+            let (done, pushed) = (&done, &pushed);
             async move {
                 // `open_blob` checks the size on disk; the bytes were verified above.
                 drop(layout.open_blob(d)?);
                 let path = layout.blob_path(&d.digest);
                 if repo.blob_exists(&d.digest).await? {
+                    if let Some(p) = pushed {
+                        p.record(&d.digest, here);
+                    }
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     report.line(format!("[{n}/{total}] blob {} exists", short(&d.digest)));
                     return Ok(BlobOutcome::Existed);
@@ -267,19 +282,18 @@ async fn push_blobs(
                 let progress: Option<ProgressFn> = bar
                     .clone()
                     .map(|b| Arc::new(move |pos: u64| b.set_position(pos)) as ProgressFn);
+                let known = pushed.as_ref().and_then(|p| p.source(&d.digest, here));
+                let mount_from = opts.mount_from.as_deref().or(known.as_deref());
                 let result = repo
-                    .push_blob(
-                        &d.digest,
-                        d.size,
-                        &path,
-                        opts.mount_from.as_deref(),
-                        progress,
-                    )
+                    .push_blob(&d.digest, d.size, &path, mount_from, progress)
                     .await;
                 if let Some(b) = bar {
                     b.finish_and_clear();
                 }
                 let how = result?;
+                if let Some(p) = pushed {
+                    p.record(&d.digest, here);
+                }
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 let verb = match how {
                     BlobOutcome::Existed => "exists",

@@ -816,3 +816,36 @@ fn a_corrupt_layout_is_refused_before_anything_is_sent() {
     let err = expect_fail(&common::run(&mut cmd), "evil push");
     assert!(err.contains("invalid digest"), "{err}");
 }
+
+#[test]
+fn a_second_repository_mounts_what_the_cache_says_the_first_holds() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let cache = home.path().join("cache");
+    let (_, digest) = layout();
+    let push = |repo: &str, extra: &[&str]| {
+        let o = common::run(
+            push_cmd(home.path())
+                .env_remove("IRONSTAR_NO_CACHE")
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(["--repository", &format!("{}/{repo}", reg.addr())])
+                .arg("--plain-http")
+                .args(extra),
+        );
+        let out = expect_ok(&o, repo);
+        assert_eq!(out.trim(), format!("{}/{repo}@{digest}", reg.addr()));
+        assert_eq!(skopeo_raw(&reg.addr(), repo, "latest"), index_bytes());
+        let err = common::stderr(&o);
+        (
+            err.matches(" uploaded").count(),
+            err.matches(" mounted").count(),
+        )
+    };
+    // Two blobs a platform (config and layer; manifests are pushed as manifests): 4 in all.
+    assert_eq!(push("one/app", &[]), (4, 0));
+    // No --mount-from: the cache knows one/app holds every blob.
+    assert_eq!(push("two/app", &[]), (0, 4));
+    // Without the cache there is nothing to mount from.
+    assert_eq!(push("three/app", &["--no-cache"]), (4, 0));
+}

@@ -28,13 +28,8 @@ pub struct BuildArgs {
     /// Deflate level, 0 (store) to 9 (smallest).
     #[arg(long, default_value_t = ironstar::layer::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: u32,
-    /// Layer cache: an unchanged binary is not compressed again [default: $XDG_CACHE_HOME/ironstar,
-    /// else ~/.cache/ironstar].
-    #[arg(long, env = "IRONSTAR_CACHE_DIR", value_name = "DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Compress every layer, neither reading nor filling the cache (wins over --cache-dir).
-    #[arg(long, env = "IRONSTAR_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: super::CacheArgs,
     /// Source revision recorded as org.opencontainers.image.revision.
     #[arg(long, env = "IRONSTAR_REVISION")]
     pub revision: Option<String>,
@@ -138,13 +133,7 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
         source_date_epoch: epoch(args)?,
         compression_level: args.compression_level,
         revision: args.revision.clone(),
-        cache_dir: match args.no_cache {
-            true => None,
-            false => args
-                .cache_dir
-                .clone()
-                .or_else(ironstar::cache::LayerCache::default_dir),
-        },
+        cache_dir: args.cache.dir(),
     };
     let report = ironstar::build::build(&spec, &opts)
         .with_context(|| format!("building image `{}`", spec.name))?;
@@ -185,6 +174,7 @@ pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
         image_file: args.build.image_file.clone(),
         layout: Some(report.output.clone()),
         tags: report.tags.clone(),
+        cache: args.build.cache.clone(),
         registry: args.registry,
     };
     super::push::run_with(&push, quiet)

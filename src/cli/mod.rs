@@ -45,6 +45,30 @@ pub enum Command {
     },
 }
 
+/// The local cache (compressed layers; where blobs were pushed): shared by `build`, `push` and
+/// `publish`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CacheArgs {
+    /// The local cache: compressed layers (an unchanged binary is not compressed again) and
+    /// where blobs were pushed (mounted, not uploaded, into another repository of the registry)
+    /// [default: $XDG_CACHE_HOME/ironstar, else ~/.cache/ironstar].
+    #[arg(long, env = "IRONSTAR_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor fill the cache (wins over --cache-dir).
+    #[arg(long, env = "IRONSTAR_NO_CACHE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache directory to use, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        match self.no_cache {
+            true => None,
+            false => self.cache_dir.clone().or_else(ironstar::cache::default_dir),
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {

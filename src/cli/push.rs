@@ -28,6 +28,8 @@ pub struct PushArgs {
     )]
     pub tags: Vec<String>,
     #[command(flatten)]
+    pub cache: super::CacheArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
@@ -133,6 +135,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         plain_http: args.registry.plain_http,
         jobs: args.registry.jobs as usize,
         mount_from: args.registry.mount_from.clone(),
+        cache_dir: args.cache.dir(),
         chunk_size: args.registry.chunk_size,
         credential,
         max_attempts: args.registry.max_attempts,
