@@ -180,12 +180,15 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
     let short_path = path.split('?').next().unwrap_or("").to_string();
     if upload && method == "PUT" && f.max_blob_put > 0 && content_length > f.max_blob_put {
         read_body(&mut conn, &mut body, content_length)?;
-        s.too_large.fetch_add(1, Ordering::SeqCst);
-        s.log
-            .lock()
-            .unwrap()
-            .push(format!("{method} {short_path} -> 413"));
-        respond(&mut conn, "413 Payload Too Large", "");
+        let what = format!("{method} {short_path}");
+        refuse(
+            &mut conn,
+            s,
+            &s.too_large,
+            &what,
+            "413 Payload Too Large",
+            "",
+        );
         return Ok(());
     }
     let fault = f.fail_rate > 0.0 && uniform(f.seed, n) < f.fail_rate;
@@ -214,20 +217,26 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
             }
             k => {
                 read_body(&mut conn, &mut body, content_length)?;
+                let what = format!("{method} {short_path}");
                 if k == 1 {
-                    s.throttles.fetch_add(1, Ordering::SeqCst);
-                    s.log
-                        .lock()
-                        .unwrap()
-                        .push(format!("{method} {short_path} -> 429"));
-                    respond(&mut conn, "429 Too Many Requests", "Retry-After: 1\r\n");
+                    let retry = "Retry-After: 1\r\n";
+                    refuse(
+                        &mut conn,
+                        s,
+                        &s.throttles,
+                        &what,
+                        "429 Too Many Requests",
+                        retry,
+                    );
                 } else {
-                    s.unavailable.fetch_add(1, Ordering::SeqCst);
-                    s.log
-                        .lock()
-                        .unwrap()
-                        .push(format!("{method} {short_path} -> 503"));
-                    respond(&mut conn, "503 Service Unavailable", "");
+                    refuse(
+                        &mut conn,
+                        s,
+                        &s.unavailable,
+                        &what,
+                        "503 Service Unavailable",
+                        "",
+                    );
                 }
                 return Ok(());
             }
@@ -287,6 +296,21 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
     conn.flush()?;
     let _ = conn.shutdown(Shutdown::Write);
     Ok(())
+}
+
+/// Answer `status` in the registry's stead, counting it in `counter` and the log.
+fn refuse(
+    conn: &mut TcpStream,
+    s: &Stats,
+    counter: &AtomicUsize,
+    what: &str,
+    status: &str,
+    headers: &str,
+) {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let code = status.split(' ').next().unwrap_or(status);
+    s.log.lock().unwrap().push(format!("{what} -> {code}"));
+    respond(conn, status, headers);
 }
 
 fn read_body(conn: &mut TcpStream, body: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
