@@ -52,8 +52,8 @@ impl LayerCache {
     pub fn open(root: &Path, encoding: &str) -> io::Result<Self> {
         let layers = root.join("layers");
         let dir = layers.join(encoding);
+        prune(&layers); // before creating `dir`: pruning removes empty directories
         fs::create_dir_all(&dir)?;
-        prune(&layers);
         Ok(LayerCache { dir })
     }
 
@@ -135,6 +135,7 @@ impl PushedBlobs {
             return Err(io::Error::other(format!("registry name `{registry}`")));
         }
         let dir = root.join("pushed").join(registry);
+        prune(&root.join("pushed")); // before creating `dir`: pruning removes empty directories
         fs::create_dir_all(&dir)?;
         Ok(PushedBlobs { dir })
     }
@@ -169,39 +170,37 @@ impl PushedBlobs {
     }
 }
 
-/// Remove entries unused for [`MAX_AGE`], at most once every [`PRUNE_EVERY`].
-fn prune(layers: &Path) {
-    let stamp = layers.join(".pruned");
+/// Remove the entries of `top` (`top/<group>/<entry>`, an entry a file or a directory of files)
+/// unused for [`MAX_AGE`], at most once every [`PRUNE_EVERY`].
+fn prune(top: &Path) {
+    let stamp = top.join(".pruned");
+    let _ = fs::create_dir_all(top);
     let now = SystemTime::now();
+    let old = |t: SystemTime| now.duration_since(t).unwrap_or_default() > MAX_AGE;
     let recent = fs::metadata(&stamp)
         .and_then(|m| m.modified())
         .is_ok_and(|t| now.duration_since(t).unwrap_or_default() < PRUNE_EVERY);
     if recent || fs::write(&stamp, b"").is_err() {
         return;
     }
-    let dirs = |p: &Path| -> Vec<PathBuf> {
+    let children = |p: &Path| -> Vec<PathBuf> {
         fs::read_dir(p)
-            .map(|r| {
-                r.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
+            .map(|r| r.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     };
-    for encoding in dirs(layers) {
-        for entry in dirs(&encoding) {
-            let used = fs::read_dir(&entry)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter_map(|f| f.metadata().ok()?.modified().ok())
-                .max();
-            if used.is_none_or(|t| now.duration_since(t).unwrap_or_default() > MAX_AGE) {
-                let _ = fs::remove_dir_all(&entry);
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    for group in children(top).into_iter().filter(|p| p.is_dir()) {
+        for entry in children(&group) {
+            if entry.is_dir() {
+                let used = children(&entry).iter().filter_map(|f| modified(f)).max();
+                if used.is_none_or(old) {
+                    let _ = fs::remove_dir_all(&entry);
+                }
+            } else if modified(&entry).is_some_and(old) {
+                let _ = fs::remove_file(&entry);
             }
         }
-        let _ = fs::remove_dir(&encoding); // only if now empty
+        let _ = fs::remove_dir(&group); // only if now empty
     }
 }
 
@@ -273,5 +272,21 @@ mod tests {
         let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
         assert!(cache.get(&old).is_none());
         assert!(cache.get(&new).is_some());
+
+        // Records of pushed blobs too.
+        let pushed = PushedBlobs::open(root.path(), "ghcr.io").unwrap();
+        pushed.record(&old, "org/a");
+        pushed.record(&new, "org/a");
+        let old_record = root.path().join("pushed/ghcr.io").join(old.hex());
+        File::options()
+            .write(true)
+            .open(&old_record)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        fs::remove_file(root.path().join("pushed/.pruned")).unwrap();
+        let pushed = PushedBlobs::open(root.path(), "ghcr.io").unwrap();
+        assert_eq!(pushed.source(&old, "org/b"), None);
+        assert_eq!(pushed.source(&new, "org/b").as_deref(), Some("org/a"));
     }
 }
