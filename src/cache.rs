@@ -261,13 +261,11 @@ mod tests {
         fs::write(&copy, b"y").unwrap();
         cache.put(&new, &copy, &Digest::of(b"y"));
         let long_ago = SystemTime::now() - MAX_AGE - Duration::from_secs(60);
-        let old_file = cache.entry_dir(&old).join(Digest::of(b"x").hex());
-        File::options()
-            .write(true)
-            .open(&old_file)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        let backdate = |p: &Path| {
+            let f = File::options().write(true).open(p).unwrap();
+            f.set_modified(long_ago).unwrap();
+        };
+        backdate(&cache.entry_dir(&old).join(Digest::of(b"x").hex()));
         fs::remove_file(root.path().join("layers/.pruned")).unwrap();
         let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
         assert!(cache.get(&old).is_none());
@@ -277,13 +275,7 @@ mod tests {
         let pushed = PushedBlobs::open(root.path(), "ghcr.io").unwrap();
         pushed.record(&old, "org/a");
         pushed.record(&new, "org/a");
-        let old_record = root.path().join("pushed/ghcr.io").join(old.hex());
-        File::options()
-            .write(true)
-            .open(&old_record)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        backdate(&root.path().join("pushed/ghcr.io").join(old.hex()));
         fs::remove_file(root.path().join("pushed/.pruned")).unwrap();
         let pushed = PushedBlobs::open(root.path(), "ghcr.io").unwrap();
         assert_eq!(pushed.source(&old, "org/b"), None);

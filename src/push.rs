@@ -155,7 +155,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         &opts.repository,
         ClientOptions {
             plain_http: opts.plain_http,
-            chunk_size: opts.chunk_size.map(|c| c.max(1)),
+            chunk_size: opts.chunk_size,
             max_attempts: opts.max_attempts.max(1),
             credential,
         },
