@@ -147,13 +147,32 @@ impl LayoutWriter {
         self.tmp.path().join("blobs/sha256").join(digest.hex())
     }
 
-    /// Store a blob already on disk whose digest is known (a cached layer), copying it.
+    /// Store a blob already on disk whose digest is known (a cached layer). A blob already in the
+    /// layout (two platforms sharing a layer) is left alone: it may be `src` itself, hard-linked,
+    /// and copying a file onto itself truncates it.
     pub fn put_blob_file(&self, src: &Path, digest: &Digest) -> Result<()> {
         let dest = self.blob_path(digest);
-        // A hard link costs nothing when the cache is on the same file system.
-        if fs::hard_link(src, &dest).is_err() {
-            fs::copy(src, &dest).map_err(io_err(src))?;
+        let want = fs::metadata(src).map_err(io_err(src))?.len();
+        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == want) {
+            return Ok(());
         }
+        // A hard link costs nothing when the cache is on the same file system.
+        match fs::hard_link(src, &dest) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Present but of the wrong size: replace it, never write through it.
+                fs::remove_file(&dest).map_err(io_err(&dest))?;
+            }
+            Err(_) => {}
+        }
+        // Across file systems: a copy under a temporary name, renamed into place whole.
+        let dir = self.tmp.path().join("blobs/sha256");
+        let tmp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(&dir)
+            .map_err(io_err(&dir))?;
+        fs::copy(src, tmp.path()).map_err(io_err(src))?;
+        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         Ok(())
     }
 

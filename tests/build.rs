@@ -764,3 +764,80 @@ mode = 0o1777
         "arguments did not replace cmd"
     );
 }
+
+/// A minimal static 32-bit ARM executable: an ELF header, one `PT_LOAD` and `payload` bytes.
+/// Enough for the static/machine check; it is packed, never run.
+fn arm_static_elf(payload: &[u8]) -> Vec<u8> {
+    let mut e = Vec::with_capacity(84 + payload.len());
+    e.extend_from_slice(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0"); // 32-bit, little-endian
+    for half in [2u16, 40, 1, 0] {
+        // e_type ET_EXEC, e_machine EM_ARM, e_version (low half), (high half)
+        e.extend_from_slice(&half.to_le_bytes());
+    }
+    // e_entry, e_phoff, e_shoff, e_flags (EABI5, hard float)
+    for word in [0x10054u32, 52, 0, 0x0500_0400] {
+        e.extend_from_slice(&word.to_le_bytes());
+    }
+    // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+    for half in [52u16, 32, 1, 40, 0, 0] {
+        e.extend_from_slice(&half.to_le_bytes());
+    }
+    let size = (84 + payload.len()) as u32;
+    // PT_LOAD: offset 0 at 0x10000, r-x
+    for word in [1u32, 0, 0x10000, 0x10000, size, size, 5, 0x1000] {
+        e.extend_from_slice(&word.to_le_bytes());
+    }
+    e.extend_from_slice(payload);
+    e
+}
+
+/// Two platforms sharing one layer (an ARMv6 build shipped to v7 too), built twice with a warm
+/// cache: the layer is put into the layout twice and must never be written through the link
+/// the cache shares with it (that once emptied both).
+#[test]
+fn a_layer_two_platforms_share_survives_a_warm_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("app");
+    let payload: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(&bin, arm_static_elf(&payload)).unwrap();
+    let cache = tmp.path().join("cache");
+    let build = |out: &str| {
+        ok(ironstar()
+            .current_dir(tmp.path())
+            .env_remove("IRONSTAR_NO_CACHE")
+            .arg("build")
+            .arg(format!("--binary=linux/arm/v6={}", bin.display()))
+            .arg(format!("--binary=linux/arm/v7={}", bin.display()))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["-o", out]))
+    };
+    let every_blob_hashes_to_its_name = |files: Vec<std::path::PathBuf>| {
+        assert!(!files.is_empty());
+        for f in files {
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            let (d, size) = ironstar::digest::digest_reader(fs::File::open(&f).unwrap()).unwrap();
+            assert!(size > 0, "{} is empty", f.display());
+            assert_eq!(d.hex(), name, "{} does not hash to its name", f.display());
+        }
+    };
+    let layout_blobs = |out: &str| {
+        fs::read_dir(tmp.path().join(out).join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>()
+    };
+    let first = build("one");
+    let second = build("two");
+    assert_eq!(first, second);
+    for out in ["one", "two"] {
+        every_blob_hashes_to_its_name(layout_blobs(out));
+        validate_layout(&tmp.path().join(out));
+    }
+    every_blob_hashes_to_its_name(cache_entries(&cache));
+    let third = build("two");
+    assert_eq!(third, first);
+    every_blob_hashes_to_its_name(layout_blobs("two"));
+}
