@@ -1,0 +1,35 @@
+#!/bin/sh
+# What ironstar's tests, its `--cargo` path and the README's commands need, on Debian 12 or Ubuntu,
+# as root (no sudo needed) or as a user with sudo. `.ci/run` calls this same script.
+set -eu
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+export DEBIAN_FRONTEND=noninteractive
+
+# One mirror's broken index must not stop the installs that can still succeed.
+$sudo apt-get update -qq || echo "install-deps: apt-get update failed; installing from the package lists at hand" >&2
+# docker-registry: the real registry of the push tests; apache2-utils: htpasswd; openssl: the token
+# server's key; skopeo, umoci: independent OCI clients; qemu-user-static: runs arm64 binaries;
+# clang, lld, llvm: C for the musl targets without zig; nix-bin: nix-instantiate for the flake checks;
+# podman, runc: a real container runtime; golang-github-opencontainers-image-spec-dev: the OCI
+# JSON schemas the tests validate against; python3-venv: the Python tools below.
+$sudo apt-get install -y -qq --no-install-recommends \
+  ca-certificates git curl build-essential pkg-config \
+  docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
+  clang lld llvm nix-bin podman runc golang-github-opencontainers-image-spec-dev \
+  python3 python3-venv >/dev/null
+# The package starts a registry on :5000 where systemd runs; the tests start their own.
+$sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+
+# zig (the C compiler and linker for every musl target), cargo-zigbuild and check-jsonschema, from
+# PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
+venv="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/venv"
+python3 -m venv "$venv"
+"$venv/bin/python3" -m pip install -q --disable-pip-version-check \
+  ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0
+bin="${CARGO_HOME:-$HOME/.cargo}/bin"
+mkdir -p "$bin"
+ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$bin/"
+printf '#!/bin/sh\nexec "%s/bin/python3" -m ziglang "$@"\n' "$venv" >"$bin/zig"
+chmod +x "$bin/zig"
+
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
