@@ -33,6 +33,18 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
 }
 
+/// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
+/// multi-line action input), and empty entries (`",x"`, `"a,,b"`, a blank input) are dropped.
+pub fn tag_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(['\n', '\r']))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// How to reach the registry: shared by `push` and `publish`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
@@ -76,15 +88,18 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         (None, Some(s)) => PathBuf::from("target/oci").join(&s.name),
         (None, None) => bail!("nothing to push: give an image file or --layout DIR"),
     };
-    let repository = match (&args.registry.repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
+    // An empty --repository / $IRONSTAR_REPOSITORY (an action input left blank) means unset.
+    let flag_repository = args.registry.repository.as_ref().filter(|r| !r.is_empty());
+    let repository = match (flag_repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
         (Some(r), _) | (None, Some(r)) => r.clone(),
         (None, None) => bail!(
             "no repository to push to: pass --repository REGISTRY/REPO or set `repository` in the image file"
         ),
     };
     let mut repository = Reference::parse(&repository)?;
-    let mut tags: Vec<String> = if !args.tags.is_empty() {
-        args.tags.clone()
+    let flag_tags = tag_list(&args.tags);
+    let mut tags: Vec<String> = if !flag_tags.is_empty() {
+        flag_tags
     } else if let Some(s) = &spec {
         s.tags.clone()
     } else {
@@ -161,4 +176,36 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
             .context("writing $GITHUB_OUTPUT")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        push: PushArgs,
+    }
+
+    fn tags(args: &[&str]) -> Vec<String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("ironstar").chain(args.iter().copied())).unwrap();
+        tag_list(&cli.push.tags)
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_newlines_and_drop_empty_entries() {
+        assert_eq!(tags(&["--tag", "a,b"]), ["a", "b"]);
+        assert_eq!(tags(&["--tag", ",x"]), ["x"]);
+        assert_eq!(tags(&["--tag", "a,,b,"]), ["a", "b"]);
+        assert_eq!(tags(&["--tag", "a\nb\n\n", "--tag", "c"]), ["a", "b", "c"]);
+        assert_eq!(
+            tags(&["--tag", "v1, v1.2\r\nlatest"]),
+            ["v1", "v1.2", "latest"]
+        );
+        assert!(tags(&["--tag", ""]).is_empty());
+        assert!(tags(&["--tag", ",\n,"]).is_empty());
+    }
 }
