@@ -542,3 +542,41 @@ fn ironstar_reads_empty_action_inputs_as_unset() {
     assert!(!out.status.success());
     assert!(err.contains("no repository to push to"), "{err}");
 }
+
+/// Every action a workflow runs is pinned by commit (the tag goes in a comment): a moved tag
+/// cannot change what runs in a job holding `packages: write`.
+#[test]
+fn workflow_actions_are_pinned_by_commit() {
+    let mut workflows = Vec::new();
+    files_under(
+        &root().join(".github/workflows"),
+        &|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"),
+        &mut workflows,
+    );
+    let mut seen = 0;
+    for file in &workflows {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let Some(used) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses:")
+            else {
+                continue;
+            };
+            let used = used.split('#').next().unwrap().trim();
+            if used.starts_with("docker://") || used.starts_with("./") {
+                continue;
+            }
+            let (_, rev) = used
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{}: `{used}` has no @ref", file.display()));
+            assert!(
+                rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: `{used}` is not pinned by commit",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no actions found in the workflows");
+}
