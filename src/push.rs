@@ -219,8 +219,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
 
     if !opts.no_sbom {
         let line = |m: String| report.line(m);
-        let sent = crate::sbom::push::push_sboms(&repo, &layout, &image, &line)
-            .await?;
+        let sent = crate::sbom::push::push_sboms(&repo, &layout, &image, &line).await?;
         outcome.sboms_pushed = sent.pushed;
     }
 

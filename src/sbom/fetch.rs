@@ -15,7 +15,10 @@ use crate::registry::{find_credential, ClientOptions, Reference, Repository};
 pub const MAX_DOCUMENT: usize = 64 << 20;
 
 /// The manifest of `platform` among `(platform, digest)` pairs, or the only one.
-fn choose(manifests: &[(Option<String>, Digest)], platform: Option<&str>) -> Result<Digest, SbomError> {
+fn choose(
+    manifests: &[(Option<String>, Digest)],
+    platform: Option<&str>,
+) -> Result<Digest, SbomError> {
     let listed = || {
         manifests
             .iter()
@@ -33,7 +36,9 @@ fn choose(manifests: &[(Option<String>, Digest)], platform: Option<&str>) -> Res
             .iter()
             .find(|(q, _)| q.as_deref() == Some(p))
             .map(|(_, d)| d.clone())
-            .ok_or_else(|| SbomError::NotFound(format!("no {p} in the image (it has {})", listed()))),
+            .ok_or_else(|| {
+                SbomError::NotFound(format!("no {p} in the image (it has {})", listed()))
+            }),
     }
 }
 
@@ -56,7 +61,10 @@ pub fn from_layout(dir: &Path, platform: Option<&str>) -> Result<Vec<u8>, SbomEr
         .find(|s| s.subject == subject)
         .ok_or_else(|| SbomError::NotFound(format!("{}: no SBOM for {subject}", dir.display())))?;
     if sbom.document.size > MAX_DOCUMENT as u64 {
-        return Err(SbomError::NotFound(format!("{}: SBOM too large", dir.display())));
+        return Err(SbomError::NotFound(format!(
+            "{}: SBOM too large",
+            dir.display()
+        )));
     }
     let bytes = std::fs::read(layout.blob_path(&sbom.document.digest)).map_err(|source| {
         crate::layout::LayoutError::Io {
@@ -97,7 +105,8 @@ pub async fn from_registry(
     plain_http: bool,
     platform: Option<&str>,
 ) -> Result<Vec<u8>, SbomError> {
-    let credential = find_credential(reference, None).map_err(|e| SbomError::NotFound(e.to_string()))?;
+    let credential =
+        find_credential(reference, None).map_err(|e| SbomError::NotFound(e.to_string()))?;
     let repo = Repository::new(
         reference,
         ClientOptions {
@@ -138,7 +147,9 @@ pub async fn from_registry(
     let (_, manifest) = repo
         .get_manifest(&digest.to_string())
         .await?
-        .ok_or_else(|| SbomError::NotFound(format!("{reference}: SBOM manifest {digest} is missing")))?;
+        .ok_or_else(|| {
+            SbomError::NotFound(format!("{reference}: SBOM manifest {digest} is missing"))
+        })?;
     let m = parse(&format!("manifest {digest}"), &manifest)?;
     if digest_at(&m["subject"], "SBOM manifest")? != subject {
         return Err(SbomError::NotFound(format!(

@@ -77,9 +77,15 @@ checksum = "abc"
         )
         .unwrap();
         let crates_io = "registry+https://github.com/rust-lang/crates.io-index";
-        assert_eq!(lock.checksum("itoa", "1.0.15", Some(crates_io)).as_deref(), Some("abc"));
+        assert_eq!(
+            lock.checksum("itoa", "1.0.15", Some(crates_io)).as_deref(),
+            Some("abc")
+        );
         assert_eq!(lock.checksum("itoa", "1.0.14", Some(crates_io)), None);
-        assert_eq!(lock.checksum("itoa", "1.0.15", Some("registry+https://other")), None);
+        assert_eq!(
+            lock.checksum("itoa", "1.0.15", Some("registry+https://other")),
+            None
+        );
         assert_eq!(lock.checksum("app", "0.1.0", None), None);
     }
 }

@@ -59,22 +59,36 @@ pub fn graph(source: &CargoSource, target: &str) -> Result<Graph, SbomError> {
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["metadata", "--format-version", "1", "--filter-platform", target])
-        .arg("--manifest-path")
-        .arg(&source.manifest_path);
+    cmd.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        target,
+    ])
+    .arg("--manifest-path")
+    .arg(&source.manifest_path);
     if !source.features.is_empty() {
         cmd.arg("--features").arg(source.features.join(","));
     }
     if source.no_default_features {
         cmd.arg("--no-default-features");
     }
-    if let Some(dir) = source.manifest_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = source
+        .manifest_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
         cmd.current_dir(dir);
     }
     let out = cmd.output().map_err(|e| err(e.to_string()))?;
     if !out.status.success() {
         let text = String::from_utf8_lossy(&out.stderr);
-        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         return Err(err(last.trim().to_string()));
     }
     let meta: Metadata =
@@ -89,7 +103,8 @@ fn from_metadata(
     manifest: &std::path::Path,
     lock: &Lockfile,
 ) -> Result<Graph, String> {
-    let by_id: BTreeMap<&str, &Package> = meta.packages.iter().map(|p| (p.id.as_str(), p)).collect();
+    let by_id: BTreeMap<&str, &Package> =
+        meta.packages.iter().map(|p| (p.id.as_str(), p)).collect();
     let nodes: BTreeMap<&str, &Node> = meta
         .resolve
         .as_ref()
@@ -115,7 +130,9 @@ fn from_metadata(
     let components = ids
         .iter()
         .map(|id| {
-            let p = by_id.get(id).ok_or_else(|| format!("unknown package {id}"))?;
+            let p = by_id
+                .get(id)
+                .ok_or_else(|| format!("unknown package {id}"))?;
             Ok(Component {
                 name: p.name.clone(),
                 version: p.version.clone(),

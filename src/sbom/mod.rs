@@ -182,10 +182,13 @@ pub fn for_platform(
     binary: &std::path::Path,
 ) -> Result<Option<Document>, SbomError> {
     let key = platform.to_string();
+    // The checksums: the given Cargo.lock, else the one above the binary (`target/` is usually
+    // in the crate). Any lock that names a registry crate's version has its one checksum.
     let lock = opts
         .lockfile
-        .as_deref()
-        .and_then(|p| lockfile::Lockfile::load(p).ok());
+        .clone()
+        .or_else(|| binary.parent().and_then(lockfile::find))
+        .and_then(|p| lockfile::Lockfile::load(&p).ok());
     let (graph, origin) = match auditable::read(binary) {
         Some(mut g) => {
             if let Some(l) = &lock {
@@ -194,7 +197,10 @@ pub fn for_platform(
             (Some(g), ".dep-v0")
         }
         None => match &opts.cargo {
-            Some(c) => (Some(metadata::graph(c, platform.rust_target)?), "cargo metadata"),
+            Some(c) => (
+                Some(metadata::graph(c, platform.rust_target)?),
+                "cargo metadata",
+            ),
             None => (None, ""),
         },
     };
@@ -246,7 +252,9 @@ fn user_file(platform: &str, path: &std::path::Path) -> Result<Document, SbomErr
         path: path.to_path_buf(),
         message,
     };
-    let len = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| err(e.to_string()))?
+        .len();
     if len > MAX {
         return Err(err(format!("{len} bytes; an SBOM is at most 64 MiB")));
     }

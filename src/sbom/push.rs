@@ -34,7 +34,11 @@ pub fn sboms_of(layout: &Layout, image: &ResolvedImage) -> Result<Vec<LocalSbom>
     let subjects: Vec<&Digest> = if image.manifests.is_empty() {
         vec![&image.top.descriptor.digest]
     } else {
-        image.manifests.iter().map(|m| &m.descriptor.digest).collect()
+        image
+            .manifests
+            .iter()
+            .map(|m| &m.descriptor.digest)
+            .collect()
     };
     Ok(artifact::list(layout)?
         .into_iter()
@@ -72,7 +76,10 @@ pub async fn push_sboms(
         }
         if api == Some(false) && add_to_fallback(repo, &sbom).await? {
             out.tags_updated += 1;
-            line(format!("referrers tag {} updated", fallback_tag(&sbom.subject)));
+            line(format!(
+                "referrers tag {} updated",
+                fallback_tag(&sbom.subject)
+            ));
         }
     }
     Ok(out)
@@ -90,8 +97,14 @@ async fn push_one(repo: &Repository, layout: &Layout, sbom: &LocalSbom) -> Resul
     for blob in [&empty, &sbom.document] {
         layout.verify_blob(blob)?;
         if !repo.blob_exists(&blob.digest).await? {
-            repo.push_blob(&blob.digest, blob.size, &layout.blob_path(&blob.digest), None, None)
-                .await?;
+            repo.push_blob(
+                &blob.digest,
+                blob.size,
+                &layout.blob_path(&blob.digest),
+                None,
+                None,
+            )
+            .await?;
         }
     }
     let d = &sbom.referrer.digest;
@@ -114,7 +127,10 @@ async fn add_to_fallback(repo: &Repository, sbom: &LocalSbom) -> Result<bool, Sb
         )));
     };
     let digest = sbom.referrer.digest.to_string();
-    if list.iter().any(|d| d["digest"].as_str() == Some(digest.as_str())) {
+    if list
+        .iter()
+        .any(|d| d["digest"].as_str() == Some(digest.as_str()))
+    {
         return Ok(false);
     }
     list.push(sbom.referrer.descriptor_json());

@@ -106,11 +106,21 @@ fn download_location(c: &Component) -> String {
 
 /// `SPDXRef-` then letters, digits, `.` and `-` only.
 fn spdx_id(i: usize, c: &Component) -> String {
-    format!("SPDXRef-Package-{i}-{}-{}", url_safe(&c.name), url_safe(&c.version))
+    format!(
+        "SPDXRef-Package-{i}-{}-{}",
+        url_safe(&c.name),
+        url_safe(&c.version)
+    )
 }
 
 fn url_safe(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }

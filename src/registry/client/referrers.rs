@@ -101,7 +101,9 @@ impl Repository {
             )
             .await;
         match got {
-            Ok(Some((media_type, bytes))) if media_type.starts_with(crate::layout::MEDIA_TYPE_INDEX) => {
+            Ok(Some((media_type, bytes)))
+                if media_type.starts_with(crate::layout::MEDIA_TYPE_INDEX) =>
+            {
                 Ok(Some(bytes))
             }
             Ok(_) => Ok(None),
