@@ -127,10 +127,10 @@ pub fn summary(report: &ironstar::build::BuildReport, off: bool) {
     match (with.is_empty(), without.is_empty()) {
         (_, true) => eprintln!("sbom: {}", with.join(", ")),
         (true, false) => eprintln!(
-            "sbom: none (no .dep-v0 section in the binaries, no --cargo, no --sbom PLATFORM=FILE)"
+            "sbom: none (no usable .dep-v0 section in the binaries, no --cargo, no --sbom PLATFORM=FILE)"
         ),
         (false, false) => eprintln!(
-            "sbom: {}; none for {} (no .dep-v0 section, no --cargo, no --sbom file)",
+            "sbom: {}; none for {} (no usable .dep-v0 section, no --cargo, no --sbom file)",
             with.join(", "),
             without.join(", ")
         ),
