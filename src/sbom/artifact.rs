@@ -58,7 +58,7 @@ pub fn manifest(doc: &Document, doc_digest: &Digest, subject: &BlobRef, created:
         "artifactType": doc.media_type,
         "config": descriptor(MEDIA_TYPE_EMPTY, &Digest::of(EMPTY), EMPTY.len() as u64),
         "layers": [layer],
-        "subject": descriptor(&subject.media_type.to_string(), &subject.digest, subject.size),
+        "subject": descriptor(subject.media_type.as_ref(), &subject.digest, subject.size),
         "annotations": { ANNOTATION_CREATED: created },
     }))
 }
