@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use common::{blob, ironstar, json, ok, require_tool, run, stderr, validate};
 use serde_json::{json, Value};
+use support::proxy::{Faults, Proxy};
 use support::registry::{Auth, Registry};
 
 const EPOCH: &str = "1700000000";
@@ -397,13 +398,17 @@ fn a_users_sbom_file_is_attached_as_it_is() {
 // Push
 
 fn push(layout: &Path, reg: &Registry, repo: &str, extra: &[&str]) -> String {
+    push_to(layout, &reg.addr(), repo, extra)
+}
+
+fn push_to(layout: &Path, addr: &str, repo: &str, extra: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();
     let o = run(ironstar()
         .env("HOME", home.path())
         .env("DOCKER_CONFIG", home.path().join(".docker"))
         .env_remove("REGISTRY_AUTH_FILE")
         .args(["push", "--plain-http", "--repository"])
-        .arg(format!("{}/{repo}", reg.addr()))
+        .arg(format!("{addr}/{repo}"))
         .arg("--layout")
         .arg(layout)
         .args(extra));
@@ -548,4 +553,40 @@ fn push_uses_the_referrers_tag_and_keeps_other_tools_entries() {
         "{log}"
     );
     assert_eq!(skopeo_raw(&reg, "sb/app", &amd64_tag), before);
+}
+
+#[test]
+fn a_registry_that_answers_oci_subject_gets_no_referrers_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("l");
+    let (index_digest, _) = cargo_build(&layout, &[]);
+    let index = json(&blob(&layout, &index_digest));
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            oci_subject: true,
+            ..Default::default()
+        },
+    );
+    let log = push_to(&layout, &proxy.addr(), "api/app", &[]);
+    assert_eq!(log.matches("sbom sha256:").count(), 2, "{log}");
+    assert!(!log.contains("referrers tag"), "{log}");
+    let top = json(&fs::read(layout.join("index.json")).unwrap());
+    for (p, sbom) in index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&top["manifests"].as_array().unwrap()[1..])
+    {
+        let d = sbom["digest"].as_str().unwrap();
+        let m = json(&skopeo_raw(&reg, "api/app", d));
+        assert_eq!(m["subject"]["digest"], p["digest"]);
+    }
+    // No referrers tag was read or written.
+    let requests = proxy.stats.log.lock().unwrap().clone();
+    assert!(
+        !requests.iter().any(|r| r.contains("sha256-")),
+        "{requests:?}"
+    );
 }

@@ -28,6 +28,9 @@ pub struct Faults {
     /// Answer 413 to a blob upload `PUT` whose body is larger than this (0: no limit), as ACR
     /// does to large monolithic uploads.
     pub max_blob_put: usize,
+    /// Answer a manifest `PUT` with a `subject` with `OCI-Subject`, as a registry with the
+    /// referrers API does.
+    pub oci_subject: bool,
 }
 
 #[derive(Default)]
@@ -273,6 +276,14 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
             })
             .collect::<Vec<_>>()
             .join("\r\n");
+    }
+    if f.oci_subject && method == "PUT" && short_path.contains("/manifests/") {
+        let subject = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+        if let Some(d) = subject {
+            rhead = rhead.replacen("\r\n", &format!("\r\nOCI-Subject: {d}\r\n"), 1);
+        }
     }
     if f.rewrite_digest {
         rhead = rhead
