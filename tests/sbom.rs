@@ -272,8 +272,16 @@ fn cyclonedx_on_request() {
     let out = tmp.path().join("l");
     auditable_build(&out, &["--sbom-format", "cyclonedx"]);
     let lock = locked();
+    require_tool(
+        "cyclonedx-validate",
+        "cyclonedx-python-lib (scripts/install-deps.sh writes the wrapper)",
+    );
     for platform in ["linux/amd64", "linux/arm64"] {
-        let bom = json(&sbom_of(&out, platform));
+        let bytes = sbom_of(&out, platform);
+        let file = tmp.path().join("bom.json");
+        fs::write(&file, &bytes).unwrap();
+        ok(Command::new("cyclonedx-validate").arg(&file));
+        let bom = json(&bytes);
         assert_eq!(bom["bomFormat"], "CycloneDX");
         assert_eq!(bom["specVersion"], "1.5");
         assert_eq!(bom["metadata"]["timestamp"], "2023-11-14T22:13:20Z");
