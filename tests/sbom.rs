@@ -400,6 +400,24 @@ fn a_users_sbom_file_is_attached_as_it_is() {
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("not JSON"), "{}", stderr(&o));
     assert!(!tmp.path().join("bad").exists());
+
+    let o = run(ironstar()
+        .arg("build")
+        .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+        .arg(format!(
+            "--sbom=linux/riscv64={}",
+            tmp.path().join("bom.json").display()
+        ))
+        .arg("-o")
+        .arg(tmp.path().join("riscv")));
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a platform of this image"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("riscv").exists());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -176,6 +176,15 @@ pub fn attach_all(
     created: &str,
 ) -> Result<Vec<Option<(Referrer, String)>>, SbomError> {
     use rayon::prelude::*;
+    for (platform, path) in &opts.files {
+        if !subjects.iter().any(|s| s.platform.to_string() == *platform) {
+            return Err(SbomError::UserFile {
+                platform: platform.clone(),
+                path: path.clone(),
+                message: "not a platform of this image".into(),
+            });
+        }
+    }
     subjects
         .par_iter()
         .map(|s| {

@@ -204,6 +204,12 @@ pub fn for_platform(
             None => (None, ""),
         },
     };
+    if let (Some(_), Some(path)) = (&graph, opts.files.get(&key)) {
+        tracing::warn!(
+            "{key}: using the SBOM from {origin}, not --sbom {key}={}",
+            path.display()
+        );
+    }
     if let Some(mut g) = graph {
         // cargo metadata knows the licenses the binary's section does not carry.
         if origin == ".dep-v0" {

@@ -29,7 +29,9 @@ pub fn document(graph: &Graph, name: &str, epoch: i64) -> Vec<u8> {
         "relatedSpdxElement": ids[0],
     })];
     for &(from, to) in &graph.edges {
-        relationships.push(if graph.components[to].build_only {
+        // Where the graph crosses from what runs into what only builds (a build script's crates).
+        let c = &graph.components;
+        relationships.push(if c[to].build_only && !c[from].build_only {
             json!({
                 "spdxElementId": ids[to],
                 "relationshipType": "BUILD_DEPENDENCY_OF",
@@ -123,4 +125,54 @@ fn url_safe(s: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, build_only: bool) -> Component {
+        Component {
+            name: name.into(),
+            version: "1.0.0".into(),
+            source: None,
+            checksum: None,
+            license: None,
+            build_only,
+        }
+    }
+
+    #[test]
+    fn build_dependency_where_the_graph_enters_build_time() {
+        let g = Graph {
+            components: vec![
+                c("app", false),
+                c("ring", false),
+                c("cc", true),
+                c("shlex", true),
+            ],
+            edges: vec![(0, 1), (1, 2), (2, 3)],
+        };
+        let doc: Value = serde_json::from_slice(&document(&g, "app", 0)).unwrap();
+        let rels: Vec<(String, String, String)> = doc["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (
+                    s("spdxElementId"),
+                    s("relationshipType"),
+                    s("relatedSpdxElement"),
+                )
+            })
+            .collect();
+        let id = |i: usize| spdx_id(i, &g.components[i]);
+        assert!(rels.contains(&(id(0), "DEPENDS_ON".into(), id(1))));
+        assert!(rels.contains(&(id(2), "BUILD_DEPENDENCY_OF".into(), id(1))));
+        assert!(rels.contains(&(id(2), "DEPENDS_ON".into(), id(3))));
+        // Same graph, same bytes; the namespace is derived from the content.
+        assert_eq!(document(&g, "app", 0), document(&g, "app", 0));
+        assert_ne!(document(&g, "app", 0), document(&g, "app", 1));
+    }
 }
