@@ -44,7 +44,7 @@ pub enum PushError {
     DigestInRepository(String),
     #[error("refusing to send a password over plain http to {0}: --plain-http with credentials is for loopback registries only")]
     PlainHttpCredential(String),
-    #[error("pushing the SBOMs: {0}")]
+    #[error("pushing the SBOMs: {0} (--no-sbom pushes the image without them)")]
     Sbom(#[from] crate::sbom::SbomError),
     #[error("internal: {0}")]
     Internal(String),
