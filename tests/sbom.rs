@@ -82,8 +82,11 @@ fn auditable_binaries() -> &'static (PathBuf, PathBuf) {
 }
 
 fn build(args: &[&str], out: &Path) -> (String, String) {
+    // `--cargo` builds outside the fixture's directory.
+    let target_dir = common::repo().join("target/test-fixtures/sbom-hello-cargo");
     let o = run(ironstar()
         .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("CARGO_TARGET_DIR", target_dir)
         .arg("build")
         .args(args)
         .arg("-o")
