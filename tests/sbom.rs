@@ -389,38 +389,23 @@ fn a_users_sbom_file_is_attached_as_it_is() {
         "application/vnd.cyclonedx+json"
     );
 
+    // Bad input: one line, and no layout.
     fs::write(tmp.path().join("bad.json"), b"[1, 2").unwrap();
-    let o = run(ironstar()
-        .arg("build")
-        .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
-        .arg(format!(
-            "--sbom=linux/amd64={}",
-            tmp.path().join("bad.json").display()
-        ))
-        .arg("-o")
-        .arg(tmp.path().join("bad")));
-    assert!(!o.status.success());
-    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("not JSON"), "{}", stderr(&o));
-    assert!(!tmp.path().join("bad").exists());
-
-    let o = run(ironstar()
-        .arg("build")
-        .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
-        .arg(format!(
-            "--sbom=linux/riscv64={}",
-            tmp.path().join("bom.json").display()
-        ))
-        .arg("-o")
-        .arg(tmp.path().join("riscv")));
-    assert!(!o.status.success());
-    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("not a platform of this image"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!tmp.path().join("riscv").exists());
+    let refused = |sbom: &str, file: &str, message: &str| {
+        let out = tmp.path().join("refused");
+        let o = run(ironstar()
+            .arg("build")
+            .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+            .arg(format!("--sbom={sbom}={}", tmp.path().join(file).display()))
+            .arg("-o")
+            .arg(&out));
+        let log = stderr(&o);
+        assert!(!o.status.success() && log.contains(message), "{log}");
+        assert_eq!(log.trim().lines().count(), 1, "{log}");
+        assert!(!out.exists());
+    };
+    refused("linux/amd64", "bad.json", "not JSON");
+    refused("linux/riscv64", "bom.json", "not a platform of this image");
 }
 
 // ---------------------------------------------------------------------------------------------

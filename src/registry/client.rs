@@ -1124,13 +1124,7 @@ impl Repository {
         let url = self.repo_path(&format!("manifests/{reference}"));
         let scopes = self.push_scopes();
         let body = Bytes::copy_from_slice(bytes);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|_| {
-                RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
-            })?,
-        );
+        let headers = referrers::one_header(CONTENT_TYPE, media_type)?;
         self.retrying(&format!("PUT manifest {reference}"), |_| async {
             let resp = self
                 .execute(Req {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
@@ -29,13 +29,7 @@ impl Repository {
     ) -> Result<Option<(String, Bytes)>> {
         let url = self.repo_path(path);
         let scopes = self.pull_scopes();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_str(accept).map_err(|_| {
-                RegistryError::Protocol(format!("`{accept}` is not a header value"))
-            })?,
-        );
+        let headers = one_header(ACCEPT, accept)?;
         self.retrying(&format!("GET {path}"), |_| async {
             let resp = self
                 .execute(Req {
@@ -112,6 +106,13 @@ impl Repository {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Headers of one `name: value`, refusing a value that is not a header value.
+pub(super) fn one_header(name: HeaderName, value: &str) -> Result<HeaderMap> {
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| RegistryError::Protocol(format!("`{value}` is not a header value")))?;
+    Ok(HeaderMap::from_iter([(name, v)]))
 }
 
 fn check_digest(what: &str, expected: &Digest, bytes: &[u8]) -> Result<()> {
