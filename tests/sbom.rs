@@ -570,37 +570,37 @@ fn push_uses_the_referrers_tag_and_keeps_other_tools_entries() {
 }
 
 #[test]
-fn a_registry_that_answers_oci_subject_gets_no_referrers_tag() {
+fn a_registry_with_the_referrers_api_gets_no_referrers_tag() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("l");
     let (index_digest, _) = cargo_build(&layout, &[]);
     let index = json(&blob(&layout, &index_digest));
-    let reg = Registry::start(Auth::None);
-    let proxy = Proxy::start(
-        reg.port,
-        Faults {
-            oci_subject: true,
-            ..Default::default()
-        },
-    );
-    let log = push_to(&layout, &proxy.addr(), "api/app", &[]);
-    assert_eq!(log.matches("sbom sha256:").count(), 2, "{log}");
-    assert!(!log.contains("referrers tag"), "{log}");
     let top = json(&fs::read(layout.join("index.json")).unwrap());
-    for (p, sbom) in index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(&top["manifests"].as_array().unwrap()[1..])
-    {
-        let d = sbom["digest"].as_str().unwrap();
-        let m = json(&skopeo_raw(&reg, "api/app", d));
-        assert_eq!(m["subject"]["digest"], p["digest"]);
+    let reg = Registry::start(Auth::None);
+    // Known by `OCI-Subject` on the manifest PUT, or by a 200 from the referrers endpoint.
+    let by_subject = Faults {
+        oci_subject: true,
+        ..Default::default()
+    };
+    let by_endpoint = Faults {
+        referrers_api: true,
+        ..Default::default()
+    };
+    for (repo, faults) in [("api/subject", by_subject), ("api/endpoint", by_endpoint)] {
+        let proxy = Proxy::start(reg.port, faults);
+        let log = push_to(&layout, &proxy.addr(), repo, &[]);
+        assert_eq!(log.matches("sbom sha256:").count(), 2, "{repo}: {log}");
+        assert!(!log.contains("referrers tag"), "{repo}: {log}");
+        let sboms = &top["manifests"].as_array().unwrap()[1..];
+        for (p, sbom) in index["manifests"].as_array().unwrap().iter().zip(sboms) {
+            let m = json(&skopeo_raw(&reg, repo, sbom["digest"].as_str().unwrap()));
+            assert_eq!(m["subject"]["digest"], p["digest"]);
+        }
+        // No referrers tag was read or written.
+        let requests = proxy.stats.log.lock().unwrap().clone();
+        assert!(
+            !requests.iter().any(|r| r.contains("sha256-")),
+            "{repo}: {requests:?}"
+        );
     }
-    // No referrers tag was read or written.
-    let requests = proxy.stats.log.lock().unwrap().clone();
-    assert!(
-        !requests.iter().any(|r| r.contains("sha256-")),
-        "{requests:?}"
-    );
 }

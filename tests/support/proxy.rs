@@ -31,6 +31,9 @@ pub struct Faults {
     /// Answer a manifest `PUT` with a `subject` with `OCI-Subject`, as a registry with the
     /// referrers API does.
     pub oci_subject: bool,
+    /// Answer `GET /v2/<name>/referrers/<digest>` with 200 and an empty image index, as a
+    /// registry with the referrers API does.
+    pub referrers_api: bool,
 }
 
 #[derive(Default)]
@@ -181,6 +184,19 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
         std::thread::sleep(f.delay);
     }
     let short_path = path.split('?').next().unwrap_or("").to_string();
+    if f.referrers_api && method == "GET" && short_path.contains("/referrers/") {
+        let body = r#"{"manifests":[],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#;
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        s.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {short_path} -> 200"));
+        return Ok(());
+    }
     if upload && method == "PUT" && f.max_blob_put > 0 && content_length > f.max_blob_put {
         read_body(&mut conn, &mut body, content_length)?;
         let what = format!("{method} {short_path}");
