@@ -59,7 +59,12 @@ pub fn from_layout(dir: &Path, platform: Option<&str>) -> Result<Vec<u8>, SbomEr
     let sbom = artifact::list(&layout)?
         .into_iter()
         .find(|s| s.subject == subject)
-        .ok_or_else(|| SbomError::NotFound(format!("{}: no SBOM for {subject}", dir.display())))?;
+        .ok_or_else(|| {
+            SbomError::NotFound(format!(
+                "{}: no SBOM for {subject} (built with --no-sbom, or with no source: see the SBOM section of the README)",
+                dir.display()
+            ))
+        })?;
     if sbom.document.size > MAX_DOCUMENT as u64 {
         return Err(SbomError::NotFound(format!(
             "{}: SBOM too large",
