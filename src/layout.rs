@@ -329,6 +329,8 @@ struct RawDescriptor {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     platform: Option<RawPlatform>,
+    /// Set on an artifact (an SBOM) listed beside the images.
+    artifact_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -404,8 +406,10 @@ impl Layout {
                 reason: format!("schemaVersion {}", raw.schema_version),
             });
         }
+        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) are not images.
         raw.manifests
             .into_iter()
+            .filter(|d| d.artifact_type.is_none())
             .map(|d| descriptor(&path, d))
             .collect()
     }
@@ -569,6 +573,7 @@ fn clone_raw(d: &RawDescriptor) -> RawDescriptor {
             architecture: p.architecture.clone(),
             variant: p.variant.clone(),
         }),
+        artifact_type: d.artifact_type.clone(),
     }
 }
 

@@ -44,6 +44,8 @@ pub enum PushError {
     DigestInRepository(String),
     #[error("refusing to send a password over plain http to {0}: --plain-http with credentials is for loopback registries only")]
     PlainHttpCredential(String),
+    #[error("pushing the SBOMs: {0} (--no-sbom pushes the image without them)")]
+    Sbom(#[from] crate::sbom::SbomError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -68,6 +70,8 @@ pub struct PushOptions {
     pub credential: Option<Credential>,
     pub max_attempts: u32,
     pub progress: ProgressMode,
+    /// Do not push the layout's SBOMs ([`crate::sbom::push`]).
+    pub no_sbom: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +94,8 @@ pub struct PushOutcome {
     pub blobs_mounted: usize,
     pub tags_moved: Vec<String>,
     pub tags_unchanged: Vec<String>,
+    /// SBOM manifests sent (not those the registry held).
+    pub sboms_pushed: usize,
 }
 
 struct Reporter {
@@ -171,6 +177,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         blobs_mounted: 0,
         tags_moved: Vec::new(),
         tags_unchanged: Vec::new(),
+        sboms_pushed: 0,
     };
 
     let have_index = repo.manifest_digest(&digest.to_string()).await?.is_some();
@@ -208,6 +215,12 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
             kind_of(&top.media_type),
             short(&digest)
         ));
+    }
+
+    if !opts.no_sbom {
+        let line = |m: String| report.line(m);
+        let sent = crate::sbom::push::push_sboms(&repo, &layout, &image, &line).await?;
+        outcome.sboms_pushed = sent.pushed;
     }
 
     for tag in &opts.tags {

@@ -31,6 +31,9 @@ pub struct PushArgs {
     pub cache: super::CacheArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Push no SBOM of the layout.
+    #[arg(long, env = "IRONSTAR_NO_SBOM", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_sbom: bool,
 }
 
 /// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
@@ -159,6 +162,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         } else {
             ProgressMode::Auto
         },
+        no_sbom: args.no_sbom,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -37,6 +37,9 @@ const MAX_ERROR_BODY: usize = 64 << 10;
 const USER_AGENT: &str = concat!("ironstar/", env!("CARGO_PKG_VERSION"));
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
+// Manifest and blob reads and the referrers API, for SBOMs.
+mod referrers;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{method} {url}: {message}")]
@@ -1104,16 +1107,24 @@ impl Repository {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<()> {
+        self.put_manifest_subject(reference, media_type, bytes, digest)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`put_manifest`](Self::put_manifest), returning whether the registry answered with an
+    /// `OCI-Subject` header (it indexed the manifest's `subject`: it has the referrers API).
+    pub async fn put_manifest_subject(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<bool> {
         let url = self.repo_path(&format!("manifests/{reference}"));
         let scopes = self.push_scopes();
         let body = Bytes::copy_from_slice(bytes);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_str(media_type).map_err(|_| {
-                RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
-            })?,
-        );
+        let headers = referrers::one_header(CONTENT_TYPE, media_type)?;
         self.retrying(&format!("PUT manifest {reference}"), |_| async {
             let resp = self
                 .execute(Req {
@@ -1138,7 +1149,7 @@ impl Repository {
                     expected: digest.clone(),
                     got: got.chars().take(100).collect(),
                 }),
-                _ => Ok(()),
+                _ => Ok(header_str(&resp, "oci-subject").is_some()),
             }
         })
         .await
