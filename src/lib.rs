@@ -10,8 +10,11 @@
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
 //! - [`build`]: the whole `ironstar build`;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
-//! - [`cargo`]: cross-building a crate for every platform of an image.
+//! - [`cargo`]: cross-building a crate for every platform of an image;
+//! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
+//!   or docker.
 
+pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod cargo;
@@ -20,6 +23,7 @@ pub mod elf;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod load;
 pub mod platform;
 pub mod push;
 pub mod registry;
