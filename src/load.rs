@@ -61,8 +61,9 @@ pub fn load(
         .map_err(spawn_err)?;
     let stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
     let written = archive::write_docker_archive(layout, image, &[repo_tag.to_string()], stdin)
-        .and_then(|w| w.into_inner().map_err(|e| ArchiveError::Write(e.into_error())));
-    // Closing stdin ends the stream; an engine that stopped reading early is reported as such.
+        .and_then(|w| w.into_inner().map_err(|e| ArchiveError::Write(e.into_error())))
+        .map(drop); // closes stdin: the end of the stream
+    // An engine that stopped reading early reports why, and that comes first.
     let output = child.wait_with_output().map_err(spawn_err)?;
     if !output.status.success() {
         return Err(LoadError::Failed {
@@ -70,7 +71,7 @@ pub fn load(
             status: output.status.to_string(),
         });
     }
-    drop(written?);
+    written?;
     let names: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| l.split_once("Loaded image").map(|(_, rest)| rest))
@@ -108,6 +109,10 @@ where
     let file = w
         .into_inner()
         .map_err(|e| io_err(e.into_error()))?;
+    // A tempfile is private (0600); an archive is as readable as any other output.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     tmp_path.persist(path).map_err(|e| io_err(e.error))?;
     Ok(path.to_path_buf())
