@@ -32,7 +32,9 @@ pub enum ArchiveError {
         digest: String,
         problem: String,
     },
-    #[error("blob {digest} in {layout} does not hash to its name; the layout is corrupt, rebuild it")]
+    #[error(
+        "blob {digest} in {layout} does not hash to its name; the layout is corrupt, rebuild it"
+    )]
     Corrupt { layout: PathBuf, digest: String },
     #[error("writing the archive: {0}")]
     Write(#[source] io::Error),

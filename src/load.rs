@@ -61,9 +61,12 @@ pub fn load(
         .map_err(spawn_err)?;
     let stdin = BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped stdin"));
     let written = archive::write_docker_archive(layout, image, &[repo_tag.to_string()], stdin)
-        .and_then(|w| w.into_inner().map_err(|e| ArchiveError::Write(e.into_error())))
+        .and_then(|w| {
+            w.into_inner()
+                .map_err(|e| ArchiveError::Write(e.into_error()))
+        })
         .map(drop); // closes stdin: the end of the stream
-    // An engine that stopped reading early reports why, and that comes first.
+                    // An engine that stopped reading early reports why, and that comes first.
     let output = child.wait_with_output().map_err(spawn_err)?;
     if !output.status.success() {
         return Err(LoadError::Failed {
@@ -95,10 +98,7 @@ where
         _ => PathBuf::from("."),
     };
     let io_err = |e: io::Error| {
-        ArchiveError::Write(io::Error::new(
-            e.kind(),
-            format!("{}: {e}", path.display()),
-        ))
+        ArchiveError::Write(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     };
     let tmp = tempfile::Builder::new()
         .prefix(".ironstar-archive-")
@@ -106,9 +106,7 @@ where
         .map_err(io_err)?;
     let (file, tmp_path) = tmp.into_parts();
     let w = write(BufWriter::with_capacity(1 << 20, file))?;
-    let file = w
-        .into_inner()
-        .map_err(|e| io_err(e.into_error()))?;
+    let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
     // A tempfile is private (0600); an archive is as readable as any other output.
     use std::os::unix::fs::PermissionsExt;
     file.set_permissions(std::fs::Permissions::from_mode(0o644))

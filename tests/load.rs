@@ -38,7 +38,10 @@ impl Podman {
 
     fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
         c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.dir.path().join("storage.conf"))
+            .env(
+                "CONTAINERS_STORAGE_CONF",
+                self.dir.path().join("storage.conf"),
+            )
     }
 
     fn cmd(&self) -> Command {
@@ -71,23 +74,37 @@ fn load_puts_each_platform_into_podman_under_its_name() {
     let (_tmp, layout) = layout();
     let podman = Podman::new();
     let load = |extra: &[&str]| {
-        ok(podman.env(&mut ironstar()).arg("load").arg("--layout").arg(&layout).args(extra))
+        ok(podman
+            .env(&mut ironstar())
+            .arg("load")
+            .arg("--layout")
+            .arg(&layout)
+            .args(extra))
     };
     // The host's platform by default (amd64 here), under the image's name (the fixture's binary).
     assert_eq!(load(&[]), "localhost/hello:latest\n");
     assert_eq!(podman.run("hello:latest"), "hello from x86_64\n");
 
-    assert_eq!(load(&["--platform", "linux/arm64"]), "localhost/hello:latest\n");
-    let arch = ok(podman
-        .cmd()
-        .args(["image", "inspect", "--format", "{{.Architecture}}", "hello:latest"]));
+    assert_eq!(
+        load(&["--platform", "linux/arm64"]),
+        "localhost/hello:latest\n"
+    );
+    let arch = ok(podman.cmd().args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Architecture}}",
+        "hello:latest",
+    ]));
     assert_eq!(arch, "arm64\n");
     if binfmt_arm64() {
         // podman warns that the platform is not the host's, and qemu (binfmt) runs it.
         assert_eq!(podman.run("hello:latest"), "hello from aarch64\n");
     } else {
         // No binfmt here: take the binary out of the loaded image and run it under qemu.
-        eprintln!("binfmt_misc has no qemu-aarch64: checking the arm64 binary with qemu-aarch64-static");
+        eprintln!(
+            "binfmt_misc has no qemu-aarch64: checking the arm64 binary with qemu-aarch64-static"
+        );
         require_tool("qemu-aarch64-static", "qemu-user-static");
         let out = tempfile::tempdir().unwrap();
         let ctr = ok(podman.cmd().args(["create", "hello:latest"]));
@@ -105,7 +122,8 @@ fn load_puts_each_platform_into_podman_under_its_name() {
         .arg(&layout));
     assert_eq!(e.status.code(), Some(1));
     assert!(
-        stderr(&e).contains("no image for linux/s390x (platforms present: linux/amd64, linux/arm64)"),
+        stderr(&e)
+            .contains("no image for linux/s390x (platforms present: linux/amd64, linux/arm64)"),
         "{}",
         stderr(&e)
     );
@@ -117,7 +135,14 @@ fn docker_archive_file_loads_with_podman_and_is_reproducible() {
     let podman = Podman::new();
     let write = |file: &Path| {
         ok(ironstar()
-            .args(["load", "--platform", "linux/amd64", "-t", "latest", "--layout"])
+            .args([
+                "load",
+                "--platform",
+                "linux/amd64",
+                "-t",
+                "latest",
+                "--layout",
+            ])
             .arg(&layout)
             .arg("--output")
             .arg(file))

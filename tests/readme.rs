@@ -39,7 +39,10 @@ fn blocks_of(section: &str) -> Vec<String> {
         .filter(|(s, _)| s.starts_with(section))
         .map(|(_, b)| b)
         .collect();
-    assert!(!found.is_empty(), "README has no sh block under `## {section}`");
+    assert!(
+        !found.is_empty(),
+        "README has no sh block under `## {section}`"
+    );
     found
 }
 
@@ -51,7 +54,10 @@ fn install_block_is_the_script_ci_runs_and_the_test_command_is_cargo_test() {
         "sh scripts/install-deps.sh\ncargo install --locked --path .\n"
     );
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
-    assert!(ci.contains("\nsh scripts/install-deps.sh\n"), ".ci/run does not run the install script");
+    assert!(
+        ci.contains("\nsh scripts/install-deps.sh\n"),
+        ".ci/run does not run the install script"
+    );
     assert!(repo().join("scripts/install-deps.sh").is_file());
     assert!(quick[1].contains("\ncargo test --locked\n"), "{}", quick[1]);
     assert!(ci.contains("\ncargo test --locked\n"));
@@ -111,13 +117,23 @@ impl Workdir {
         use std::os::unix::process::CommandExt;
         let script = script.replace("/tmp/", &format!("{}/tmp/", self.path().display()));
         let bin = Path::new(env!("CARGO_BIN_EXE_ironstar")).parent().unwrap();
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let child = Command::new("sh")
             .args(["-ec", &script])
             .current_dir(self.path())
             .env("PATH", path)
-            .env("CONTAINERS_CONF", self.podman.path().join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.podman.path().join("storage.conf"))
+            .env(
+                "CONTAINERS_CONF",
+                self.podman.path().join("containers.conf"),
+            )
+            .env(
+                "CONTAINERS_STORAGE_CONF",
+                self.podman.path().join("storage.conf"),
+            )
             .env("IRONSTAR_NO_CACHE", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -126,7 +142,11 @@ impl Workdir {
             .unwrap();
         let pgid = child.id() as i32;
         let out = child.wait_with_output().unwrap();
-        let _ = Command::new("kill").arg("--").arg(format!("-{pgid}")).status();
+        let _ = Command::new("kill")
+            .arg("--")
+            .arg(format!("-{pgid}"))
+            .stderr(Stdio::null())
+            .status();
         assert!(
             out.status.success(),
             "README block failed ({}):\n{script}\nstdout: {}\nstderr: {}",
@@ -152,7 +172,9 @@ fn run_the_image_block_runs_as_written() {
     if !binfmt_arm64() {
         // Without binfmt the README says podman cannot run arm64: drop that one `podman run`.
         eprintln!("binfmt_misc has no qemu-aarch64: the arm64 `podman run` line is skipped");
-        let arm = block.find("--platform linux/arm64\n").expect("the arm64 load line");
+        let arm = block
+            .find("--platform linux/arm64\n")
+            .expect("the arm64 load line");
         let run_at = arm + block[arm..].find("podman run").unwrap();
         let end = run_at + block[run_at..].find('\n').unwrap() + 1;
         block.replace_range(run_at..end, "");
@@ -160,10 +182,13 @@ fn run_the_image_block_runs_as_written() {
     let out = w.sh(&block);
     // The fixture binary stands in for ironstar: it says which machine it runs on.
     let expected = match binfmt_arm64() {
-        true => vec!["hello from x86_64", "hello from aarch64", "hello from x86_64"],
-        false => vec!["hello from x86_64", "hello from x86_64"],
+        true => vec!["hello from x86_64", "hello from aarch64"],
+        false => vec!["hello from x86_64"],
     };
-    let hellos: Vec<&str> = out.lines().filter(|l| l.starts_with("hello from")).collect();
+    let hellos: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("hello from"))
+        .collect();
     assert_eq!(hellos, expected, "{out}");
     // skopeo reads the oci-archive as the layout's own index.
     let layout = w.path().join("target/oci/ironstar");
@@ -209,7 +234,12 @@ fn no_arguments_prints_the_usage_as_a_usage_error() {
 
 #[test]
 fn each_cause_of_an_error_is_said_once() {
-    let o = run(ironstar().args(["check-binary", "--platform", "linux/amd64", "/nonexistent/app"]));
+    let o = run(ironstar().args([
+        "check-binary",
+        "--platform",
+        "linux/amd64",
+        "/nonexistent/app",
+    ]));
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o),
@@ -223,24 +253,52 @@ fn each_cause_of_an_error_is_said_once() {
     ]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("cargo build --release --target aarch64-unknown-linux-musl"), "{err}");
+    assert!(
+        err.contains("cargo build --release --target aarch64-unknown-linux-musl"),
+        "{err}"
+    );
     assert!(err.contains("ironstar build --cargo"), "{err}");
     assert_eq!(err.matches("os error").count(), 0, "{err}");
 }
 
-/// Logs of a build (INFO lines and a summary) with stderr piped: plain text for a log.
+/// A layout and a stand-in `podman` (it swallows the archive and names the image), so that
+/// `ironstar load` logs an INFO line without touching any image store.
+fn load_setup() -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    build_layout(&tmp.path().join("layout"));
+    let engine = tmp.path().join("bin/podman");
+    std::fs::create_dir_all(engine.parent().unwrap()).unwrap();
+    std::fs::write(
+        &engine,
+        "#!/bin/sh\ncat >/dev/null\necho 'Loaded image: localhost/hello:latest'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        engine.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    (tmp, path)
+}
+
+/// Logs (an INFO line) and results with stderr piped: plain text for a log.
 #[test]
 fn piped_output_has_no_escape_bytes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let f = fixtures();
+    let (tmp, path) = load_setup();
     let o = run(ironstar()
-        .args(["-v", "build", "--binary"])
-        .arg(format!("linux/amd64={}", f.amd64.display()))
-        .arg("-o")
-        .arg(tmp.path().join("l"))
+        .args(["load", "--layout"])
+        .arg(tmp.path().join("layout"))
+        .env("PATH", path)
         .env_remove("NO_COLOR"));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("INFO") || stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("INFO loading linux/amd64"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "localhost/hello:latest\n");
     for bytes in [&o.stdout, &o.stderr] {
         assert!(!bytes.contains(&0x1b), "{}", String::from_utf8_lossy(bytes));
     }
@@ -253,18 +311,16 @@ fn piped_output_has_no_escape_bytes() {
 #[test]
 fn no_color_on_a_terminal_has_no_escape_bytes() {
     require_tool("script", "bsdutils");
-    let tmp = tempfile::tempdir().unwrap();
-    let f = fixtures();
-    let on_a_pty = |no_color: bool, out: &str| {
+    let (tmp, path) = load_setup();
+    let on_a_pty = |no_color: bool| {
         let cmd = format!(
-            "{} -v build --binary linux/amd64={} -o {}",
+            "{} load --layout {}",
             env!("CARGO_BIN_EXE_ironstar"),
-            f.amd64.display(),
-            tmp.path().join(out).display()
+            tmp.path().join("layout").display()
         );
         let mut c = Command::new("script");
         c.args(["-qec", &cmd, "/dev/null"])
-            .env("IRONSTAR_NO_CACHE", "1")
+            .env("PATH", &path)
             .env_remove("NO_COLOR");
         if no_color {
             c.env("NO_COLOR", "1");
@@ -273,15 +329,19 @@ fn no_color_on_a_terminal_has_no_escape_bytes() {
         assert!(o.status.success(), "{}", stdout(&o));
         o.stdout
     };
-    let coloured = on_a_pty(false, "a");
+    let coloured = on_a_pty(false);
     assert!(
         coloured.contains(&0x1b),
         "no colour on a terminal: the test cannot tell NO_COLOR apart\n{}",
         String::from_utf8_lossy(&coloured)
     );
-    let plain = on_a_pty(true, "b");
-    assert!(String::from_utf8_lossy(&plain).contains("INFO"));
-    assert!(!plain.contains(&0x1b), "{}", String::from_utf8_lossy(&plain));
+    let plain = on_a_pty(true);
+    assert!(String::from_utf8_lossy(&plain).contains("INFO loading"));
+    assert!(
+        !plain.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&plain)
+    );
 }
 
 /// The outer target directory (`…/target`), shared with the clone so its dependencies are not
@@ -306,14 +366,31 @@ fn a_fresh_clone_passes_the_schema_checking_tests() {
     assert!(!tmp.path().join("shared").exists());
     let o = run(Command::new(env!("CARGO"))
         .current_dir(&clone)
-        .args(["test", "--locked", "--test", "build", "--", "--test-threads", "2"])
+        .args([
+            "test",
+            "--locked",
+            "--test",
+            "build",
+            "--",
+            "--test-threads",
+            "2",
+        ])
         .env_remove("OCI_SCHEMAS")
         .env("CARGO_TARGET_DIR", target_dir())
         .env("CARGO_TERM_COLOR", "never"));
     let (out, err) = (stdout(&o), stderr(&o));
-    assert!(o.status.success(), "cargo test in a fresh clone failed:\n{out}\n{err}");
+    assert!(
+        o.status.success(),
+        "cargo test in a fresh clone failed:\n{out}\n{err}"
+    );
     // The tests that validate against the schemas ran, and passed.
-    for t in ["layout_is_valid_and_both_binaries_run_from_it", "image_file_sets_config_files_and_annotations"] {
-        assert!(out.contains(&format!("test {t} ... ok")), "{t} did not pass:\n{out}");
+    for t in [
+        "layout_is_valid_and_both_binaries_run_from_it",
+        "image_file_sets_config_files_and_annotations",
+    ] {
+        assert!(
+            out.contains(&format!("test {t} ... ok")),
+            "{t} did not pass:\n{out}"
+        );
     }
 }

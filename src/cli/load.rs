@@ -49,7 +49,10 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     let layout = Layout::open(&layout_dir)?;
     let resolved = layout.resolve(args.tag.as_deref())?;
     if args.all {
-        let out = args.output.as_deref().expect("clap: --all requires --output");
+        let out = args
+            .output
+            .as_deref()
+            .expect("clap: --all requires --output");
         ironstar::load::write_file(out, |w| archive::write_oci_archive(&layout, &resolved, w))?;
         println!("{}", resolved.top.descriptor.digest);
         return Ok(());
@@ -80,7 +83,10 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let engine = ironstar::load::find_engine().ok_or(ironstar::load::LoadError::NoEngine)?;
-    tracing::info!("loading {platform} of {} into {engine}", layout_dir.display());
+    tracing::info!(
+        "loading {platform} of {} into {engine}",
+        layout_dir.display()
+    );
     for loaded in ironstar::load::load(engine, &layout, &image, &repo_tag)? {
         println!("{loaded}");
     }
@@ -89,8 +95,16 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
 
 /// A layout directory's name, if it is a valid image name.
 fn dir_name(dir: &std::path::Path) -> Option<String> {
-    let n = std::fs::canonicalize(dir).ok()?.file_name()?.to_str()?.to_string();
-    let ok = n.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    let n = std::fs::canonicalize(dir)
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .to_string();
+    let ok = n
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
     ok.then_some(n)
 }
