@@ -344,16 +344,30 @@ fn no_color_on_a_terminal_has_no_escape_bytes() {
     );
 }
 
-/// The outer target directory (`…/target`), shared with the clone so its dependencies are not
-/// built again.
+/// The outer target directory (`…/target`), shared with the clone so its build scripts and proc
+/// macros are not built again.
 fn target_dir() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_ironstar"));
     bin.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// The host's target triple, from rustc.
+fn host_triple() -> String {
+    let v = ok(Command::new("rustc").arg("-vV"));
+    v.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_string()
+}
+
 /// A fresh clone, with nothing beside it (no `../shared`) and no `OCI_SCHEMAS`, passes the
 /// schema-checking build tests with only what the install script installs. A clone holds only
 /// committed files: uncommitted changes are not what this tests.
+///
+/// cargo hashes a path package by its path relative to the workspace, so the clone's ironstar
+/// would take the place of this one's artifacts (and `target/debug/ironstar`, which the other
+/// tests run) in a shared target directory: `--target <host>` keeps the clone's artifacts under
+/// `target/<host>/`, while the build scripts and proc macros are shared.
 #[test]
 fn a_fresh_clone_passes_the_schema_checking_tests() {
     require_tool("git", "git");
