@@ -383,12 +383,12 @@ fn a_fresh_clone_passes_the_schema_checking_tests() {
         .args([
             "test",
             "--locked",
+            "--target",
+            &host_triple(),
             "--test",
             "build",
-            "--",
-            "--test-threads",
-            "2",
         ])
+        .args(["--", "--test-threads", "2"])
         .env_remove("OCI_SCHEMAS")
         .env("CARGO_TARGET_DIR", target_dir())
         .env("CARGO_TERM_COLOR", "never"));
