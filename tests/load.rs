@@ -8,60 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-/// A private podman: its own config (runc; `default_ulimits = []`, which this sandbox needs) and
-/// its own vfs storage, through the environment, so `ironstar load`'s own `podman load` uses them.
-struct Podman {
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    fn new() -> Self {
-        require_tool("podman", "podman");
-        require_tool("runc", "runc");
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        std::fs::write(
-            p.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
-                p.display()
-            ),
-        )
-        .unwrap();
-        Podman { dir }
-    }
-
-    fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
-        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .env(
-                "CONTAINERS_STORAGE_CONF",
-                self.dir.path().join("storage.conf"),
-            )
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        self.env(&mut c);
-        c
-    }
-
-    /// `podman run --rm IMAGE`: its stdout.
-    fn run(&self, image: &str) -> String {
-        ok(self.cmd().args(["run", "--rm", "--network", "none", image]))
-    }
-}
-
-/// Run binfmt-registered arm64 binaries: podman runs them as the README says.
-fn binfmt_arm64() -> bool {
-    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|s| s.starts_with("enabled"))
-}
-
 fn layout() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");

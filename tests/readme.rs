@@ -68,7 +68,7 @@ fn install_block_is_the_script_ci_runs_and_the_test_command_is_cargo_test() {
 /// ironstar takes minutes; `tests/readme_build.sh` does that one).
 struct Workdir {
     dir: tempfile::TempDir,
-    podman: tempfile::TempDir,
+    podman: Podman,
 }
 
 impl Workdir {
@@ -88,21 +88,7 @@ impl Workdir {
             .arg(format!("linux/amd64={}", f.amd64.display()))
             .arg("--binary")
             .arg(format!("linux/arm64={}", f.arm64.display())));
-        let podman = tempfile::tempdir().unwrap();
-        let p = podman.path();
-        std::fs::write(
-            p.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
-                p.display()
-            ),
-        )
-        .unwrap();
+        let podman = Podman::new();
         Workdir { dir, podman }
     }
 
@@ -122,18 +108,13 @@ impl Workdir {
             bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let child = Command::new("sh")
+        let mut sh = Command::new("sh");
+        let child = self
+            .podman
+            .env(&mut sh)
             .args(["-ec", &script])
             .current_dir(self.path())
             .env("PATH", path)
-            .env(
-                "CONTAINERS_CONF",
-                self.podman.path().join("containers.conf"),
-            )
-            .env(
-                "CONTAINERS_STORAGE_CONF",
-                self.podman.path().join("storage.conf"),
-            )
             .env("IRONSTAR_NO_CACHE", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -156,11 +137,6 @@ impl Workdir {
         );
         stdout(&out)
     }
-}
-
-fn binfmt_arm64() -> bool {
-    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
-        .is_ok_and(|s| s.starts_with("enabled"))
 }
 
 #[test]

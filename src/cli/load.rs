@@ -77,7 +77,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     let repo_tag = format!("{name}:{tag}");
     if let Some(out) = &args.output {
         ironstar::load::write_file(out, |w| {
-            archive::write_docker_archive(&layout, &image, &[repo_tag.clone()], w)
+            archive::write_docker_archive(&layout, &image, std::slice::from_ref(&repo_tag), w)
         })?;
         println!("{repo_tag}");
         return Ok(());

@@ -219,6 +219,60 @@ fn load_schema(path: &Path) -> serde_json::Value {
     v
 }
 
+/// A private podman: its own config (runc; `default_ulimits = []`, which this sandbox needs) and
+/// its own vfs storage, through the environment, so `ironstar load`'s own `podman load` uses them.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Self {
+        require_tool("podman", "podman");
+        require_tool("runc", "runc");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
+                p.display()
+            ),
+        )
+        .unwrap();
+        Podman { dir }
+    }
+
+    pub fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .env(
+                "CONTAINERS_STORAGE_CONF",
+                self.dir.path().join("storage.conf"),
+            )
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        self.env(&mut c);
+        c
+    }
+
+    /// `podman run --rm IMAGE`: its stdout.
+    pub fn run(&self, image: &str) -> String {
+        ok(self.cmd().args(["run", "--rm", "--network", "none", image]))
+    }
+}
+
+/// Whether qemu runs arm64 binaries through binfmt_misc (then podman runs arm64 images).
+pub fn binfmt_arm64() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|s| s.starts_with("enabled"))
+}
+
 /// Read a blob of a layout by digest.
 pub fn blob(layout: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
