@@ -8,16 +8,17 @@ use std::process::Command;
 
 use common::*;
 
-fn layout() -> (tempfile::TempDir, PathBuf) {
+/// A layout of the two fixture binaries, and its index digest.
+fn layout() -> (tempfile::TempDir, PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
-    build_layout(&layout);
-    (tmp, layout)
+    let index = build_layout(&layout);
+    (tmp, layout, index)
 }
 
 #[test]
 fn load_puts_each_platform_into_podman_under_its_name() {
-    let (_tmp, layout) = layout();
+    let (_tmp, layout, _) = layout();
     let podman = Podman::new();
     let load = |extra: &[&str]| {
         ok(podman
@@ -77,7 +78,7 @@ fn load_puts_each_platform_into_podman_under_its_name() {
 
 #[test]
 fn docker_archive_file_loads_with_podman_and_is_reproducible() {
-    let (tmp, layout) = layout();
+    let (tmp, layout, _) = layout();
     let podman = Podman::new();
     let write = |file: &Path| {
         ok(ironstar()
@@ -107,26 +108,19 @@ fn docker_archive_file_loads_with_podman_and_is_reproducible() {
 #[test]
 fn all_platforms_as_an_oci_archive_that_skopeo_reads_as_the_same_index() {
     require_tool("skopeo", "skopeo");
-    let (tmp, layout) = layout();
-    let index = ok(ironstar()
-        .args(["build", "--binary"])
-        .arg(format!("linux/amd64={}", fixtures().amd64.display()))
-        .arg("--binary")
-        .arg(format!("linux/arm64={}", fixtures().arm64.display()))
-        .arg("-o")
-        .arg(&layout));
+    let (tmp, layout, index) = layout();
     let file = tmp.path().join("all.tar");
     let printed = ok(ironstar()
         .args(["load", "--all", "--layout"])
         .arg(&layout)
         .arg("-o")
         .arg(&file));
-    assert_eq!(printed, index);
+    assert_eq!(printed.trim(), index);
     let raw = run(Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("oci-archive:{}", file.display())));
     assert!(raw.status.success(), "{}", stderr(&raw));
-    assert_eq!(raw.stdout, blob(&layout, index.trim()));
+    assert_eq!(raw.stdout, blob(&layout, &index));
     // Each platform inside it, as skopeo sees it.
     for arch in ["amd64", "arm64"] {
         let cfg = ok(Command::new("skopeo")
@@ -134,4 +128,37 @@ fn all_platforms_as_an_oci_archive_that_skopeo_reads_as_the_same_index() {
             .arg(format!("oci-archive:{}", file.display())));
         assert_eq!(json(cfg.as_bytes())["architecture"], arch);
     }
+}
+
+#[test]
+fn a_corrupt_blob_fails_the_load_and_leaves_no_file() {
+    let (tmp, layout, _) = layout();
+    // Layers are the blobs past a few KiB: flip the last byte of each, keeping its size.
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let layer = e.unwrap().path();
+        let mut bytes = std::fs::read(&layer).unwrap();
+        if bytes.len() > 16 << 10 {
+            *bytes.last_mut().unwrap() ^= 1;
+            std::fs::write(&layer, bytes).unwrap();
+        }
+    }
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = run(ironstar()
+        .args(["load", "--platform", "linux/amd64", "--layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(out.join("image.tar")));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not hash to its name; the layout is corrupt, rebuild it"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "a partial archive was left"
+    );
 }
