@@ -55,8 +55,8 @@ fn install_block_is_the_script_ci_runs_and_the_test_command_is_cargo_test() {
     );
     let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
     assert!(
-        ci.contains("\nsh scripts/install-deps.sh\n"),
-        ".ci/run does not run the install script"
+        ci.contains(&format!("\n{}", quick[0])),
+        ".ci/run does not run the README's install block"
     );
     assert!(repo().join("scripts/install-deps.sh").is_file());
     assert!(quick[1].contains("\ncargo test --locked\n"), "{}", quick[1]);

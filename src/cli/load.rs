@@ -12,7 +12,6 @@ use ironstar::spec::ImageSpec;
 pub struct LoadArgs {
     /// Image definition file, e.g. images/ironstar.toml (supplies the name and the default layout
     /// target/oci/<name>).
-    #[arg(conflicts_with = "layout")]
     pub image_file: Option<PathBuf>,
     /// The OCI layout to load from [default: target/oci/<name> of the image file].
     #[arg(long)]
