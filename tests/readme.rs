@@ -384,3 +384,29 @@ fn a_fresh_clone_passes_the_schema_checking_tests() {
         );
     }
 }
+
+/// The schema oracle the build tests use can say no: with the installed schemas (draft-04 named by
+/// `https` in Debian's package), a manifest with a bad digest and no layers is rejected.
+#[test]
+fn the_installed_schemas_reject_a_bad_manifest() {
+    let manifest = |digest: &str| {
+        let d = |media: &str| serde_json::json!({"mediaType": media, "size": 2, "digest": digest});
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": d("application/vnd.oci.image.config.v1+json"),
+            "layers": [d("application/vnd.oci.image.layer.v1.tar+gzip")],
+        })
+    };
+    validate(
+        "image-manifest-schema.json",
+        &manifest(&format!("sha256:{}", "a".repeat(64))),
+    );
+    let bad = manifest("not a digest");
+    let refused = std::panic::catch_unwind(|| validate("image-manifest-schema.json", &bad));
+    let message = *refused
+        .expect_err("the schema accepted a bad digest")
+        .downcast::<String>()
+        .unwrap();
+    assert!(message.contains("at /config/digest"), "{message}");
+}
