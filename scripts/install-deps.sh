@@ -20,6 +20,15 @@ $sudo apt-get install -y -qq --no-install-recommends \
 # The package starts a registry on :5000 where systemd runs; the tests start their own.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
+# arm64 images under podman run through qemu and binfmt_misc. systemd registers qemu-user-static's
+# entries at boot; where systemd does not run (containers, CI sandboxes), register them here.
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  [ -e /proc/sys/fs/binfmt_misc/register ] ||
+    $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  $sudo sh -c 'cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register' 2>/dev/null ||
+    echo "install-deps: cannot register qemu-aarch64 with binfmt_misc: podman cannot run arm64 images here (qemu-aarch64-static BINARY still runs arm64 binaries)" >&2
+fi
+
 # zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
 # spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
@@ -47,6 +56,10 @@ if e:
 EOF
 chmod +x "$bin/cyclonedx-validate"
 
+command -v rustup >/dev/null || {
+  echo "install-deps: rustup is not on PATH: install Rust from https://rustup.rs, then run this again" >&2
+  exit 1
+}
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
 # cargo-auditable: tests/sbom.rs builds its fixture with it (the `.dep-v0` dependency list).

@@ -24,6 +24,8 @@ pub enum ElfError {
         #[source]
         source: io::Error,
     },
+    #[error("{path}: no such file; it is cargo's output for {target}: build it first (`cargo build --release --target {target}`), or let ironstar build it with `ironstar build --cargo`")]
+    NotBuilt { path: PathBuf, target: &'static str },
     #[error("{0}: not a regular file; give the path of a compiled binary")]
     NotAFile(PathBuf),
     #[error("{0}: not an ELF binary; give a Linux executable built for the image's platform")]
@@ -52,13 +54,27 @@ pub struct BinaryInfo {
     pub pie: bool,
 }
 
+/// Whether `path` lies in a cargo target directory: `…/target/…`, or `…/<rust target>/<profile>/…`.
+fn in_cargo_target_dir(path: &Path, platform: &Platform) -> bool {
+    path.components().any(|c| {
+        let c = c.as_os_str();
+        c == "target" || c == platform.rust_target
+    })
+}
+
 /// Check that `path` is a static executable for `platform`.
 pub fn check(path: &Path, platform: &Platform) -> Result<BinaryInfo, ElfError> {
     let io = |source| ElfError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if in_cargo_target_dir(path, platform) => ElfError::NotBuilt {
+            path: path.to_path_buf(),
+            target: platform.rust_target,
+        },
+        _ => io(e),
+    })?;
     if !meta.is_file() {
         return Err(ElfError::NotAFile(path.to_path_buf()));
     }

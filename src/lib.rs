@@ -11,8 +11,11 @@
 //! - [`build`]: the whole `ironstar build`;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
 //! - [`cargo`]: cross-building a crate for every platform of an image;
-//! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer.
+//! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
+//! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
+//!   or docker.
 
+pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod cargo;
@@ -21,6 +24,7 @@ pub mod elf;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod load;
 pub mod platform;
 pub mod push;
 pub mod registry;

@@ -2,6 +2,7 @@
 //! that a library user would need.
 
 pub mod build;
+pub mod load;
 pub mod push;
 pub mod sbom;
 
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ironstar", version, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None)]
+#[command(name = "ironstar", version, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None, arg_required_else_help = true)]
 pub struct Cli {
     /// More logs on stderr: -v logs each step and request, -vv everything.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -29,15 +30,22 @@ pub enum Command {
     /// Push an OCI image layout to a registry; prints REGISTRY/REPO@DIGEST.
     Push(push::PushArgs),
     /// Build, then push, in one step.
+    #[command(mut_arg("tags", |a| a.help(
+        "Tag to record in the layout and push to the registry (repeatable; replaces the image file's tags)"
+    )))]
     Publish(build::PublishArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),
+    /// Put one platform of a layout into the local podman or docker image store (or a
+    /// docker-archive file), to run it by name; --all writes a multi-platform oci-archive.
+    Load(load::LoadArgs),
     /// Check that binaries are static and built for their platform.
     CheckBinary {
         /// OS/ARCH[/VARIANT] the binaries must run on.
         #[arg(long)]
         platform: String,
-        #[arg(required = true)]
+        /// The binaries to check: each must be a static ELF executable for --platform.
+        #[arg(required = true, value_name = "BINARY")]
         binaries: Vec<PathBuf>,
     },
     /// List the platforms ironstar knows, with their Rust targets.
@@ -80,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
+        Command::Load(args) => load::run(&args),
         Command::Publish(args) => build::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
         Command::CheckBinary { platform, binaries } => {

@@ -120,35 +120,49 @@ pub fn build_layout(out: &Path) -> String {
     digest.trim().to_string()
 }
 
-/// The OCI image-spec schemas: `$OCI_SCHEMAS`, default `../shared/oci-schemas`.
+/// Where Debian's `golang-github-opencontainers-image-spec-dev` (installed by
+/// `scripts/install-deps.sh`) keeps the image-spec JSON schemas.
+pub const DEBIAN_SCHEMAS: &str =
+    "/usr/share/gocode/src/github.com/opencontainers/image-spec/schema";
+
+/// The OCI image-spec schemas: `$OCI_SCHEMAS` (an image-spec `schema/` folder), default
+/// [`DEBIAN_SCHEMAS`]. Nothing outside the repository and what the README installs.
 pub fn schemas_dir() -> PathBuf {
     let dir = std::env::var_os("OCI_SCHEMAS")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/oci-schemas"));
+        .unwrap_or_else(|| PathBuf::from(DEBIAN_SCHEMAS));
     assert!(
         dir.join("image-index-schema.json").is_file(),
-        "the OCI JSON schemas are absent at {} (set OCI_SCHEMAS to the image-spec `schema/` folder); \
-         schema checks cannot run without them",
+        "the OCI JSON schemas are absent at {}: install them with `sh scripts/install-deps.sh` \
+         (apt package golang-github-opencontainers-image-spec-dev), or set OCI_SCHEMAS to an \
+         image-spec `schema/` folder; schema checks cannot run without them",
         dir.display()
     );
     dir
 }
 
+/// The draft-04 meta-schema's two names: image-spec v1.1.0 and later (Debian's package among
+/// them) write `https`, older releases and jsonschema's built-in registry `http`.
+const DRAFT4_HTTP: &str = "http://json-schema.org/draft-04/schema";
+const DRAFT4_HTTPS: &str = "https://json-schema.org/draft-04/schema";
+
 /// Validate `instance` against one of the image-spec schemas, e.g. `config-schema.json`.
 pub fn validate(schema_file: &str, instance: &serde_json::Value) {
     let dir = std::fs::canonicalize(schemas_dir()).unwrap();
     let base = format!("file://{}/", dir.display());
+    let draft4 = jsonschema::Draft::Draft4;
     let mut opts = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
+        .with_draft(draft4)
         .with_base_uri(format!("{base}{schema_file}"));
+    // jsonschema knows the http name only: register the meta-schema under the https one too.
+    opts = opts.with_resource(DRAFT4_HTTPS, draft4.create_resource(draft4_meta_schema()));
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.ends_with(".json") {
+            // Draft-04 by construction, whichever name its `$schema` uses.
             let v = load_schema(&entry.path());
-            opts = opts.with_resource(
-                format!("{base}{name}"),
-                jsonschema::Resource::from_contents(v).unwrap(),
-            );
+            opts = opts.with_resource(format!("{base}{name}"), draft4.create_resource(v));
         }
     }
     let schema = load_schema(&dir.join(schema_file));
@@ -166,8 +180,27 @@ pub fn validate(schema_file: &str, instance: &serde_json::Value) {
     );
 }
 
-/// A schema with its draft-04 `id`s removed: they would rebase the relative `$ref`s onto
-/// opencontainers.org, which cannot be fetched here; the refs are relative to the schema folder.
+/// jsonschema's own copy of the draft-04 meta-schema, looked up under its `http` name.
+fn draft4_meta_schema() -> serde_json::Value {
+    // A registry takes in the meta-schemas only when one of its resources refers to them.
+    let referrer = serde_json::json!({ "$ref": format!("{DRAFT4_HTTP}#") });
+    let registry = jsonschema::Registry::try_new(
+        "file:///ironstar-draft4.json",
+        jsonschema::Draft::Draft4.create_resource(referrer),
+    )
+    .unwrap();
+    let resolver = registry
+        .try_resolver("file:///ironstar-draft4.json")
+        .unwrap();
+    let meta = resolver
+        .lookup(&format!("{DRAFT4_HTTP}#"))
+        .expect("jsonschema knows the draft-04 meta-schema");
+    meta.contents().clone()
+}
+
+/// A schema with its draft-04 `id`s removed (its `$schema` is kept): they would rebase the
+/// relative `$ref`s onto opencontainers.org, which cannot be fetched here; the refs are relative
+/// to the schema folder.
 fn load_schema(path: &Path) -> serde_json::Value {
     fn strip(v: &mut serde_json::Value) {
         match v {
@@ -184,6 +217,60 @@ fn load_schema(path: &Path) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     strip(&mut v);
     v
+}
+
+/// A private podman: its own config (runc; `default_ulimits = []`, which this sandbox needs) and
+/// its own vfs storage, through the environment, so `ironstar load`'s own `podman load` uses them.
+pub struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    pub fn new() -> Self {
+        require_tool("podman", "podman");
+        require_tool("runc", "runc");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(
+            p.join("containers.conf"),
+            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("storage.conf"),
+            format!(
+                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
+                p.display()
+            ),
+        )
+        .unwrap();
+        Podman { dir }
+    }
+
+    pub fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .env(
+                "CONTAINERS_STORAGE_CONF",
+                self.dir.path().join("storage.conf"),
+            )
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        self.env(&mut c);
+        c
+    }
+
+    /// `podman run --rm IMAGE`: its stdout.
+    pub fn run(&self, image: &str) -> String {
+        ok(self.cmd().args(["run", "--rm", "--network", "none", image]))
+    }
+}
+
+/// Whether qemu runs arm64 binaries through binfmt_misc (then podman runs arm64 images).
+pub fn binfmt_arm64() -> bool {
+    std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+        .is_ok_and(|s| s.starts_with("enabled"))
 }
 
 /// Read a blob of a layout by digest.
