@@ -65,7 +65,9 @@ pub enum LayoutError {
         tag: String,
         present: String,
     },
-    #[error("{0}: index.json lists several images and none was chosen; pass --tag")]
+    #[error(
+        "{0}: index.json lists several images and none was chosen; name one as --layout DIR:TAG"
+    )]
     Ambiguous(PathBuf),
     #[error("{0} exists and is not an OCI image layout; refusing to replace it (choose another --output)")]
     WouldClobber(PathBuf),
