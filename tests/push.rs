@@ -7,100 +7,14 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
+use support::cli::*;
 use support::proxy::{Faults, Proxy};
 use support::registry::{http_status, Auth, Registry};
 use support::token::{TokenServer, ISSUER, SERVICE};
-
-/// One two-platform layout for every test of this file (pushing only reads it).
-fn layout() -> &'static (PathBuf, String) {
-    static L: OnceLock<(PathBuf, String)> = OnceLock::new();
-    L.get_or_init(|| {
-        let dir = common::repo().join("target/test-push/layout");
-        let digest = common::build_layout(&dir);
-        (dir, digest)
-    })
-}
-
-fn index_bytes() -> Vec<u8> {
-    let (dir, digest) = layout();
-    common::blob(dir, digest)
-}
-
-/// `ironstar push` isolated from the machine's credentials, with a fresh HOME.
-fn push_cmd(home: &Path) -> Command {
-    let mut c = common::ironstar();
-    c.env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("IRONSTAR_LOG")
-        .stdin(Stdio::null())
-        .arg("push")
-        .arg("--layout")
-        .arg(&layout().0);
-    c
-}
-
-fn with_stdin(cmd: &mut Command, input: &str) -> Output {
-    use std::io::Write as _;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ironstar");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn expect_ok(o: &Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        o.status,
-        common::stdout(o),
-        common::stderr(o)
-    );
-    common::stdout(o)
-}
-
-fn expect_fail(o: &Output, what: &str) -> String {
-    assert!(
-        !o.status.success(),
-        "{what} should have failed:\nstdout: {}\nstderr: {}",
-        common::stdout(o),
-        common::stderr(o)
-    );
-    let err = common::stderr(o);
-    let last = err.lines().last().unwrap_or("").to_string();
-    assert!(
-        last.starts_with("ironstar: error:"),
-        "{what}: the last stderr line should be the one-line error:\n{err}"
-    );
-    last
-}
-
-fn skopeo_raw(addr: &str, repo: &str, tag: &str) -> Vec<u8> {
-    common::require_tool("skopeo", "skopeo");
-    let o = common::run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{addr}/{repo}:{tag}"),
-    ]));
-    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
-    o.stdout
-}
 
 /// Pull one architecture with skopeo into an OCI dir and return its binary's path.
 fn pull_binary(addr: &str, repo: &str, tag: &str, arch: &str, work: &Path) -> PathBuf {
@@ -361,19 +275,6 @@ fn basic_auth_from_docker_config_and_credential_helper() {
         skopeo_raw_auth(&reg.addr(), "helper/app", "bob", password),
         index_bytes()
     );
-}
-
-fn skopeo_raw_auth(addr: &str, repo: &str, user: &str, password: &str) -> Vec<u8> {
-    let o = common::run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &format!("{user}:{password}"),
-        &format!("docker://{addr}/{repo}:latest"),
-    ]));
-    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
-    o.stdout
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! all traffic stays on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod proxy;
 pub mod registry;
 pub mod token;
