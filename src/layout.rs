@@ -464,10 +464,6 @@ impl Layout {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where the blob named `digest` lives. Safe by construction: a [`Digest`] is only hex.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())

@@ -160,17 +160,22 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     let name = opts.repository.to_string();
 
     let (repository, explicit) = (opts.repository.clone(), opts.credential.clone());
-    // A credential helper is a process: not on the async threads.
-    let credential = blocking(move || Ok(find_credential(&repository, explicit)?)).await?;
-    let client = Arc::new(Client::new(
-        &opts.repository,
-        ClientOptions {
-            plain_http: opts.plain_http,
-            chunk_size: opts.chunk_size,
-            max_attempts: opts.max_attempts.max(1),
+    let client_opts = ClientOptions {
+        plain_http: opts.plain_http,
+        chunk_size: opts.chunk_size,
+        max_attempts: opts.max_attempts.max(1),
+        credential: None,
+    };
+    // A credential helper is a process, and the TLS roots are files: not on the async threads.
+    let client = blocking(move || {
+        let credential = find_credential(&repository, explicit)?;
+        let opts = ClientOptions {
             credential,
-        },
-    )?);
+            ..client_opts
+        };
+        Ok(Arc::new(Client::new(&repository, opts)?))
+    })
+    .await?;
     client.ping().await?;
 
     let mut outcome = PushOutcome {
