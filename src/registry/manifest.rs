@@ -73,16 +73,16 @@ impl Client {
 
     /// The digest `target` resolves to, or `None` when the registry has no such manifest.
     pub async fn manifest_digest(&self, target: Target<'_>) -> Result<Option<Digest>> {
-        let resp = self
+        let head = self
             .transport
-            .request(Method::HEAD, self.manifest_url(target))
+            .request(Method::HEAD, self.manifest_url(target));
+        let Some(resp) = head
             .header(ACCEPT, accept_manifests())
-            .ok(&[StatusCode::OK, StatusCode::NOT_FOUND])
-            .send()
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+            .send_unless_404()
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         match header_str(&resp, DOCKER_CONTENT_DIGEST).map(Digest::parse) {
             Some(Ok(d)) => Ok(Some(d)),
             // Without a usable header, fetch the manifest and hash it.
@@ -93,16 +93,14 @@ impl Client {
     /// The manifest or index `target` names, or `None` when the registry has none.
     pub async fn get_manifest(&self, target: Target<'_>) -> Result<Option<Fetched>> {
         let url = self.manifest_url(target);
-        let resp = self
-            .transport
-            .request(Method::GET, url.clone())
+        let get = self.transport.request(Method::GET, url.clone());
+        let Some(resp) = get
             .header(ACCEPT, accept_manifests())
-            .ok(&[StatusCode::OK, StatusCode::NOT_FOUND])
-            .send()
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+            .send_unless_404()
+            .await?
+        else {
             return Ok(None);
-        }
+        };
         let media_type = header_str(&resp, "content-type")
             .unwrap_or_default()
             .to_string();
@@ -161,16 +159,11 @@ impl Client {
     /// or `None` when the registry has no referrers API (404).
     pub async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>> {
         let url = self.repo_url(&format!("referrers/{digest}"));
-        let resp = self
-            .transport
-            .request(Method::GET, url.clone())
-            .header(ACCEPT, HeaderValue::from_static(MEDIA_TYPE_INDEX))
-            .ok(&[StatusCode::OK, StatusCode::NOT_FOUND])
-            .send()
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
+        let get = self.transport.request(Method::GET, url.clone());
+        let accept = HeaderValue::from_static(MEDIA_TYPE_INDEX);
+        let Some(resp) = get.header(ACCEPT, accept).send_unless_404().await? else {
             return Ok(None);
-        }
+        };
         let bytes = resp
             .bytes()
             .await

@@ -391,6 +391,14 @@ impl Request<'_> {
         self
     }
 
+    /// [`send`](Self::send), with a 404 (and the statuses of [`ok`](Self::ok)) an answer:
+    /// `None` for the 404.
+    pub async fn send_unless_404(mut self) -> Result<Option<Response>> {
+        self.ok.push(StatusCode::NOT_FOUND);
+        let resp = self.send().await?;
+        Ok((resp.status() != StatusCode::NOT_FOUND).then_some(resp))
+    }
+
     pub async fn send(self) -> Result<Response> {
         let what = format!("{} {}", self.method, redact_url(&self.url));
         let req = &self;

@@ -55,14 +55,11 @@ impl Client {
 
     async fn head_blob(&self, digest: &Digest, once: bool) -> Result<bool> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let mut req = self
-            .transport
-            .request(Method::HEAD, url)
-            .ok(&[StatusCode::OK, StatusCode::NOT_FOUND]);
+        let mut req = self.transport.request(Method::HEAD, url);
         if once {
             req = req.once();
         }
-        Ok(req.send().await?.status() == StatusCode::OK)
+        Ok(req.send_unless_404().await?.is_some())
     }
 
     /// Put the blob at `path` into the repository: a cross-repository mount from `mount_from`
