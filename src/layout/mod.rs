@@ -1,0 +1,393 @@
+//! The OCI image layout on disk (`oci-layout`, `index.json`, `blobs/sha256/…`).
+//!
+//! [`LayoutWriter`] builds a layout in a temporary directory beside its destination and renames it
+//! into place only when complete, so the destination holds the previous layout or the new one,
+//! never half of one. [`Layout`] reads a layout and trusts nothing in it: every digest must be
+//! `sha256:` + 64 hex (a digest names a file, so a looser one could name a path), and every blob
+//! read is checked against its digest and size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::digest::Digest;
+
+mod write;
+pub use write::{BlobWriter, LayoutWriter};
+
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_DOCKER_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Manifests and indexes are read into memory; the registry limit most share is 4 MiB.
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{0}: not an OCI image layout (no `oci-layout` file); build one with `ironstar build`"
+    )]
+    NotALayout(PathBuf),
+    #[error("{path}: unsupported layout: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("{path}: malformed JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {source}")]
+    Digest {
+        path: PathBuf,
+        #[source]
+        source: crate::digest::InvalidDigest,
+    },
+    #[error("blob {digest} in {layout}: {problem}; the layout is corrupt, rebuild it")]
+    BadBlob {
+        layout: PathBuf,
+        digest: Digest,
+        problem: String,
+    },
+    #[error("{layout}: no image tagged `{tag}` (tags present: {present})")]
+    NoSuchTag {
+        layout: PathBuf,
+        tag: String,
+        present: String,
+    },
+    #[error(
+        "{0}: index.json lists several images and none was chosen; name one as --layout DIR:TAG"
+    )]
+    Ambiguous(PathBuf),
+    #[error("{0} exists and is not an OCI image layout; refusing to replace it (choose another --output)")]
+    WouldClobber(PathBuf),
+}
+
+type Result<T, E = LayoutError> = std::result::Result<T, E>;
+
+fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayoutError {
+    let path = path.into();
+    move |source| LayoutError::Io { path, source }
+}
+
+/// A content descriptor as read from a layout, its digest already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub annotations: BTreeMap<String, String>,
+    pub platform: Option<String>,
+}
+
+/// A manifest or index: its descriptor and its exact bytes (sent to registries unchanged).
+#[derive(Debug, Clone)]
+pub struct ManifestBlob {
+    pub descriptor: Descriptor,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything one tagged image of a layout consists of.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// What the tags point at: an image index, or a single image manifest.
+    pub top: ManifestBlob,
+    /// The platform manifests of an index (empty when `top` is a manifest).
+    pub manifests: Vec<ManifestBlob>,
+    /// Configs and layers, each once, in first-use order.
+    pub blobs: Vec<Descriptor>,
+    /// The `org.opencontainers.image.ref.name` values that point at `top`.
+    pub tags: Vec<String>,
+}
+
+/// An OCI image layout on disk, opened for reading.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawDescriptor {
+    media_type: Option<String>,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    platform: Option<RawPlatform>,
+}
+
+#[derive(Deserialize)]
+struct RawPlatform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIndex {
+    schema_version: u32,
+    media_type: Option<String>,
+    #[serde(default)]
+    manifests: Vec<RawDescriptor>,
+    // Present in image manifests only.
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Vec<RawDescriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLayoutFile {
+    image_layout_version: String,
+}
+
+impl Layout {
+    /// Open the layout at `root`, checking its `oci-layout` marker.
+    pub fn open(root: &Path) -> Result<Self> {
+        let marker = root.join(OCI_LAYOUT_FILE);
+        let bytes = match fs::read(&marker) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LayoutError::NotALayout(root.to_path_buf()))
+            }
+            Err(e) => return Err(io_err(&marker)(e)),
+        };
+        let file: RawLayoutFile =
+            serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
+                path: marker.clone(),
+                source,
+            })?;
+        if !file.image_layout_version.starts_with("1.") {
+            return Err(LayoutError::Unsupported {
+                path: marker,
+                reason: format!("imageLayoutVersion {}", file.image_layout_version),
+            });
+        }
+        Ok(Layout {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Where the blob named `digest` lives. Safe by construction: a [`Digest`] is only hex.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// The descriptors of `index.json`.
+    pub fn entries(&self) -> Result<Vec<Descriptor>> {
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let raw = parse_json::<RawIndex>(&path, &bytes)?;
+        if raw.schema_version != 2 {
+            return Err(LayoutError::Unsupported {
+                path,
+                reason: format!("schemaVersion {}", raw.schema_version),
+            });
+        }
+        raw.manifests
+            .into_iter()
+            .map(|d| descriptor(&path, d))
+            .collect()
+    }
+
+    /// Resolve the image tagged `tag` (or the only image, when `tag` is `None`) and read and verify
+    /// its index and manifests. Blobs are listed, not read: [`verify_blob`](Self::verify_blob)
+    /// checks one.
+    pub fn resolve(&self, tag: Option<&str>) -> Result<ResolvedImage> {
+        let entries = self.entries()?;
+        let chosen = match tag {
+            Some(t) => entries
+                .iter()
+                .find(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(t))
+                .ok_or_else(|| LayoutError::NoSuchTag {
+                    layout: self.root.clone(),
+                    tag: t.to_string(),
+                    present: tags_of(&entries).join(", "),
+                })?,
+            None => {
+                let first = entries.first().ok_or_else(|| LayoutError::Unsupported {
+                    path: self.root.join("index.json"),
+                    reason: "it lists no image".into(),
+                })?;
+                if entries.iter().any(|d| d.digest != first.digest) {
+                    return Err(LayoutError::Ambiguous(self.root.clone()));
+                }
+                first
+            }
+        };
+        let tags = entries
+            .iter()
+            .filter(|d| d.digest == chosen.digest)
+            .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME).cloned())
+            .collect();
+        let top = self.read_manifest(chosen)?;
+        let top_raw = parse_json::<RawIndex>(&self.blob_path(&chosen.digest), &top.bytes)?;
+        let mut manifests = Vec::new();
+        let mut blobs = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut add_blobs = |path: &Path, raw: RawIndex| -> Result<()> {
+            for d in raw.config.into_iter().chain(raw.layers) {
+                let d = descriptor(path, d)?;
+                if seen.insert(d.digest.clone()) {
+                    blobs.push(d);
+                }
+            }
+            Ok(())
+        };
+        if is_index(&chosen.media_type, &top_raw) {
+            for child in &top_raw.manifests {
+                let child = descriptor(&self.blob_path(&chosen.digest), clone_raw(child))?;
+                let m = self.read_manifest(&child)?;
+                let path = self.blob_path(&child.digest);
+                let raw = parse_json::<RawIndex>(&path, &m.bytes)?;
+                if !raw.manifests.is_empty() {
+                    return Err(LayoutError::Unsupported {
+                        path,
+                        reason: "nested image indexes".into(),
+                    });
+                }
+                add_blobs(&path, raw)?;
+                manifests.push(m);
+            }
+        } else {
+            add_blobs(&self.blob_path(&chosen.digest), top_raw)?;
+        }
+        Ok(ResolvedImage {
+            top,
+            manifests,
+            blobs,
+            tags,
+        })
+    }
+
+    /// Read a manifest or index blob, checking its size and digest.
+    pub fn read_manifest(&self, d: &Descriptor) -> Result<ManifestBlob> {
+        if d.size > MAX_MANIFEST_SIZE {
+            return Err(self.bad(d, format!("{} bytes is too large for a manifest", d.size)));
+        }
+        let path = self.blob_path(&d.digest);
+        let bytes = fs::read(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        self.check(d, bytes.len() as u64, &Digest::of(&bytes))?;
+        Ok(ManifestBlob {
+            descriptor: d.clone(),
+            bytes,
+        })
+    }
+
+    /// Stream a blob through SHA-256 and check it against its descriptor.
+    pub fn verify_blob(&self, d: &Descriptor) -> Result<()> {
+        let path = self.blob_path(&d.digest);
+        let file = File::open(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        let (digest, size) =
+            crate::digest::digest_reader(io::BufReader::with_capacity(1 << 20, file))
+                .map_err(io_err(&path))?;
+        self.check(d, size, &digest)
+    }
+
+    /// Open a blob for reading after checking its size on disk.
+    pub fn open_blob(&self, d: &Descriptor) -> Result<File> {
+        let path = self.blob_path(&d.digest);
+        let file = File::open(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        if len != d.size {
+            return Err(self.bad(d, format!("is {len} bytes, its descriptor says {}", d.size)));
+        }
+        Ok(file)
+    }
+
+    fn check(&self, d: &Descriptor, size: u64, digest: &Digest) -> Result<()> {
+        if size != d.size {
+            return Err(self.bad(
+                d,
+                format!("is {size} bytes, its descriptor says {}", d.size),
+            ));
+        }
+        if *digest != d.digest {
+            return Err(self.bad(d, format!("content hashes to {digest}")));
+        }
+        Ok(())
+    }
+
+    fn bad(&self, d: &Descriptor, problem: String) -> LayoutError {
+        LayoutError::BadBlob {
+            layout: self.root.clone(),
+            digest: d.digest.clone(),
+            problem,
+        }
+    }
+
+    fn missing_or_io(&self, d: &Descriptor, path: &Path, e: io::Error) -> LayoutError {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.bad(d, "is missing".into())
+        } else {
+            io_err(path)(e)
+        }
+    }
+}
+
+fn tags_of(entries: &[Descriptor]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME).cloned())
+        .collect()
+}
+
+fn is_index(media_type: &str, raw: &RawIndex) -> bool {
+    matches!(media_type, MEDIA_TYPE_INDEX | MEDIA_TYPE_DOCKER_LIST)
+        || raw.media_type.as_deref() == Some(MEDIA_TYPE_INDEX)
+        || (raw.config.is_none() && !raw.manifests.is_empty())
+}
+
+fn clone_raw(d: &RawDescriptor) -> RawDescriptor {
+    RawDescriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.clone(),
+        size: d.size,
+        annotations: d.annotations.clone(),
+        platform: d.platform.as_ref().map(|p| RawPlatform {
+            os: p.os.clone(),
+            architecture: p.architecture.clone(),
+            variant: p.variant.clone(),
+        }),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    let v: T = serde_json::from_slice(bytes).map_err(|source| LayoutError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(v)
+}
+
+fn descriptor(path: &Path, d: RawDescriptor) -> Result<Descriptor> {
+    let digest = Digest::parse(&d.digest).map_err(|source| LayoutError::Digest {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Descriptor {
+        media_type: d.media_type.unwrap_or_default(),
+        digest,
+        size: d.size,
+        annotations: d.annotations,
+        platform: d.platform.map(|p| match p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        }),
+    })
+}
