@@ -81,7 +81,10 @@ fn a_slow_credential_helper_does_not_stall_the_runtime() {
         });
         push(&opts).await.unwrap()
     });
-    assert!(started.elapsed() >= Duration::from_secs(1), "the helper did not run");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the helper did not run"
+    );
     assert_eq!(outcome.blobs_uploaded, 1);
     let n = ticks.load(Ordering::SeqCst);
     // A second of helper: ~50 ticks when the runtime is free, none when it is blocked.

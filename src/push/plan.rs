@@ -46,31 +46,11 @@ impl Plan {
             (None, Some(s)) => (PathBuf::from("target/oci").join(&s.name), None),
             (None, None) => return Err(PushError::NothingToPush),
         };
-        let repository = repository
-            .or(spec.and_then(|s| s.repository.as_deref()))
-            .ok_or(PushError::NoRepository)?;
-        let reference = Reference::parse(repository)?;
-        if reference.digest.is_some() {
-            return Err(PushError::DigestInRepository(repository.to_string()));
-        }
-        let given: Vec<String> = match (tags.is_empty(), spec) {
-            (false, _) => tags.to_vec(),
-            (true, Some(s)) => s.tags.clone(),
-            (true, None) => Vec::new(),
-        };
-        let mut tags = given
-            .iter()
-            .map(|t| Tag::parse(t).map_err(PushError::Tag))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(t) = reference.tag {
-            if !tags.contains(&t) {
-                tags.push(t);
-            }
-        }
+        let (repository, tags) = destination(spec, repository, tags)?;
         Ok(Plan {
             layout,
             image,
-            repository: reference.repository,
+            repository,
             tags,
         })
     }
@@ -81,10 +61,45 @@ impl Plan {
         spec: Option<&ImageSpec>,
         repository: Option<&str>,
     ) -> Result<Plan, PushError> {
-        let mut plan = Plan::new(spec, Some("-"), repository, &report.tags)?;
-        plan.layout = report.output.clone();
-        Ok(plan)
+        let (repository, tags) = destination(spec, repository, &report.tags)?;
+        Ok(Plan {
+            layout: report.output.clone(),
+            image: None,
+            repository,
+            tags,
+        })
     }
+}
+
+/// The repository (the flag's, else the image file's) and the remote tags (the flags', else the
+/// image file's, and any tag the repository carries).
+fn destination(
+    spec: Option<&ImageSpec>,
+    repository: Option<&str>,
+    tags: &[String],
+) -> Result<(Repository, Vec<Tag>), PushError> {
+    let repository = repository
+        .or(spec.and_then(|s| s.repository.as_deref()))
+        .ok_or(PushError::NoRepository)?;
+    let reference = Reference::parse(repository)?;
+    if reference.digest.is_some() {
+        return Err(PushError::DigestInRepository(repository.to_string()));
+    }
+    let given: Vec<String> = match (tags.is_empty(), spec) {
+        (false, _) => tags.to_vec(),
+        (true, Some(s)) => s.tags.clone(),
+        (true, None) => Vec::new(),
+    };
+    let mut tags = given
+        .iter()
+        .map(|t| Tag::parse(t).map_err(PushError::Tag))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(t) = reference.tag {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    Ok((reference.repository, tags))
 }
 
 #[cfg(test)]
