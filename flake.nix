@@ -24,9 +24,17 @@
     let
       inherit (nixpkgs) lib;
 
-      # The one target table; everything below iterates it.
-      targets = import ./nix/targets.nix;
-      imageTargets = lib.filterAttrs (_: t: t.kind == "image") targets;
+      # The target table (nix/targets.nix) and the crane + rust-overlay cross builds over it,
+      # shared with other flakes as `lib.staticBinaries`.
+      cross = import ./nix/cross.nix {
+        inherit
+          lib
+          nixpkgs
+          crane
+          rust-overlay
+          ;
+      };
+      inherit (cross) targets overlays stableWith;
       staticTargets = lib.filterAttrs (_: t: t.static) targets;
 
       # Build machines. The Darwins evaluate the same outputs; cross-linking Linux musl
@@ -38,24 +46,23 @@
         "aarch64-darwin"
       ];
 
-      # Image timestamps and tags come from the commit, so a rebuild is bit-identical.
+      # Image timestamps and tags come from the commit, so a rebuild is bit-identical. A tree
+      # with uncommitted changes has no `rev`: its image is `<rev>-dirty`, and the push app
+      # refuses it unless IRONSTAR_ALLOW_DIRTY=1 (and never tags it `latest`).
       sourceDateEpoch = self.lastModified or 1;
-      shortRev = self.shortRev or self.dirtyShortRev or "dirty";
+      dirty = !(self ? rev);
+      revTag = self.shortRev or self.dirtyShortRev or "dirty";
 
-      overlays = [ rust-overlay.overlays.default ];
+      # The Rust targets the tests' fixtures are built for (tests/common: `hello` for both).
+      fixtureTargets = [
+        "x86_64-unknown-linux-musl"
+        "aarch64-unknown-linux-musl"
+      ];
 
-      # A stable toolchain with the std of each given Rust target. A function of `p` so
-      # crane can splice it (build-machine rustc, target std).
-      stableWith = rustTargets: p: p.rust-bin.stable.latest.default.override { targets = rustTargets; };
-      nightlyWith =
-        rustTargets: p:
-        p.rust-bin.selectLatestNightlyWith (
-          toolchain:
-          toolchain.default.override {
-            extensions = [ "rust-src" ];
-            targets = rustTargets;
-          }
-        );
+      ironstarMeta = {
+        description = "Pack static Rust binaries into reproducible multi-arch OCI images and push them";
+        license = lib.licenses.asl20;
+      };
 
       mkMultiArchImage = import ./nix/lib.nix {
         inherit lib;
@@ -67,18 +74,17 @@
         let
           pkgs = import nixpkgs { inherit system overlays; };
 
+          # The rows this machine can build (the Windows row needs an x86_64 machine).
+          rows = cross.targetsOn system;
+          imageRows = lib.filterAttrs (_: t: t.kind == "image") rows;
+          staticRows = lib.filterAttrs (_: t: t.static) rows;
+
           # Per row: nixpkgs with this machine as build platform and the row's target as
           # host. Imported once per row and shared by everything below.
-          pkgsFor = lib.mapAttrs (
-            _: target:
-            import nixpkgs {
-              localSystem = system;
-              inherit (target) crossSystem;
-              inherit overlays;
-            }
-          ) targets;
+          pkgsFor = lib.mapAttrs (_: cross.pkgsCrossFor system) rows;
 
-          craneLib = (crane.mkLib pkgs).overrideToolchain (stableWith [ ]);
+          # The native toolchain also carries the musl std the tests' fixtures are built for.
+          craneLib = (crane.mkLib pkgs).overrideToolchain (stableWith fixtureTargets);
 
           # What the binary is built from: cargo's sources only, so editing the flake,
           # the docs or CI does not rebuild it. images/ and README.md may be read by
@@ -94,63 +100,76 @@
           # The tests also read the flake, nix/, the workflows and their fixtures.
           testSrc = lib.cleanSource ./.;
 
-          ironstar = pkgs.callPackage ./nix/package.nix { inherit craneLib src; };
+          ironstar = pkgs.callPackage ./nix/package.nix {
+            inherit craneLib src;
+            meta = ironstarMeta;
+          };
 
           # One function from a table row to a package; no per-architecture copies.
-          crossPackage =
+          crossPackages = lib.mapAttrs (
             name: target:
-            let
-              p = pkgsFor.${name};
-            in
-            p.callPackage ./nix/package.nix {
-              craneLib = (crane.mkLib p).overrideToolchain (stableWith [ target.rustTarget ]);
-              inherit src target;
-            };
+            cross.crate {
+              pkgs = pkgsFor.${name};
+              inherit target src;
+              meta = ironstarMeta;
+            }
+          ) rows;
 
+          # -Z build-std needs std's Cargo.lock, which lives in the nightly's rust-src: reading
+          # it is import-from-derivation. So these are `legacyPackages` (`nix build
+          # .#ironstar-build-std` finds them there), which `nix flake check` does not evaluate:
+          # `packages` and `checks` stay free of IFD.
           buildStdPackage =
             name: target:
             let
               p = pkgsFor.${name};
             in
             p.callPackage ./nix/build-std.nix {
-              craneLib = (crane.mkLib p).overrideToolchain (nightlyWith [ target.rustTarget ]);
-              rustToolchain = nightlyWith [ target.rustTarget ] p.pkgsBuildHost;
+              craneLib = (crane.mkLib p).overrideToolchain (cross.nightlyWith [ target.rustTarget ]);
+              rustToolchain = cross.nightlyWith [ target.rustTarget ] p.pkgsBuildHost;
               inherit src target;
             };
-
-          cross = lib.mapAttrs crossPackage targets;
-          buildStd = lib.mapAttrs buildStdPackage staticTargets;
+          buildStd = lib.mapAttrs buildStdPackage staticRows;
 
           # The static Linux row for this machine's CPU (the Darwins get Linux's).
           hostCpu = pkgs.stdenv.hostPlatform.parsed.cpu.name;
           hostStaticName = lib.findFirst (
             name: lib.hasPrefix "${hostCpu}-" staticTargets.${name}.crossSystem.config
-          ) "x86_64-linux-musl" (lib.attrNames staticTargets);
+          ) "x86_64-linux-musl" (lib.attrNames staticRows);
 
           ironstarImage = mkMultiArchImage {
-            inherit pkgs ironstar sourceDateEpoch;
+            inherit
+              pkgs
+              ironstar
+              sourceDateEpoch
+              dirty
+              ;
             revision = self.rev or self.dirtyRev or null;
             name = "ironstar";
             repository = "ghcr.io/org/ironstar";
+            # `latest` is dropped from a dirty tree's tags.
             tags = [
               "latest"
-              shortRev
+              revTag
             ];
-            binaries = lib.mapAttrs' (name: t: lib.nameValuePair t.platform cross.${name}) imageTargets;
+            binaries = lib.mapAttrs' (
+              name: t: lib.nameValuePair t.platform crossPackages.${name}
+            ) imageRows;
             # The definition others edit; the binary paths in it are replaced by `binaries`.
             imageFile =
               if builtins.pathExists ./images/ironstar.toml then "${./images}/ironstar.toml" else null;
           };
 
-          # Release assets: every row's binary, named by version and Rust target, and sums.
+          # Release assets: every row this machine builds (the .exe on x86_64 only), named by
+          # version and Rust target, and sums.
           release = pkgs.runCommand "ironstar-release-${ironstar.version}" { } ''
             mkdir -p "$out"
             ${lib.concatStrings (
               lib.mapAttrsToList (name: t: ''
-                cp ${lib.getExe cross.${name}} "$out/ironstar-${ironstar.version}-${t.rustTarget}${
+                cp ${lib.getExe crossPackages.${name}} "$out/ironstar-${ironstar.version}-${t.rustTarget}${
                   pkgsFor.${name}.stdenv.hostPlatform.extensions.executable
                 }"
-              '') targets
+              '') rows
             )}
             cd "$out" && sha256sum ironstar-* > SHA256SUMS
           '';
@@ -159,8 +178,8 @@
           staticBinaries = pkgs.runCommand "ironstar-static-binaries" { nativeBuildInputs = [ ironstar ]; } ''
             ${lib.concatStrings (
               lib.mapAttrsToList (name: t: ''
-                ironstar check-binary --platform ${t.platform} ${lib.getExe cross.${name}}
-              '') staticTargets
+                ironstar check-binary --platform ${t.platform} ${lib.getExe crossPackages.${name}}
+              '') staticRows
             )}
             touch "$out"
           '';
@@ -172,7 +191,9 @@
           devCraneLib = (crane.mkLib pkgs).overrideToolchain (
             p:
             p.rust-bin.stable.latest.default.override {
-              targets = lib.mapAttrsToList (_: t: t.rustTarget) imageTargets;
+              targets = lib.mapAttrsToList (_: t: t.rustTarget) (
+                lib.filterAttrs (_: t: t.kind == "image") targets
+              );
               extensions = [
                 "rust-src"
                 "rust-analyzer"
@@ -184,10 +205,13 @@
           packages = {
             default = ironstar;
             ironstar-release = release;
-            ironstar-build-std = buildStd.${hostStaticName};
             image = ironstarImage.image;
           }
-          // lib.mapAttrs' (name: drv: lib.nameValuePair "ironstar-${name}" drv) cross
+          // lib.mapAttrs' (name: drv: lib.nameValuePair "ironstar-${name}" drv) crossPackages;
+
+          legacyPackages = {
+            ironstar-build-std = buildStd.${hostStaticName};
+          }
           // lib.mapAttrs' (name: drv: lib.nameValuePair "ironstar-build-std-${name}" drv) buildStd;
 
           apps.push-image = ironstarImage.push;
@@ -210,16 +234,40 @@
               // {
                 inherit cargoArtifacts;
                 src = testSrc;
-                # tests/nix.rs parses every .nix file and validates the workflows; other
-                # tests push to a local registry.
+                # commonArgs turns tests off for the package builds; here they run.
+                doCheck = true;
+                # What the sandbox can run, by name (see the README's Nix section): unit
+                # tests, tests/nix.rs (the flake, the lock, the workflows, the push app's
+                # script against a fake ironstar), and tests/build.rs except the tests that
+                # need the OCI schemas, skopeo, umoci, qemu or podman. tests/push.rs needs
+                # docker-registry and skopeo; tests/cargo.rs needs ring from crates.io.
+                # On Darwin the fixtures' Linux binaries cannot be checked against a glibc
+                # twin, so tests/build.rs runs on Linux only.
+                cargoTestExtraArgs = lib.concatStringsSep " " (
+                  [
+                    "--lib"
+                    "--bins"
+                    "--test nix"
+                  ]
+                  ++ lib.optional pkgs.stdenv.hostPlatform.isLinux "--test build"
+                  ++ [ "--" ]
+                  ++ map (t: "--skip ${t}") [
+                    "layout_is_valid_and_both_binaries_run_from_it"
+                    "image_file_sets_config_files_and_annotations"
+                    "the_layer_cache_serves_unchanged_layers_byte_for_byte"
+                    "podman_runs_the_image_as_its_config_says"
+                    "a_layer_two_platforms_share_survives_a_warm_cache"
+                  ]
+                );
+                # nix-instantiate parses and evaluates pure files; check-jsonschema has
+                # GitHub's schemas built in. The fixtures link with the toolchain's rust-lld.
                 nativeBuildInputs = [
                   pkgs.nix
                   pkgs.check-jsonschema
-                  pkgs.distribution
                 ];
                 # nix-instantiate only parses and evaluates pure files: no store needed.
                 NIX_REMOTE = "dummy://";
-                preBuild = ''
+                preCheck = ''
                   export HOME="$TMPDIR"
                 '';
               }
@@ -231,13 +279,30 @@
           };
 
           devShells.default = devCraneLib.devShell {
+            # What `cargo test` needs (tests/support, tests/common), under the names the tests
+            # call: nixpkgs' distribution installs `registry` and qemu `qemu-aarch64`.
             packages = [
               pkgs.skopeo
-              pkgs.distribution # `registry serve`, the registry the tests push to
+              pkgs.umoci
+              pkgs.openssl # the token-auth tests make a certificate
+              pkgs.apacheHttpd # htpasswd, for the basic-auth tests
               pkgs.check-jsonschema
               pkgs.actionlint
               pkgs.llvmPackages.clang # CC_<target> for crates that build C
-            ];
+              (pkgs.writeShellApplication {
+                name = "docker-registry";
+                runtimeInputs = [ pkgs.distribution ];
+                text = ''exec registry "$@"'';
+              })
+              (pkgs.writeShellApplication {
+                name = "qemu-aarch64-static";
+                runtimeInputs = [ pkgs.qemu-user ];
+                text = ''exec qemu-aarch64 "$@"'';
+              })
+            ]
+            # podman needs the host's uid maps and container config: NixOS's
+            # `virtualisation.podman`, or the distribution's package elsewhere.
+            ++ lib.optionals pkgs.stdenv.hostPlatform.isLinux [ pkgs.podman ];
           };
         }
       );
@@ -247,16 +312,18 @@
       apps = lib.mapAttrs (_: s: s.apps) perSystem;
       checks = lib.mapAttrs (_: s: s.checks) perSystem;
       devShells = lib.mapAttrs (_: s: s.devShells) perSystem;
+      legacyPackages = lib.mapAttrs (_: s: s.legacyPackages) perSystem;
 
-      # For other Rust flakes:
+      # For other Rust flakes (templates/default uses both):
+      #   binaries = ironstar.lib.staticBinaries { inherit system; src = ./.; };
       #   ironstar.lib.mkMultiArchImage {
-      #     inherit pkgs;
-      #     binaries = { "linux/amd64" = amd64Drv; "linux/arm64" = arm64Drv; };
-      #     config = { name = "app"; repository = "ghcr.io/me/app"; entrypoint = [ "/app" ]; };
+      #     inherit pkgs binaries;
+      #     config = { name = "app"; repository = "ghcr.io/me/app"; };
       #   }
       # returns { image; push; pushScript; definition; }.
       lib = {
-        inherit mkMultiArchImage targets;
+        inherit mkMultiArchImage systems targets;
+        inherit (cross) staticBinaries targetsOn;
       };
 
       overlays.default = final: _prev: {

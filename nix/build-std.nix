@@ -23,7 +23,10 @@ callPackage ./package.nix {
       inherit (craneLib.findCargoFiles src) cargoConfigs;
       cargoLockList = [
         "${src}/Cargo.lock"
-        # Import-from-derivation: the lock file lives in the toolchain's store path.
+        # Import-from-derivation: the lock file lives in the toolchain's store path. Hence
+        # flake.nix exposes these builds as legacyPackages, which `nix flake check` skips.
+        # (Committing std's Cargo.lock would avoid IFD but must match the pinned nightly's
+        # rust-src byte for byte; the nightly here is rust-overlay's latest, so it would not.)
         "${rustToolchain.passthru.availableComponents.rust-src}/lib/rustlib/src/rust/library/Cargo.lock"
       ];
     };

@@ -1,4 +1,5 @@
-# The ironstar crate, natively (`target = null`) or for one row of nix/targets.nix.
+# A crate (ironstar, or another one through `lib.staticBinaries`), natively (`target = null`)
+# or for one row of nix/targets.nix.
 #
 # callPackage-style, as crane's examples/cross-rust-overlay: called from a cross `pkgs`
 # (`import nixpkgs { crossSystem = row.crossSystem; }`), nixpkgs splices the arguments so
@@ -15,14 +16,19 @@
   target ? null,
   # Extra arguments for both the dependency and the crate derivation (build-std uses this).
   extraArgs ? { },
+  # The binary `lib.getExe` names; default: the package name in Cargo.toml.
+  binName ? null,
+  meta ? { },
 }:
 
 let
   isCross = target != null;
+  crateName = craneLib.crateNameFromCargoToml { inherit src; };
+  program = if binName != null then binName else crateName.pname;
 
   commonArgs = {
     inherit src;
-    pname = "ironstar";
+    inherit (crateName) pname;
     strictDeps = true;
 
     # Build tools run on the build machine. crane already adds the toolchain and the
@@ -33,7 +39,7 @@ let
     # winpthreads (crane also adds its -L for rustc).
     buildInputs = lib.optionals stdenv.hostPlatform.isMinGW [ windows.pthreads ];
 
-    # Tests run in the native `checks.tests` derivation, not once per target.
+    # Tests run in the native `checks.tests` derivation (which sets doCheck), not per target.
     doCheck = false;
   }
   // lib.optionalAttrs isCross {
@@ -57,11 +63,9 @@ craneLib.buildPackage (
     passthru = {
       inherit cargoArtifacts commonArgs target;
     };
-    meta = {
+    meta = meta // {
       # `ironstar.exe` on Windows, so `lib.getExe` is right for every row.
-      mainProgram = "ironstar" + stdenv.hostPlatform.extensions.executable;
-      description = "Pack static Rust binaries into reproducible multi-arch OCI images and push them";
-      license = lib.licenses.asl20;
+      mainProgram = program + stdenv.hostPlatform.extensions.executable;
     };
   }
 )

@@ -10,6 +10,7 @@
 #   platform     the OCI platform (os/arch[/variant]) its binary is packed as
 #   static       linked with `+crt-static` and checked with `ironstar check-binary`
 #   kind         "image": goes into the multi-arch image; "release": a release artifact only
+#   buildOn      optional: the only build systems that can build this row (default: every one)
 {
   x86_64-linux-musl = {
     crossSystem = {
@@ -54,7 +55,13 @@
 
   # As crane's examples/cross-windows. An .exe attached to releases, never an image:
   # it links the system msvcrt.dll, so it is not "static" in the sense checked here.
+  # crane's cross setup asks for the host's emulator, which for MinGW is nixpkgs' wine64,
+  # available on x86_64 Linux and Darwin only: elsewhere the row does not even evaluate.
   x86_64-windows = {
+    buildOn = [
+      "x86_64-linux"
+      "x86_64-darwin"
+    ];
     crossSystem = {
       config = "x86_64-w64-mingw32";
       libc = "msvcrt";

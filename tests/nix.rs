@@ -1,7 +1,8 @@
 //! What can be checked of the Nix flake, the lock and the CI files without fetching nixpkgs:
 //! every `.nix` file parses, `nix/targets.nix` agrees with ironstar's platform table,
-//! `flake.lock` is a consistent version-7 lock of `flake.nix`'s inputs, and the workflows and
-//! `action.yml` match GitHub's schemas.
+//! `flake.lock` is a consistent version-7 lock of `flake.nix`'s inputs, the workflows and
+//! `action.yml` match GitHub's schemas, and the push app's script (rendered by nix-instantiate)
+//! passes the right arguments to a fake `ironstar` and refuses a dirty tree.
 //!
 //! Needs `nix-instantiate` (Nix) and `check-jsonschema` (`pip install check-jsonschema`) on
 //! PATH; a missing tool fails the test with what to install, never skips it.
@@ -180,9 +181,22 @@ fn targets_agree_with_the_platform_table() {
             "no image row for default {default}"
         );
     }
+    for (name, row) in &targets {
+        if let Some(systems) = row.get("buildOn") {
+            let systems = systems
+                .as_array()
+                .unwrap_or_else(|| panic!("targets.nix row `{name}`: `buildOn` is not a list"));
+            assert!(!systems.is_empty(), "row `{name}`: empty `buildOn`");
+        }
+    }
     let windows = targets
         .get("x86_64-windows")
         .expect("an x86_64-windows row");
+    // nixpkgs' wine64 (crane's emulator for MinGW) exists on x86_64 only.
+    assert_eq!(
+        windows["buildOn"],
+        serde_json::json!(["x86_64-linux", "x86_64-darwin"])
+    );
     assert_eq!(windows["rustTarget"], "x86_64-pc-windows-gnu");
     assert_eq!(windows["crossSystem"]["config"], "x86_64-w64-mingw32");
     assert_eq!(windows["crossSystem"]["libc"], "msvcrt");
@@ -342,4 +356,227 @@ fn the_action_runs_the_ironstar_image_without_a_shell() {
             "action.yml must declare output {output}"
         );
     }
+}
+
+/// The push app as the flake makes it: `nix/push-script.nix` rendered by nix-instantiate, run by
+/// bash with writeShellApplication's options, and a fake `ironstar` on PATH that records its
+/// arguments (one a line) and whether it still saw `$IRONSTAR_TAGS`.
+struct PushApp {
+    dir: tempfile::TempDir,
+}
+
+impl PushApp {
+    fn new(repository: Option<&str>, tags: &[&str], dirty: bool) -> PushApp {
+        let nix_str = |s: &str| serde_json::to_string(s).unwrap();
+        let expr = format!(
+            "import {}/nix/push-script.nix {{ name = \"ironstar\"; layout = \"/nix/store/x-ironstar-oci-layout\"; repository = {}; tags = [ {} ]; dirty = {dirty}; }}",
+            root().display(),
+            repository.map_or("null".to_string(), nix_str),
+            tags.iter().map(|t| nix_str(t)).collect::<Vec<_>>().join(" "),
+        );
+        let text: String = serde_json::from_value(nix_json(&["-E", &expr])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("push-ironstar"),
+            format!("set -o errexit\nset -o nounset\nset -o pipefail\n\n{text}"),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let fake = dir.path().join("bin/ironstar");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$FAKE_ARGS\"\necho \"env ${IRONSTAR_TAGS-unset}\" >> \"$FAKE_ARGS\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        PushApp { dir }
+    }
+
+    /// Run it with these environment variables (and no other IRONSTAR_*): the fake's
+    /// arguments, or Err(stderr) when the script refused before calling ironstar.
+    fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Result<Vec<String>, String> {
+        let record = self.dir.path().join("args");
+        let _ = std::fs::remove_file(&record);
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg(self.dir.path().join("push-ironstar"))
+            .args(args)
+            .env("PATH", path)
+            .env("FAKE_ARGS", &record);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IRONSTAR_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().expect("run bash");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            assert!(!record.exists(), "ironstar ran although the script failed");
+            return Err(stderr);
+        }
+        let args = std::fs::read_to_string(&record).expect("the script ran ironstar");
+        Ok(args.lines().map(String::from).collect())
+    }
+}
+
+/// `push --layout L --repository R --tag ...` then the fake's `env` line.
+fn push_args(repository: &str, tags: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "push",
+        "--layout",
+        "/nix/store/x-ironstar-oci-layout",
+        "--repository",
+        repository,
+    ];
+    for t in tags {
+        v.extend(["--tag", t]);
+    }
+    v.push("env unset");
+    v.into_iter().map(String::from).collect()
+}
+
+#[test]
+fn the_push_app_passes_ironstar_tags_split_on_commas_and_newlines() {
+    let app = PushApp::new(Some("ghcr.io/org/ironstar"), &["latest", "ab64ad7"], false);
+    let repo = "ghcr.io/org/ironstar";
+    assert_eq!(
+        app.run(&[], &[]).unwrap(),
+        push_args(repo, &["latest", "ab64ad7"])
+    );
+    for (tags, want) in [
+        ("", vec!["latest", "ab64ad7"]),
+        (",\n, ", vec!["latest", "ab64ad7"]),
+        ("v1", vec!["v1"]),
+        ("a,b", vec!["a", "b"]),
+        (",x", vec!["x"]),
+        ("a,,b,", vec!["a", "b"]),
+        ("a\nb\n\nc\n", vec!["a", "b", "c"]),
+        (
+            "sha, latest\nv1.2.3,1.2.3",
+            vec!["sha", "latest", "v1.2.3", "1.2.3"],
+        ),
+        ("a\r\nb", vec!["a", "b"]),
+    ] {
+        assert_eq!(
+            app.run(&[("IRONSTAR_TAGS", tags)], &[]).unwrap(),
+            push_args(repo, &want),
+            "IRONSTAR_TAGS={tags:?}"
+        );
+    }
+    // An empty repository is unset; a set one wins; extra arguments reach ironstar.
+    assert_eq!(
+        app.run(&[("IRONSTAR_REPOSITORY", "")], &[]).unwrap(),
+        push_args(repo, &["latest", "ab64ad7"])
+    );
+    let mut want = push_args("localhost:5000/me/app", &["v2"]);
+    want.insert(want.len() - 1, "--plain-http".into());
+    want.insert(want.len() - 1, "-j2".into());
+    assert_eq!(
+        app.run(
+            &[
+                ("IRONSTAR_REPOSITORY", "localhost:5000/me/app"),
+                ("IRONSTAR_TAGS", "v2"),
+                ("IRONSTAR_PLAIN_HTTP", "1")
+            ],
+            &["-j2"]
+        )
+        .unwrap(),
+        want
+    );
+
+    let nowhere = PushApp::new(None, &["latest"], false);
+    let err = nowhere
+        .run(&[("IRONSTAR_REPOSITORY", "")], &[])
+        .unwrap_err();
+    assert!(err.contains("set IRONSTAR_REPOSITORY"), "{err}");
+}
+
+#[test]
+fn the_push_app_refuses_a_dirty_tree_and_never_tags_it_latest() {
+    let repo = "ghcr.io/org/ironstar";
+    // As the flake renders it for a dirty tree: `latest` already dropped.
+    let app = PushApp::new(Some(repo), &["ab64ad7-dirty"], true);
+    let err = app.run(&[], &[]).unwrap_err();
+    assert!(err.contains("IRONSTAR_ALLOW_DIRTY=1"), "{err}");
+    for allow in ["", "0", "yes"] {
+        assert!(app.run(&[("IRONSTAR_ALLOW_DIRTY", allow)], &[]).is_err());
+    }
+    let allowed = [("IRONSTAR_ALLOW_DIRTY", "1")];
+    assert_eq!(
+        app.run(&allowed, &[]).unwrap(),
+        push_args(repo, &["ab64ad7-dirty"])
+    );
+    let err = app
+        .run(&[allowed[0], ("IRONSTAR_TAGS", "edge,latest")], &[])
+        .unwrap_err();
+    assert!(err.contains("latest"), "{err}");
+
+    // The script itself refuses `latest` even if a caller's default tags hold it.
+    let app = PushApp::new(Some(repo), &["latest", "ab64ad7-dirty"], true);
+    assert!(app.run(&allowed, &[]).unwrap_err().contains("latest"));
+    // A clean tree pushes `latest` whatever IRONSTAR_ALLOW_DIRTY says.
+    let clean = PushApp::new(Some(repo), &["latest"], false);
+    assert_eq!(
+        clean.run(&[("IRONSTAR_ALLOW_DIRTY", "0")], &[]).unwrap(),
+        push_args(repo, &["latest"])
+    );
+}
+
+/// The action passes blank optional inputs as empty IRONSTAR_* variables: ironstar itself must
+/// read them as unset (the image file's repository and tags), not as `--repository ""`.
+#[test]
+fn ironstar_reads_empty_action_inputs_as_unset() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ironstar"))
+        .args(["push", "--layout", "/nonexistent-layout"])
+        .env("IRONSTAR_REPOSITORY", "")
+        .env("IRONSTAR_TAGS", ",\n")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no repository to push to"), "{err}");
+}
+
+/// Every action a workflow runs is pinned by commit (the tag goes in a comment): a moved tag
+/// cannot change what runs in a job holding `packages: write`.
+#[test]
+fn workflow_actions_are_pinned_by_commit() {
+    let mut workflows = Vec::new();
+    files_under(
+        &root().join(".github/workflows"),
+        &|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"),
+        &mut workflows,
+    );
+    let mut seen = 0;
+    for file in &workflows {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let Some(used) = line
+                .trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses:")
+            else {
+                continue;
+            };
+            let used = used.split('#').next().unwrap().trim();
+            if used.starts_with("docker://") || used.starts_with("./") {
+                continue;
+            }
+            let (_, rev) = used
+                .split_once('@')
+                .unwrap_or_else(|| panic!("{}: `{used}` has no @ref", file.display()));
+            assert!(
+                rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{}: `{used}` is not pinned by commit",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no actions found in the workflows");
 }

@@ -106,11 +106,12 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
         }
     }
     spec.set_binaries(&args.binaries);
-    if !args.tags.is_empty() {
-        for t in &args.tags {
+    let tags = super::push::tag_list(&args.tags);
+    if !tags.is_empty() {
+        for t in &tags {
             spec::check_tag(t).map_err(anyhow::Error::msg)?;
         }
-        spec.tags = args.tags.clone();
+        spec.tags = tags;
     }
     Ok(spec)
 }

@@ -34,6 +34,18 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
 }
 
+/// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
+/// multi-line action input), and empty entries (`",x"`, `"a,,b"`, a blank input) are dropped.
+pub fn tag_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(['\n', '\r']))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// How to reach the registry: shared by `push` and `publish`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
@@ -78,7 +90,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         spec.as_ref(),
         args.layout.as_deref(),
         args.registry.repository.as_deref(),
-        &args.tags,
+        &tag_list(&args.tags),
     )?;
     run_plan(plan, &args.registry, &args.cache, quiet)
 }
@@ -138,4 +150,36 @@ pub fn run_plan(
             .context("writing $GITHUB_OUTPUT")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        push: PushArgs,
+    }
+
+    fn tags(args: &[&str]) -> Vec<String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("ironstar").chain(args.iter().copied())).unwrap();
+        tag_list(&cli.push.tags)
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_newlines_and_drop_empty_entries() {
+        assert_eq!(tags(&["--tag", "a,b"]), ["a", "b"]);
+        assert_eq!(tags(&["--tag", ",x"]), ["x"]);
+        assert_eq!(tags(&["--tag", "a,,b,"]), ["a", "b"]);
+        assert_eq!(tags(&["--tag", "a\nb\n\n", "--tag", "c"]), ["a", "b", "c"]);
+        assert_eq!(
+            tags(&["--tag", "v1, v1.2\r\nlatest"]),
+            ["v1", "v1.2", "latest"]
+        );
+        assert!(tags(&["--tag", ""]).is_empty());
+        assert!(tags(&["--tag", ",\n,"]).is_empty());
+    }
 }

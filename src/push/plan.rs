@@ -78,7 +78,9 @@ fn destination(
     repository: Option<&str>,
     tags: &[String],
 ) -> Result<(Repository, Vec<Tag>), PushError> {
+    // An empty repository (an action input left blank) means none given.
     let repository = repository
+        .filter(|r| !r.is_empty())
         .or(spec.and_then(|s| s.repository.as_deref()))
         .ok_or(PushError::NoRepository)?;
     let reference = Reference::parse(repository)?;
