@@ -105,3 +105,9 @@ pub fn skopeo_raw_auth(addr: &str, repo: &str, user: &str, password: &str) -> Ve
     assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
     o.stdout
 }
+
+/// The status of `HEAD` on a tag, straight to the registry.
+pub fn tag_status(reg: &crate::support::registry::Registry, repo: &str, tag: &str) -> Option<u16> {
+    let path = format!("/v2/{repo}/manifests/{tag}");
+    crate::support::registry::http_status(reg.port, "HEAD", &path)
+}

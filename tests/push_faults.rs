@@ -1,4 +1,5 @@
-//! `ironstar push` where registries are hard to live with: failures worth no retry, tokens that
+//! `ironstar push` where registries are hard to live with: failures worth no retry (and
+//! failures worth many), wrong digests, tokens that
 //! expire mid-push, registries that keep part of a chunk, refused mounts, layouts of several
 //! images. Against the real `docker-registry`, with the fault-injecting proxy in front.
 
@@ -298,4 +299,136 @@ fn the_layout_chooses_the_image_and_t_names_the_remote_tag() {
     let out = expect_ok(&o, "--layout DIR:latest -t solo");
     assert_eq!(out.trim(), format!("{}/two/images@{d1}", reg.addr()));
     assert_eq!(skopeo_raw(&reg.addr(), "two/images", "solo"), index_bytes());
+}
+
+#[test]
+fn survives_a_proxy_that_fails_a_quarter_of_requests() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            fail_rate: 0.3,
+            seed: 7,
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let (_, digest) = layout();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/faults/app", proxy.addr())])
+            .args([
+                "--plain-http",
+                "--chunk-size",
+                "1048576",
+                "-t",
+                "v1",
+                "--max-attempts",
+                "10",
+            ]),
+    );
+    let out = expect_ok(&o, "push through a faulty proxy");
+    assert_eq!(out.trim(), format!("{}/faults/app@{digest}", proxy.addr()));
+    let s = &proxy.stats;
+    let (requests, faults) = (proxy.get(&s.requests), proxy.get(&s.faults));
+    eprintln!(
+        "faulty proxy: {requests} requests, {faults} faults ({} resets, {} 429, {} 503)",
+        proxy.get(&s.resets),
+        proxy.get(&s.throttles),
+        proxy.get(&s.unavailable)
+    );
+    assert!(faults * 5 >= requests, "fewer than 20 % of requests failed");
+    assert!(
+        proxy.get(&s.resets) > 0 && proxy.get(&s.throttles) > 0 && proxy.get(&s.unavailable) > 0
+    );
+    assert_eq!(
+        proxy.get(&s.chunked_bodies),
+        0,
+        "a request body was sent chunked"
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "faults/app", "v1"), index_bytes());
+}
+
+#[test]
+fn a_wrong_digest_from_the_registry_fails_the_push_and_moves_no_tag() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            rewrite_digest: true,
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let o = common::run(
+        push_cmd(home.path())
+            .args(["--repository", &format!("{}/lying/app", proxy.addr())])
+            .args(["--plain-http", "-t", "v1"]),
+    );
+    let line = expect_fail(&o, "push through a digest-rewriting proxy");
+    assert!(line.contains("digest"), "{line}");
+    assert_eq!(common::stdout(&o), "", "nothing on stdout after a failure");
+    assert_eq!(
+        tag_status(&reg, "lying/app", "v1"),
+        Some(404),
+        "the tag moved"
+    );
+}
+
+#[test]
+fn unreachable_refused_and_malformed_fail_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let o = common::run(
+        push_cmd(home.path())
+            .args([
+                "--repository",
+                &format!("127.0.0.1:{port}/x/y"),
+                "--plain-http",
+            ])
+            .args(["--max-attempts", "2"]),
+    );
+    let line = expect_fail(&o, "push to a refused port");
+    assert!(line.to_lowercase().contains("connect"), "{line}");
+
+    let o = common::run(push_cmd(home.path()).args([
+        "--repository",
+        "registry.invalid/x/y",
+        "--max-attempts",
+        "2",
+    ]));
+    let line = expect_fail(&o, "push to an unresolvable host");
+    assert!(line.contains("registry.invalid"), "{line}");
+
+    for bad in [
+        "127.0.0.1:5000/Upper/case",
+        "ghcr.io/org/app@sha256:abc",
+        "[::1/x",
+        "-x.io/y",
+    ] {
+        let o = common::run(push_cmd(home.path()).arg(format!("--repository={bad}")));
+        let line = expect_fail(&o, bad);
+        assert!(line.contains("invalid image reference"), "{bad}: {line}");
+        assert_eq!(
+            common::stderr(&o).lines().count(),
+            1,
+            "{bad}: more than one line"
+        );
+    }
+
+    // A password never goes over plain http to a host that is not loopback.
+    let o = with_stdin(
+        push_cmd(home.path())
+            .args([
+                "--repository",
+                "registry.invalid/x/y",
+                "--plain-http",
+                "--max-attempts",
+                "1",
+            ])
+            .args(["--username", "u", "--password-stdin"]),
+        "pw\n",
+    );
+    let line = expect_fail(&o, "plain-http with credentials to a remote host");
+    assert!(line.contains("plain http"), "{line}");
 }
