@@ -1,7 +1,7 @@
 //! The distribution-spec (v1.1) client a push needs, split as go-containerregistry splits
 //! `transport` from `remote`:
 //!
-//! - [`reference`]: repositories, tags and references, with Docker Hub's normalisation;
+//! - [`reference`](mod@reference): repositories, tags and references, with Docker Hub's normalisation;
 //! - [`credential`]: where a registry's credentials come from;
 //! - [`auth`]: `WWW-Authenticate` challenges, bearer tokens cached until they expire;
 //! - [`error`]: what can fail, and what is worth another try;
