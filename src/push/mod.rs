@@ -159,23 +159,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     let digest = image.top.descriptor.digest.clone();
     let name = opts.repository.to_string();
 
-    let (repository, explicit) = (opts.repository.clone(), opts.credential.clone());
-    let client_opts = ClientOptions {
-        plain_http: opts.plain_http,
-        chunk_size: opts.chunk_size,
-        max_attempts: opts.max_attempts.max(1),
-        credential: None,
-    };
-    // A credential helper is a process, and the TLS roots are files: not on the async threads.
-    let client = blocking(move || {
-        let credential = find_credential(&repository, explicit)?;
-        let opts = ClientOptions {
-            credential,
-            ..client_opts
-        };
-        Ok(Arc::new(Client::new(&repository, opts)?))
-    })
-    .await?;
+    let client = connect(opts).await?;
     client.ping().await?;
 
     let mut outcome = PushOutcome {
@@ -214,26 +198,56 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         push_manifests(&client, &image, &report).await?;
     }
 
+    point_tags(&client, &image, tags, &report, &mut outcome).await?;
+    Ok(outcome)
+}
+
+/// The client, its credential found and its TLS roots read off the async threads (a credential
+/// helper is a process, the roots are files).
+async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
+    let (repository, explicit) = (opts.repository.clone(), opts.credential.clone());
+    let client_opts = ClientOptions {
+        plain_http: opts.plain_http,
+        chunk_size: opts.chunk_size,
+        max_attempts: opts.max_attempts.max(1),
+        credential: None,
+    };
+    blocking(move || {
+        let credential = find_credential(&repository, explicit)?;
+        let opts = ClientOptions {
+            credential,
+            ..client_opts
+        };
+        Ok(Arc::new(Client::new(&repository, opts)?))
+    })
+    .await
+}
+
+/// Point each tag at the index, skipping those that already do.
+async fn point_tags(
+    client: &Client,
+    image: &ResolvedImage,
+    tags: Vec<Tag>,
+    report: &Reporter,
+    outcome: &mut PushOutcome,
+) -> Result<(), PushError> {
     let top = &image.top;
+    let digest = &top.descriptor.digest;
     for tag in tags {
         let current = client.manifest_digest(Target::Tag(&tag)).await?;
-        if current.as_ref() == Some(&digest) {
-            report.line(format!("tag {tag} already points at {}", short(&digest)));
+        if current.as_ref() == Some(digest) {
+            report.line(format!("tag {tag} already points at {}", short(digest)));
             outcome.tags_unchanged.push(tag);
             continue;
         }
+        let mt = &top.descriptor.media_type;
         client
-            .put_manifest(
-                Target::Tag(&tag),
-                &top.descriptor.media_type,
-                &top.bytes,
-                &digest,
-            )
+            .put_manifest(Target::Tag(&tag), mt, &top.bytes, digest)
             .await?;
-        report.line(format!("tag {tag} -> {}", short(&digest)));
+        report.line(format!("tag {tag} -> {}", short(digest)));
         outcome.tags_moved.push(tag);
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Each platform manifest by digest, then the index by digest.
