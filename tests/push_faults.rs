@@ -143,6 +143,7 @@ fn tokens_expiring_mid_push_are_renewed_without_resending_blobs() {
     );
     assert!(took > Duration::from_secs(4), "the push took only {took:?}");
     let issued = tokens.issued.lock().unwrap().len();
+    eprintln!("2-second tokens: {issued} issued for a {took:?} push");
     assert!(issued >= 2, "one token for a {took:?} push");
     let log = slow.stats.log.lock().unwrap().clone();
     let refused: Vec<_> = log.iter().filter(|l| l.ends_with("-> 401")).collect();

@@ -23,7 +23,9 @@ use super::transport::{read_limited, status_error};
 
 /// A token whose lifetime the realm does not state is good for 60 s (the token spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
-/// Refresh this long before expiry, at most: a request must reach the registry in time.
+/// Refresh a quarter of a token's life before it ends, at least a second (a request must reach
+/// the registry in time), at most 30 s, and never before half its life.
+const MIN_REFRESH_MARGIN: Duration = Duration::from_secs(1);
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -401,7 +403,7 @@ fn union(a: &[String], b: &[String]) -> Vec<String> {
 }
 
 /// A token response: `token` or `access_token`, living `expires_in` seconds, else until its
-/// JWT `exp`, else 60 s; refreshed a quarter of its life (at most 30 s) before it ends.
+/// JWT `exp`, else 60 s; refreshed a quarter of its life (1 to 30 s) before it ends.
 fn parse_token(body: &[u8], requested: Instant) -> std::result::Result<Token, String> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
@@ -421,7 +423,9 @@ fn parse_token(body: &[u8], requested: Instant) -> std::result::Result<Token, St
         .map(Duration::from_secs)
         .or_else(|| jwt_lifetime(&value))
         .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-    let margin = (lifetime / 4).min(MAX_REFRESH_MARGIN);
+    let margin = (lifetime / 4)
+        .clamp(MIN_REFRESH_MARGIN, MAX_REFRESH_MARGIN)
+        .min(lifetime / 2);
     Ok(Token {
         value,
         refresh_at: requested + lifetime - margin,
@@ -478,7 +482,9 @@ mod tests {
     fn token_lifetimes() {
         let now = Instant::now();
         let t = parse_token(br#"{"token":"a","expires_in":2}"#, now).unwrap();
-        assert_eq!(t.refresh_at - now, Duration::from_millis(1500));
+        assert_eq!(t.refresh_at - now, Duration::from_secs(1));
+        let t = parse_token(br#"{"token":"a","expires_in":1}"#, now).unwrap();
+        assert_eq!(t.refresh_at - now, Duration::from_millis(500));
         let t = parse_token(br#"{"access_token":"b","expires_in":300}"#, now).unwrap();
         assert_eq!(t.refresh_at - now, Duration::from_secs(270));
         let t = parse_token(br#"{"token":"c"}"#, now).unwrap();
