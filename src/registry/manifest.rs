@@ -20,7 +20,14 @@ const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-/// What a manifest is stored under: a tag, or its digest.
+/// What a manifest is stored under: a tag, or its digest. A digest where a tag belongs does not
+/// compile:
+///
+/// ```compile_fail
+/// use ironstar::registry::Target;
+/// let digest = ironstar::Digest::of(b"{}");
+/// let _ = Target::Tag(&digest);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
     Tag(&'a Tag),

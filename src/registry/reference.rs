@@ -28,7 +28,13 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
-/// A repository of a registry, without tag or digest: where images are pushed.
+/// A repository of a registry, without tag or digest: where images are pushed. A reference
+/// (which may carry a tag) where a repository belongs does not compile:
+///
+/// ```compile_fail
+/// use ironstar::registry::{Reference, Repository};
+/// let r: Repository = Reference::parse("ghcr.io/org/app:v1").unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Repository {
     /// The registry as users name it (`docker.io`, `ghcr.io`, `localhost:5000`, `[::1]:5000`).
