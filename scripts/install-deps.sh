@@ -20,16 +20,34 @@ $sudo apt-get install -y -qq --no-install-recommends \
 # The package starts a registry on :5000 where systemd runs; the tests start their own.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
 
-# zig (the C compiler and linker for every musl target), cargo-zigbuild and check-jsonschema, from
+# zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
+# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
 venv="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/venv"
 python3 -m venv "$venv"
 "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
-  ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0
+  ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0 spdx-tools==0.8.5 \
+  "cyclonedx-python-lib[json-validation]==11.12.0"
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
-ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$bin/"
+ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"
 printf '#!/bin/sh\nexec "%s/bin/python3" -m ziglang "$@"\n' "$venv" >"$bin/zig"
 chmod +x "$bin/zig"
+# CycloneDX's own schema validation (cyclonedx-python-lib), for the SBOM tests.
+cat >"$bin/cyclonedx-validate" <<EOF
+#!/bin/sh
+exec "$venv/bin/python3" -c '
+import sys
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+e = JsonStrictValidator(SchemaVersion.V1_5).validate_str(open(sys.argv[1]).read())
+if e:
+    sys.exit("invalid CycloneDX 1.5: %s" % e.data.message)
+' "\$@"
+EOF
+chmod +x "$bin/cyclonedx-validate"
 
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
+
+# cargo-auditable: tests/sbom.rs builds its fixture with it (the `.dep-v0` dependency list).
+command -v cargo-auditable >/dev/null 2>&1 || cargo install --locked --quiet cargo-auditable@0.7.7

@@ -36,6 +36,8 @@ pub enum BuildError {
     },
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a whole number of seconds since 1970")]
     BadEpoch(String),
+    #[error("SBOM: {0}")]
+    Sbom(#[from] crate::sbom::SbomError),
 }
 
 /// How to build, beyond what the image definition says.
@@ -50,6 +52,8 @@ pub struct BuildOptions {
     /// The layer cache's directory ([`crate::cache::default_dir`] is the usual one); `None` for no
     /// cache. A cache that cannot be opened (a read-only home, a build sandbox) is skipped.
     pub cache_dir: Option<PathBuf>,
+    /// Attach an SBOM to each platform's manifest ([`crate::sbom`]); `None` for none.
+    pub sbom: Option<crate::sbom::SbomOptions>,
 }
 
 impl BuildOptions {
@@ -77,6 +81,8 @@ pub struct PlatformReport {
     pub manifest: Digest,
     /// The layer came from the cache (nothing was compressed).
     pub cached: bool,
+    /// Where the attached SBOM came from (`.dep-v0`, `cargo metadata`, a file); `None`: no SBOM.
+    pub sbom: Option<String>,
 }
 
 /// What a build produced.
@@ -137,6 +143,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
                 layer_size,
                 manifest: manifest.digest.clone(),
                 cached,
+                sbom: None,
             };
             Ok((report, manifest))
         })
@@ -155,13 +162,50 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         digest: index.clone(),
         size: index_bytes.len() as u64,
     };
-    let output = writer.commit(&image::layout_index(&index_ref, &spec.tags)?)?;
+    let mut reports = reports;
+    let referrers = attach_sboms(&writer, opts, &mut reports, &manifests, &created)?;
+    let index_json = image::layout_index(&index_ref, &spec.tags)?;
+    let output = writer.commit(&crate::sbom::artifact::layout_index(
+        &index_json,
+        &referrers,
+    ))?;
     Ok(BuildReport {
         index,
         output,
         tags: spec.tags.clone(),
         platforms: reports,
     })
+}
+
+/// The SBOMs `opts.sbom` asks for, written beside the image; each report says where its came from.
+fn attach_sboms(
+    writer: &LayoutWriter,
+    opts: &BuildOptions,
+    reports: &mut [PlatformReport],
+    manifests: &[(&Platform, BlobRef)],
+    created: &str,
+) -> Result<Vec<crate::sbom::artifact::Referrer>, BuildError> {
+    let Some(sbom) = &opts.sbom else {
+        return Ok(Vec::new());
+    };
+    let subjects: Vec<_> = reports
+        .iter()
+        .zip(manifests)
+        .map(|(r, (p, m))| crate::sbom::artifact::Subject {
+            platform: p,
+            binary: &r.binary,
+            manifest: m,
+        })
+        .collect();
+    let attached = crate::sbom::artifact::attach_all(writer, sbom, &subjects, created)?;
+    let mut referrers = Vec::new();
+    for (report, a) in reports.iter_mut().zip(attached) {
+        if let Some((referrer, origin)) = a {
+            report.sbom = Some(origin);
+            referrers.push(referrer);
+        }
+    }
+    Ok(referrers)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -318,6 +362,7 @@ mod tests {
             compression_level: 1,
             revision: None,
             cache_dir: None,
+            sbom: None,
         };
         let err = build(&ImageSpec::default(), &opts).unwrap_err();
         assert!(

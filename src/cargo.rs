@@ -46,6 +46,9 @@ pub struct CargoOutput {
     pub version: Option<String>,
     /// The binary's name, used as the image name when there is no image file.
     pub name: Option<String>,
+    /// The `Cargo.toml` and package built (for the SBOM's `cargo metadata`).
+    pub manifest_path: Option<PathBuf>,
+    pub package: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +282,8 @@ pub fn build(opts: &CargoOptions) -> Result<CargoOutput> {
         binaries: found,
         version: Some(package.version.clone()),
         name: Some(bin),
+        manifest_path: Some(manifest.clone()),
+        package: Some(package.name.clone()),
     })
 }
 

@@ -10,7 +10,8 @@
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
 //! - [`build`]: the whole `ironstar build`;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
-//! - [`cargo`]: cross-building a crate for every platform of an image.
+//! - [`cargo`]: cross-building a crate for every platform of an image;
+//! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer.
 
 pub mod build;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod layout;
 pub mod platform;
 pub mod push;
 pub mod registry;
+pub mod sbom;
 pub mod spec;
 
 pub use digest::Digest;

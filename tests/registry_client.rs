@@ -1,5 +1,6 @@
 //! The registry client against the in-process fake registry: fast tests of one behaviour each
-//! (413 fallback, refused mounts, Retry-After, token expiry and revocation, Range resume).
+//! (413 fallback, refused mounts, Retry-After, token expiry and revocation, Range resume, the
+//! referrers API and `OCI-Subject`).
 
 mod common;
 mod support;
@@ -18,6 +19,7 @@ fn client(fake: &FakeRegistry, name: &str, chunk_size: Option<u64>) -> Client {
         chunk_size,
         max_attempts: 3,
         credential: None,
+        pull_only: false,
     };
     Client::new(&repo, opts).unwrap()
 }
@@ -194,5 +196,92 @@ fn manifests_by_tag_and_digest() {
         assert_eq!(got.media_type, mt);
         // No referrers API on this registry: none, not an error.
         assert!(c.referrers(&digest).await.unwrap().is_none());
+    });
+}
+
+/// A manifest whose `subject` is `subject`, as an SBOM's.
+fn referrer_of(subject: &Digest) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest::of(b"{}").to_string(), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject.to_string(), "size": 2},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn oci_subject_and_the_referrers_api_are_detected() {
+    let fake = FakeRegistry::start(Behaviour {
+        referrers_api: true,
+        ..Default::default()
+    });
+    let c = client(&fake, "ref/app", None);
+    let subject = Digest::of(b"{}");
+    let body = referrer_of(&subject);
+    let digest = Digest::of(&body);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    rt().block_on(async {
+        let empty = c
+            .referrers(&subject)
+            .await
+            .unwrap()
+            .expect("the API answers");
+        let v: serde_json::Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(v["manifests"], serde_json::json!([]));
+        let indexed = c
+            .put_manifest_subject(Target::Digest(&digest), mt, &body, &digest)
+            .await
+            .unwrap();
+        assert!(indexed, "OCI-Subject was answered");
+        let index = c.referrers(&subject).await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        assert_eq!(v["manifests"][0]["digest"], digest.to_string());
+        assert_eq!(v["manifests"][0]["artifactType"], "application/spdx+json");
+    });
+}
+
+#[test]
+fn without_the_referrers_api_nothing_is_indexed_and_a_405_is_no_error() {
+    let fake = FakeRegistry::start(Behaviour {
+        referrers_refusal: Some(hyper::StatusCode::METHOD_NOT_ALLOWED),
+        ..Default::default()
+    });
+    let c = client(&fake, "noref/app", None);
+    let subject = Digest::of(b"{}");
+    let body = referrer_of(&subject);
+    let digest = Digest::of(&body);
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    rt().block_on(async {
+        let indexed = c
+            .put_manifest_subject(Target::Digest(&digest), mt, &body, &digest)
+            .await
+            .unwrap();
+        assert!(!indexed, "no OCI-Subject without the API");
+        assert!(c.referrers(&subject).await.unwrap().is_none());
+    });
+    assert_eq!(fake.state.count(" -> 405"), 1, "a 405 is not retried");
+}
+
+#[test]
+fn a_small_blob_is_read_back_and_checked() {
+    let fake = FakeRegistry::start(Behaviour::default());
+    let c = client(&fake, "blob/app", None);
+    let (_d, path, digest, bytes) = blob(3000);
+    rt().block_on(async {
+        c.push_blob(&digest, 3000, &path, None, None).await.unwrap();
+        assert_eq!(&c.get_blob(&digest, 3000).await.unwrap()[..], &bytes[..]);
+        let too_small = c.get_blob(&digest, 2999).await.unwrap_err();
+        assert!(
+            too_small.to_string().contains("more than 2999 bytes"),
+            "{too_small}"
+        );
+        let absent = c.get_blob(&Digest::of(b"x"), 10).await.unwrap_err();
+        assert!(
+            absent.to_string().contains("not in the registry"),
+            "{absent}"
+        );
     });
 }

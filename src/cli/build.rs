@@ -30,6 +30,8 @@ pub struct BuildArgs {
     pub compression_level: u32,
     #[command(flatten)]
     pub cache: super::CacheArgs,
+    #[command(flatten)]
+    pub sbom: super::sbom::SbomArgs,
     /// Source revision recorded as org.opencontainers.image.revision.
     #[arg(long, env = "IRONSTAR_REVISION")]
     pub revision: Option<String>,
@@ -65,8 +67,10 @@ pub struct PublishArgs {
     pub registry: super::push::RegistryArgs,
 }
 
-/// The image definition the flags describe.
-pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
+/// The image definition the flags describe, and with --cargo the manifest path and package built
+/// (for the SBOM).
+pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<(ImageSpec, Option<(PathBuf, String)>)> {
+    let mut built = None;
     let mut spec = match &args.image_file {
         Some(f) => ImageSpec::load(f)?,
         None => ImageSpec::from_binaries(&args.binaries).or_else(|e| {
@@ -97,6 +101,7 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
             platforms: spec.platforms.clone(),
             image_file: args.image_file.clone(),
         })?;
+        built = out.manifest_path.clone().zip(out.package.clone());
         spec.binaries.extend(out.binaries);
         if spec.version.is_none() {
             spec.version = out.version;
@@ -113,7 +118,7 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<ImageSpec> {
         }
         spec.tags = tags;
     }
-    Ok(spec)
+    Ok((spec, built))
 }
 
 fn default_platforms() -> Vec<&'static Platform> {
@@ -124,17 +129,20 @@ fn default_platforms() -> Vec<&'static Platform> {
 }
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
-    let spec = spec_from_args(args)?;
+    let (spec, package) = spec_from_args(args)?;
+    let source_date_epoch = epoch(args)?;
+    let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from("target/oci").join(&spec.name));
     let opts = BuildOptions {
         output,
-        source_date_epoch: epoch(args)?,
+        source_date_epoch,
         compression_level: args.compression_level,
         revision: args.revision.clone(),
         cache_dir: args.cache.dir(),
+        sbom: args.sbom.options(package, search_from, source_date_epoch),
     };
     let report = ironstar::build::build(&spec, &opts)
         .with_context(|| format!("building image `{}`", spec.name))?;
@@ -149,6 +157,7 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
                 p.manifest
             );
         }
+        super::sbom::summary(&report, args.sbom.no_sbom);
         eprintln!(
             "index {} -> {} (tags: {})",
             report.index,
@@ -179,5 +188,6 @@ pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
         .transpose()?;
     let plan =
         ironstar::push::Plan::built(&report, spec.as_ref(), args.registry.repository.as_deref())?;
-    super::push::run_plan(plan, &args.registry, &args.build.cache, quiet)
+    let no_sbom = args.build.sbom.no_sbom;
+    super::push::run_plan(plan, &args.registry, &args.build.cache, no_sbom, quiet)
 }

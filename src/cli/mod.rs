@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod push;
+pub mod sbom;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Push(push::PushArgs),
     /// Build, then push, in one step.
     Publish(build::PublishArgs),
+    /// Print the SBOM of one platform of a layout or of a pushed image.
+    Sbom(sbom::SbomCommand),
     /// Check that binaries are static and built for their platform.
     CheckBinary {
         /// OS/ARCH[/VARIANT] the binaries must run on.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Publish(args) => build::publish(args, cli.quiet),
+        Command::Sbom(args) => sbom::run(&args),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;
             for b in &binaries {

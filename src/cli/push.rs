@@ -32,6 +32,9 @@ pub struct PushArgs {
     pub cache: super::CacheArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Push no SBOM of the layout.
+    #[arg(long, env = "IRONSTAR_NO_SBOM", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_sbom: bool,
 }
 
 /// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
@@ -92,14 +95,16 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         args.registry.repository.as_deref(),
         &tag_list(&args.tags),
     )?;
-    run_plan(plan, &args.registry, &args.cache, quiet)
+    run_plan(plan, &args.registry, &args.cache, args.no_sbom, quiet)
 }
 
-/// Push `plan` with the registry and cache flags: shared by `push` and `publish`.
+/// Push `plan` with the registry and cache flags (and the layout's SBOMs unless `no_sbom`):
+/// shared by `push` and `publish`.
 pub fn run_plan(
     plan: Plan,
     registry: &RegistryArgs,
     cache: &super::CacheArgs,
+    no_sbom: bool,
     quiet: bool,
 ) -> anyhow::Result<()> {
     let credential = match (&registry.username, registry.password_stdin) {
@@ -132,6 +137,7 @@ pub fn run_plan(
         } else {
             ProgressMode::Auto
         },
+        no_sbom,
         ..PushOptions::from_plan(plan)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -128,6 +128,8 @@ struct RawDescriptor {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     platform: Option<RawPlatform>,
+    /// Set on an artifact (an SBOM) listed beside the images.
+    artifact_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +185,11 @@ impl Layout {
         })
     }
 
+    /// The layout's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Where the blob named `digest` lives. Safe by construction: a [`Digest`] is only hex.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())
@@ -199,8 +206,10 @@ impl Layout {
                 reason: format!("schemaVersion {}", raw.schema_version),
             });
         }
+        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) are not images.
         raw.manifests
             .into_iter()
+            .filter(|d| d.artifact_type.is_none())
             .map(|d| descriptor(&path, d))
             .collect()
     }
@@ -364,6 +373,7 @@ fn clone_raw(d: &RawDescriptor) -> RawDescriptor {
             architecture: p.architecture.clone(),
             variant: p.variant.clone(),
         }),
+        artifact_type: d.artifact_type.clone(),
     }
 }
 

@@ -9,7 +9,8 @@
 //!    the repository the cache says holds it; parallel uploads), then each platform manifest by
 //!    digest, then the index by digest, each checked against the `Docker-Content-Digest` the
 //!    registry answers;
-//! 5. only then each tag, skipping those that already point at the index.
+//! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]);
+//! 6. only then each tag, skipping those that already point at the index.
 //!
 //! Files are read, credential helpers run and cache records written off the async threads.
 
@@ -56,6 +57,8 @@ pub enum PushError {
     NoRepository,
     #[error("--mount-from: {0}")]
     MountFrom(ReferenceError),
+    #[error("pushing the SBOMs: {0} (--no-sbom pushes the image without them)")]
+    Sbom(#[from] crate::sbom::SbomError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -81,6 +84,8 @@ pub struct PushOptions {
     pub credential: Option<Credential>,
     pub max_attempts: u32,
     pub progress: ProgressMode,
+    /// Do not push the layout's SBOMs ([`crate::sbom::push`]).
+    pub no_sbom: bool,
 }
 
 impl PushOptions {
@@ -99,6 +104,7 @@ impl PushOptions {
             credential: None,
             max_attempts: crate::registry::client::DEFAULT_MAX_ATTEMPTS,
             progress: ProgressMode::Auto,
+            no_sbom: false,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct PushOutcome {
     pub blobs_mounted: usize,
     pub tags_moved: Vec<Tag>,
     pub tags_unchanged: Vec<Tag>,
+    /// SBOM manifests sent (not those the registry held).
+    pub sboms_pushed: usize,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -171,6 +179,7 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         blobs_mounted: 0,
         tags_moved: Vec::new(),
         tags_unchanged: Vec::new(),
+        sboms_pushed: 0,
     };
 
     if client
@@ -198,6 +207,12 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         push_manifests(&client, &image, &report).await?;
     }
 
+    if !opts.no_sbom {
+        let line = |m: String| report.line(m);
+        let sent = crate::sbom::push::push_sboms(&client, &layout, &image, &line).await?;
+        outcome.sboms_pushed = sent.pushed;
+    }
+
     point_tags(&client, &image, tags, &report, &mut outcome).await?;
     Ok(outcome)
 }
@@ -211,6 +226,7 @@ async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
         chunk_size: opts.chunk_size,
         max_attempts: opts.max_attempts.max(1),
         credential: None,
+        pull_only: false,
     };
     blocking(move || {
         let credential = find_credential(&repository, explicit)?;

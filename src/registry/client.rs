@@ -1,5 +1,5 @@
 //! [`Client`]: one repository of one registry, over a [`Transport`]. Its operations are split by
-//! what they move: blobs in [`super::upload`], manifests in [`super::manifest`].
+//! what they move: blobs in [`super::upload`], manifests and referrers in [`super::manifest`].
 
 use reqwest::{Method, StatusCode};
 use url::Url;
@@ -25,6 +25,9 @@ pub struct ClientOptions {
     /// Attempts per operation (a request, or a blob upload as a whole).
     pub max_attempts: u32,
     pub credential: Option<FoundCredential>,
+    /// Ask for `pull` tokens only: a client that reads (`ironstar sbom`) from a repository it
+    /// may not push to.
+    pub pull_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -34,6 +37,7 @@ impl Default for ClientOptions {
             chunk_size: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             credential: None,
+            pull_only: false,
         }
     }
 }
@@ -56,7 +60,8 @@ impl Client {
         if opts.credential.as_ref().is_some_and(|c| c.explicit) && !may_send_credential(&base) {
             return Err(plain_http_refusal(&base));
         }
-        let scopes = vec![format!("repository:{}:pull,push", repository.path)];
+        let actions = if opts.pull_only { "pull" } else { "pull,push" };
+        let scopes = vec![format!("repository:{}:{actions}", repository.path)];
         Ok(Client {
             transport: Transport::new(
                 base,

@@ -1,4 +1,5 @@
-//! Manifests and indexes: resolve, fetch and put by tag or digest, and the referrers API.
+//! Manifests and indexes: resolve, fetch and put by tag or digest (learning from `OCI-Subject`
+//! whether the registry indexes subjects), and the referrers API.
 
 use std::fmt;
 
@@ -10,13 +11,16 @@ use url::Url;
 use super::client::Client;
 use super::error::RegistryError;
 use super::reference::Tag;
-use super::transport::header_str;
+use super::transport::{header_str, read_at_most};
 use crate::digest::Digest;
 use crate::layout::{
     MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// The largest manifest or index read: the limit most registries share.
+pub const MAX_MANIFEST: usize = 4 << 20;
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -111,10 +115,7 @@ impl Client {
         let media_type = header_str(&resp, "content-type")
             .unwrap_or_default()
             .to_string();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::transport(&Method::GET, &url, e))?;
+        let bytes = read_at_most(resp, &url, MAX_MANIFEST).await?;
         let digest = Digest::of(&bytes);
         if let Target::Digest(want) = target {
             if *want != digest {
@@ -141,6 +142,20 @@ impl Client {
         bytes: &[u8],
         digest: &Digest,
     ) -> Result<()> {
+        self.put_manifest_subject(target, media_type, bytes, digest)
+            .await
+            .map(drop)
+    }
+
+    /// [`put_manifest`](Self::put_manifest), returning whether the registry answered with an
+    /// `OCI-Subject` header: it indexed the manifest's `subject`, so it has the referrers API.
+    pub async fn put_manifest_subject(
+        &self,
+        target: Target<'_>,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<bool> {
         let content_type = HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
         })?;
@@ -158,23 +173,28 @@ impl Client {
                 expected: digest.clone(),
                 got: got.chars().take(100).collect(),
             }),
-            _ => Ok(()),
+            _ => Ok(header_str(&resp, "oci-subject").is_some()),
         }
     }
 
-    /// `GET /v2/<name>/referrers/<digest>`: the index of manifests whose `subject` is `digest`,
-    /// or `None` when the registry has no referrers API (404).
+    /// `GET /v2/<name>/referrers/<digest>`: the image index of the manifests whose `subject` is
+    /// `digest`, or `None` when the registry has no referrers API: a 404, a 400 or 405 (how some
+    /// registries answer an unknown route), or a 200 that is not an image index.
     pub async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>> {
         let url = self.repo_url(&format!("referrers/{digest}"));
         let get = self.transport.request(Method::GET, url.clone());
         let accept = HeaderValue::from_static(MEDIA_TYPE_INDEX);
-        let Some(resp) = get.header(ACCEPT, accept).send_unless_404().await? else {
-            return Ok(None);
+        let resp = match get.header(ACCEPT, accept).send_unless_404().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Ok(None),
+            Err(e) if matches!(e.status(), Some(400 | 405)) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| RegistryError::transport(&Method::GET, &url, e))?;
-        Ok(Some(bytes))
+        let is_index =
+            header_str(&resp, "content-type").is_some_and(|t| t.starts_with(MEDIA_TYPE_INDEX));
+        if !is_index {
+            return Ok(None);
+        }
+        Ok(Some(read_at_most(resp, &url, MAX_MANIFEST).await?))
     }
 }

@@ -6,7 +6,8 @@
 //! - [`auth`]: `WWW-Authenticate` challenges, bearer tokens cached until they expire;
 //! - [`error`]: what can fail, and what is worth another try;
 //! - [`transport`]: TLS, the HTTP clients, one request builder with the retry policy;
-//! - [`client`]: one repository of one registry; [`upload`]: blobs; [`manifest`]: manifests.
+//! - [`client`]: one repository of one registry; [`upload`]: blobs; [`manifest`]: manifests and
+//!   the referrers API.
 
 pub mod auth;
 pub mod client;

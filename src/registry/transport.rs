@@ -171,6 +171,27 @@ pub(crate) async fn read_limited(resp: Response) -> Vec<u8> {
     out
 }
 
+/// A response's whole body, refusing more than `max` bytes (everything read into memory is
+/// bounded: a manifest, an SBOM).
+pub(crate) async fn read_at_most(resp: Response, url: &Url, max: usize) -> Result<Bytes> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream
+        .try_next()
+        .await
+        .map_err(|e| RegistryError::transport(&Method::GET, url, e))?
+    {
+        if out.len() + chunk.len() > max {
+            return Err(RegistryError::Protocol(format!(
+                "GET {}: more than {max} bytes",
+                redact_url(url)
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(out))
+}
+
 /// The error for a response whose status was not expected, the registry's body summarised.
 pub(crate) async fn status_error(method: &Method, url: &Url, resp: Response) -> RegistryError {
     let status = resp.status().as_u16();

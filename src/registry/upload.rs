@@ -1,9 +1,10 @@
-//! Blobs: `HEAD`, cross-repository mount, and upload (one monolithic `PUT`, or `PATCH` chunks
-//! that follow the registry's `Range`).
+//! Blobs: `HEAD`, cross-repository mount, upload (one monolithic `PUT`, or `PATCH` chunks that
+//! follow the registry's `Range`), and the bounded `GET` of a small one (an SBOM).
 
 use std::path::Path;
 
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::warn;
 use url::Url;
@@ -11,7 +12,7 @@ use url::Url;
 use super::client::{short, Client};
 use super::error::{redact_url, RegistryError};
 use super::reference::Repository;
-use super::transport::{header_str, ProgressFn};
+use super::transport::{header_str, read_at_most, ProgressFn};
 use crate::digest::Digest;
 
 /// The chunk size when a registry refuses a blob in one `PUT` (413, as ACR does above ~20 MB):
@@ -51,6 +52,31 @@ impl Client {
     /// Whether the repository holds the blob.
     pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
         self.head_blob(digest, false).await
+    }
+
+    /// A blob of at most `max` bytes, checked against its digest; an error when absent.
+    pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Bytes> {
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let get = self.transport.request(Method::GET, url.clone());
+        let Some(resp) = get
+            .header(ACCEPT, HeaderValue::from_static("*/*"))
+            .send_unless_404()
+            .await?
+        else {
+            return Err(RegistryError::Protocol(format!(
+                "blob {digest}: not in the registry"
+            )));
+        };
+        let bytes = read_at_most(resp, &url, max).await?;
+        let got = Digest::of(&bytes);
+        if &got != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {digest}"),
+                expected: digest.clone(),
+                got: got.to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     async fn head_blob(&self, digest: &Digest, once: bool) -> Result<bool> {

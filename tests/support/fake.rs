@@ -1,7 +1,8 @@
 //! An in-process fake registry (hyper on a loopback port) for fast tests of the client: blobs
 //! and manifests in memory, and the behaviours real registries show one at a time: 413 for large
 //! monolithic `PUT`s (ACR), refused mounts (Harbor), 429 with `Retry-After`, bearer tokens that
-//! expire or are revoked, `PATCH`es of which only half is kept. Beside the tests against the real
+//! expire or are revoked, `PATCH`es of which only half is kept, the referrers API (or a 405 for
+//! its unknown route). Beside the tests against the real
 //! `docker-registry`, not instead of them.
 
 use std::collections::HashMap;
@@ -28,12 +29,19 @@ pub struct Behaviour {
     pub throttle_first: usize,
     /// Bearer tokens from `/token` that live this long (`None`: no auth at all).
     pub token_lifetime: Option<Duration>,
+    /// Have the referrers API: answer a manifest `PUT` with a `subject` with `OCI-Subject`, and
+    /// `GET /v2/<name>/referrers/<digest>` with the index of those manifests.
+    pub referrers_api: bool,
+    /// Without the referrers API, answer its route with this status (default: 404).
+    pub referrers_refusal: Option<StatusCode>,
 }
 
 #[derive(Default)]
 pub struct State {
     pub blobs: Mutex<HashMap<String, Vec<u8>>>,
     pub manifests: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    /// Subject digest → descriptors of the manifests that name it (with the referrers API).
+    referrers: Mutex<HashMap<String, Vec<serde_json::Value>>>,
     uploads: Mutex<HashMap<usize, Vec<u8>>>,
     next_upload: AtomicUsize,
     /// Token → when it was issued.
@@ -236,6 +244,7 @@ async fn route(req: Request<Incoming>, b: &Behaviour, s: &State, path: &str, que
     if let Some((_, d)) = rest.split_once("/blobs/") {
         let blobs = s.blobs.lock().unwrap();
         return match blobs.get(d) {
+            Some(b) if method == hyper::Method::GET => reply(StatusCode::OK, &[], b.clone()),
             Some(b) => reply(
                 StatusCode::OK,
                 &[("content-length", b.len().to_string())],
@@ -245,7 +254,10 @@ async fn route(req: Request<Incoming>, b: &Behaviour, s: &State, path: &str, que
         };
     }
     if let Some((_, reference)) = rest.split_once("/manifests/") {
-        return manifest(s, &method, reference, body);
+        return manifest(s, b, &method, reference, body);
+    }
+    if let Some((_, subject)) = rest.split_once("/referrers/") {
+        return referrers(s, b, subject);
     }
     error(StatusCode::NOT_FOUND, "NAME_UNKNOWN")
 }
@@ -299,18 +311,36 @@ fn upload(
     )
 }
 
-fn manifest(s: &State, method: &hyper::Method, reference: &str, body: Vec<u8>) -> Resp {
+fn manifest(
+    s: &State,
+    b: &Behaviour,
+    method: &hyper::Method,
+    reference: &str,
+    body: Vec<u8>,
+) -> Resp {
     let mut manifests = s.manifests.lock().unwrap();
     if *method == hyper::Method::PUT {
         let d = digest_of(&body);
+        let mut headers = vec![("docker-content-digest", d.clone())];
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let (true, Some(subject)) = (b.referrers_api, json["subject"]["digest"].as_str()) {
+            let descriptor = serde_json::json!({
+                "mediaType": json["mediaType"],
+                "digest": d,
+                "size": body.len(),
+                "artifactType": json["artifactType"],
+            });
+            let mut referrers = s.referrers.lock().unwrap();
+            referrers
+                .entry(subject.to_string())
+                .or_default()
+                .push(descriptor);
+            headers.push(("oci-subject", subject.to_string()));
+        }
         let entry = ("application/vnd.oci.image.index.v1+json".to_string(), body);
         manifests.insert(d.clone(), entry.clone());
         manifests.insert(reference.to_string(), entry);
-        return reply(
-            StatusCode::CREATED,
-            &[("docker-content-digest", d)],
-            Vec::new(),
-        );
+        return reply(StatusCode::CREATED, &headers, Vec::new());
     }
     match manifests.get(reference) {
         Some((mt, bytes)) => {
@@ -327,4 +357,20 @@ fn manifest(s: &State, method: &hyper::Method, reference: &str, body: Vec<u8>) -
         }
         None => error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
     }
+}
+
+fn referrers(s: &State, b: &Behaviour, subject: &str) -> Resp {
+    if !b.referrers_api {
+        let status = b.referrers_refusal.unwrap_or(StatusCode::NOT_FOUND);
+        return error(status, "UNSUPPORTED");
+    }
+    let list = s.referrers.lock().unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": list.get(subject).cloned().unwrap_or_default(),
+    });
+    let mt = "application/vnd.oci.image.index.v1+json".to_string();
+    let body = serde_json::to_vec(&index).unwrap();
+    reply(StatusCode::OK, &[("content-type", mt)], body)
 }

@@ -33,6 +33,12 @@ pub struct Faults {
     pub halve_patches: bool,
     /// Answer 403 DENIED to every cross-repository mount request.
     pub refuse_mounts: bool,
+    /// Answer a manifest `PUT` with a `subject` with `OCI-Subject`, as a registry with the
+    /// referrers API does.
+    pub oci_subject: bool,
+    /// Answer `GET /v2/<name>/referrers/<digest>` with 200 and an empty image index, as a
+    /// registry with the referrers API does.
+    pub referrers_api: bool,
 }
 
 #[derive(Default)]
@@ -183,6 +189,19 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
         std::thread::sleep(f.delay);
     }
     let short_path = path.split('?').next().unwrap_or("").to_string();
+    if f.referrers_api && method == "GET" && short_path.contains("/referrers/") {
+        let body = r#"{"manifests":[],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#;
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        s.log
+            .lock()
+            .unwrap()
+            .push(format!("{method} {short_path} -> 200"));
+        return Ok(());
+    }
     if upload && method == "PUT" && f.max_blob_put > 0 && content_length > f.max_blob_put {
         read_body(&mut conn, &mut body, content_length)?;
         let what = format!("{method} {short_path}");
@@ -287,6 +306,14 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
             })
             .collect::<Vec<_>>()
             .join("\r\n");
+    }
+    if f.oci_subject && method == "PUT" && short_path.contains("/manifests/") {
+        let subject = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["subject"]["digest"].as_str().map(str::to_string));
+        if let Some(d) = subject {
+            rhead = rhead.replacen("\r\n", &format!("\r\nOCI-Subject: {d}\r\n"), 1);
+        }
     }
     if f.rewrite_digest {
         rhead = rhead
