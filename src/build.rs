@@ -96,6 +96,10 @@ pub struct BuildReport {
 
 /// Build the image `spec` describes into an OCI layout at `opts.output`.
 pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    // Before 1970 a tar mtime would wrap to a date far in the future.
+    if opts.source_date_epoch < 0 {
+        return Err(BuildError::BadEpoch(opts.source_date_epoch.to_string()));
+    }
     // Every binary is checked before anything is written.
     let mut inputs = Vec::new();
     for &p in &spec.platforms {
@@ -343,4 +347,28 @@ fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap
     }
     m.extend(spec.annotations.clone());
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_epoch_from_a_library_caller_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = BuildOptions {
+            output: dir.path().join("out"),
+            source_date_epoch: -1,
+            compression_level: 1,
+            revision: None,
+            cache_dir: None,
+            sbom: None,
+        };
+        let err = build(&ImageSpec::default(), &opts).unwrap_err();
+        assert!(
+            matches!(err, BuildError::BadEpoch(ref e) if e == "-1"),
+            "{err}"
+        );
+        assert!(!opts.output.exists(), "nothing is written");
+    }
 }

@@ -171,7 +171,7 @@ impl PushedBlobs {
 }
 
 /// Remove the entries of `top` (`top/<group>/<entry>`, an entry a file or a directory of files)
-/// unused for [`MAX_AGE`], at most once every [`PRUNE_EVERY`].
+/// unused for [`MAX_AGE`], and temporaries of killed runs, at most once every [`PRUNE_EVERY`].
 fn prune(top: &Path) {
     let stamp = top.join(".pruned");
     let _ = fs::create_dir_all(top);
@@ -189,14 +189,25 @@ fn prune(top: &Path) {
             .unwrap_or_default()
     };
     let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    // A temporary a day old belongs to a run that was killed (a copy takes minutes at most).
+    let killed = |p: &Path| {
+        let partial = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".partial-"));
+        let day_old = |t: SystemTime| now.duration_since(t).unwrap_or_default() > PRUNE_EVERY;
+        partial && modified(p).is_some_and(day_old)
+    };
     for group in children(top).into_iter().filter(|p| p.is_dir()) {
         for entry in children(&group) {
             if entry.is_dir() {
+                for f in children(&entry).iter().filter(|f| killed(f)) {
+                    let _ = fs::remove_file(f);
+                }
                 let used = children(&entry).iter().filter_map(|f| modified(f)).max();
                 if used.is_none_or(old) {
                     let _ = fs::remove_dir_all(&entry);
                 }
-            } else if modified(&entry).is_some_and(old) {
+            } else if killed(&entry) || modified(&entry).is_some_and(old) {
                 let _ = fs::remove_file(&entry);
             }
         }
@@ -266,10 +277,21 @@ mod tests {
             f.set_modified(long_ago).unwrap();
         };
         backdate(&cache.entry_dir(&old).join(Digest::of(b"x").hex()));
+        // A killed run's temporary beside a live entry: removed, the entry kept.
+        let partial = cache.entry_dir(&new).join(".partial-killed");
+        fs::write(&partial, b"half").unwrap();
+        let day_ago = SystemTime::now() - PRUNE_EVERY - Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&partial)
+            .unwrap()
+            .set_modified(day_ago)
+            .unwrap();
         fs::remove_file(root.path().join("layers/.pruned")).unwrap();
         let cache = LayerCache::open(root.path(), "gzip-6-test").unwrap();
         assert!(cache.get(&old).is_none());
         assert!(cache.get(&new).is_some());
+        assert!(!partial.exists(), "a killed run's temporary stayed");
 
         // Records of pushed blobs too.
         let pushed = PushedBlobs::open(root.path(), "ghcr.io").unwrap();

@@ -43,10 +43,6 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
-
-    pub fn algorithm(&self) -> &'static str {
-        "sha256"
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

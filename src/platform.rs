@@ -160,11 +160,6 @@ impl Platform {
         PLATFORMS.iter().find(|p| p.rust_target == triple)
     }
 
-    /// A name fit for files and directories: `linux-arm-v7`.
-    pub fn slug(&self) -> String {
-        self.to_string().replace('/', "-")
-    }
-
     /// The human name of the ELF machine this platform expects.
     pub fn elf_machine_name(&self) -> &'static str {
         machine_name(self.elf_machine)

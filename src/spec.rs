@@ -434,19 +434,7 @@ fn check_name(n: &str) -> std::result::Result<(), String> {
 
 /// Tag grammar of the distribution spec: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn check_tag(t: &str) -> std::result::Result<(), String> {
-    let b = t.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "tag `{t}` must match [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}"
-        ))
-    }
+    crate::registry::Tag::parse(t).map(drop)
 }
 
 fn check_port(p: &str) -> std::result::Result<(), String> {

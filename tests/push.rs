@@ -7,100 +7,14 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
+use support::cli::*;
 use support::proxy::{Faults, Proxy};
-use support::registry::{http_status, Auth, Registry};
+use support::registry::{Auth, Registry};
 use support::token::{TokenServer, ISSUER, SERVICE};
-
-/// One two-platform layout for every test of this file (pushing only reads it).
-fn layout() -> &'static (PathBuf, String) {
-    static L: OnceLock<(PathBuf, String)> = OnceLock::new();
-    L.get_or_init(|| {
-        let dir = common::repo().join("target/test-push/layout");
-        let digest = common::build_layout(&dir);
-        (dir, digest)
-    })
-}
-
-fn index_bytes() -> Vec<u8> {
-    let (dir, digest) = layout();
-    common::blob(dir, digest)
-}
-
-/// `ironstar push` isolated from the machine's credentials, with a fresh HOME.
-fn push_cmd(home: &Path) -> Command {
-    let mut c = common::ironstar();
-    c.env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("IRONSTAR_LOG")
-        .stdin(Stdio::null())
-        .arg("push")
-        .arg("--layout")
-        .arg(&layout().0);
-    c
-}
-
-fn with_stdin(cmd: &mut Command, input: &str) -> Output {
-    use std::io::Write as _;
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn ironstar");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn expect_ok(o: &Output, what: &str) -> String {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        o.status,
-        common::stdout(o),
-        common::stderr(o)
-    );
-    common::stdout(o)
-}
-
-fn expect_fail(o: &Output, what: &str) -> String {
-    assert!(
-        !o.status.success(),
-        "{what} should have failed:\nstdout: {}\nstderr: {}",
-        common::stdout(o),
-        common::stderr(o)
-    );
-    let err = common::stderr(o);
-    let last = err.lines().last().unwrap_or("").to_string();
-    assert!(
-        last.starts_with("ironstar: error:"),
-        "{what}: the last stderr line should be the one-line error:\n{err}"
-    );
-    last
-}
-
-fn skopeo_raw(addr: &str, repo: &str, tag: &str) -> Vec<u8> {
-    common::require_tool("skopeo", "skopeo");
-    let o = common::run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{addr}/{repo}:{tag}"),
-    ]));
-    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
-    o.stdout
-}
 
 /// Pull one architecture with skopeo into an OCI dir and return its binary's path.
 fn pull_binary(addr: &str, repo: &str, tag: &str, arch: &str, work: &Path) -> PathBuf {
@@ -143,10 +57,6 @@ fn pull_binary(addr: &str, repo: &str, tag: &str, arch: &str, work: &Path) -> Pa
     std::fs::write(&bin, data).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     bin
-}
-
-fn tag_status(reg: &Registry, repo: &str, tag: &str) -> Option<u16> {
-    http_status(reg.port, "HEAD", &format!("/v2/{repo}/manifests/{tag}"))
 }
 
 #[test]
@@ -363,19 +273,6 @@ fn basic_auth_from_docker_config_and_credential_helper() {
     );
 }
 
-fn skopeo_raw_auth(addr: &str, repo: &str, user: &str, password: &str) -> Vec<u8> {
-    let o = common::run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &format!("{user}:{password}"),
-        &format!("docker://{addr}/{repo}:latest"),
-    ]));
-    assert!(o.status.success(), "skopeo inspect: {}", common::stderr(&o));
-    o.stdout
-}
-
 #[test]
 fn token_auth() {
     let password = "token-user-pw";
@@ -431,80 +328,6 @@ fn token_auth() {
     );
     let line = expect_fail(&o, "push with a wrong token password");
     assert!(line.contains("authentication failed"), "{line}");
-}
-
-#[test]
-fn survives_a_proxy_that_fails_a_quarter_of_requests() {
-    let reg = Registry::start(Auth::None);
-    let proxy = Proxy::start(
-        reg.port,
-        Faults {
-            fail_rate: 0.3,
-            seed: 7,
-            ..Default::default()
-        },
-    );
-    let home = tempfile::tempdir().unwrap();
-    let (_, digest) = layout();
-    let o = common::run(
-        push_cmd(home.path())
-            .args(["--repository", &format!("{}/faults/app", proxy.addr())])
-            .args([
-                "--plain-http",
-                "--chunk-size",
-                "1048576",
-                "-t",
-                "v1",
-                "--max-attempts",
-                "10",
-            ]),
-    );
-    let out = expect_ok(&o, "push through a faulty proxy");
-    assert_eq!(out.trim(), format!("{}/faults/app@{digest}", proxy.addr()));
-    let s = &proxy.stats;
-    let (requests, faults) = (proxy.get(&s.requests), proxy.get(&s.faults));
-    eprintln!(
-        "faulty proxy: {requests} requests, {faults} faults ({} resets, {} 429, {} 503)",
-        proxy.get(&s.resets),
-        proxy.get(&s.throttles),
-        proxy.get(&s.unavailable)
-    );
-    assert!(faults * 5 >= requests, "fewer than 20 % of requests failed");
-    assert!(
-        proxy.get(&s.resets) > 0 && proxy.get(&s.throttles) > 0 && proxy.get(&s.unavailable) > 0
-    );
-    assert_eq!(
-        proxy.get(&s.chunked_bodies),
-        0,
-        "a request body was sent chunked"
-    );
-    assert_eq!(skopeo_raw(&reg.addr(), "faults/app", "v1"), index_bytes());
-}
-
-#[test]
-fn a_wrong_digest_from_the_registry_fails_the_push_and_moves_no_tag() {
-    let reg = Registry::start(Auth::None);
-    let proxy = Proxy::start(
-        reg.port,
-        Faults {
-            rewrite_digest: true,
-            ..Default::default()
-        },
-    );
-    let home = tempfile::tempdir().unwrap();
-    let o = common::run(
-        push_cmd(home.path())
-            .args(["--repository", &format!("{}/lying/app", proxy.addr())])
-            .args(["--plain-http", "-t", "v1"]),
-    );
-    let line = expect_fail(&o, "push through a digest-rewriting proxy");
-    assert!(line.contains("digest"), "{line}");
-    assert_eq!(common::stdout(&o), "", "nothing on stdout after a failure");
-    assert_eq!(
-        tag_status(&reg, "lying/app", "v1"),
-        Some(404),
-        "the tag moved"
-    );
 }
 
 #[test]
@@ -603,64 +426,6 @@ fn kill_9_mid_push_then_push_again() {
     let out = expect_ok(&o, "push after kill -9");
     assert_eq!(out.trim(), format!("{repo}@{digest}"));
     assert_eq!(skopeo_raw(&reg.addr(), "killed/app", "v1"), index_bytes());
-}
-
-#[test]
-fn unreachable_refused_and_malformed_fail_in_one_line() {
-    let home = tempfile::tempdir().unwrap();
-    let port = support::free_port();
-    let o = common::run(
-        push_cmd(home.path())
-            .args([
-                "--repository",
-                &format!("127.0.0.1:{port}/x/y"),
-                "--plain-http",
-            ])
-            .args(["--max-attempts", "2"]),
-    );
-    let line = expect_fail(&o, "push to a refused port");
-    assert!(line.to_lowercase().contains("connect"), "{line}");
-
-    let o = common::run(push_cmd(home.path()).args([
-        "--repository",
-        "registry.invalid/x/y",
-        "--max-attempts",
-        "2",
-    ]));
-    let line = expect_fail(&o, "push to an unresolvable host");
-    assert!(line.contains("registry.invalid"), "{line}");
-
-    for bad in [
-        "127.0.0.1:5000/Upper/case",
-        "ghcr.io/org/app@sha256:abc",
-        "[::1/x",
-        "-x.io/y",
-    ] {
-        let o = common::run(push_cmd(home.path()).arg(format!("--repository={bad}")));
-        let line = expect_fail(&o, bad);
-        assert!(line.contains("invalid image reference"), "{bad}: {line}");
-        assert_eq!(
-            common::stderr(&o).lines().count(),
-            1,
-            "{bad}: more than one line"
-        );
-    }
-
-    // A password never goes over plain http to a host that is not loopback.
-    let o = with_stdin(
-        push_cmd(home.path())
-            .args([
-                "--repository",
-                "registry.invalid/x/y",
-                "--plain-http",
-                "--max-attempts",
-                "1",
-            ])
-            .args(["--username", "u", "--password-stdin"]),
-        "pw\n",
-    );
-    let line = expect_fail(&o, "plain-http with credentials to a remote host");
-    assert!(line.contains("plain http"), "{line}");
 }
 
 #[test]

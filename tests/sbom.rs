@@ -449,10 +449,22 @@ fn fallback_tag(digest: &str) -> String {
 
 /// One plain HTTP/1.1 `PUT` of a manifest to the registry; the status.
 fn put_manifest(reg: &Registry, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> u16 {
+    manifest_request(reg, "PUT", repo, reference, media_type, body)
+}
+
+/// One plain HTTP/1.1 request for a manifest of `media_type` (sent and accepted); the status.
+fn manifest_request(
+    reg: &Registry,
+    method: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", reg.port)).unwrap();
     write!(
         s,
-        "PUT /v2/{repo}/manifests/{reference} HTTP/1.1\r\nHost: {}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} /v2/{repo}/manifests/{reference} HTTP/1.1\r\nHost: {}\r\nContent-Type: {media_type}\r\nAccept: {media_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reg.addr(),
         body.len()
     )
@@ -567,6 +579,58 @@ fn push_uses_the_referrers_tag_and_keeps_other_tools_entries() {
         "{log}"
     );
     assert_eq!(skopeo_raw(&reg, "sb/app", &amd64_tag), before);
+}
+
+/// An SBOM that cannot be pushed (its document corrupted in the layout) fails the push after the
+/// image's manifests and before any tag, naming `--no-sbom`; with it the push goes through.
+#[test]
+fn a_failed_sbom_push_moves_no_tag_and_names_no_sbom() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::fixtures();
+    fs::write(tmp.path().join("bom.json"), br#"{"bomFormat":"CycloneDX"}"#).unwrap();
+    let layout = tmp.path().join("l");
+    build(
+        &[
+            &format!("--binary=linux/amd64={}", f.amd64.display()),
+            &format!(
+                "--sbom=linux/amd64={}",
+                tmp.path().join("bom.json").display()
+            ),
+        ],
+        &layout,
+    );
+    let top = json(&fs::read(layout.join("index.json")).unwrap());
+    let sbom_manifest = json(&blob(
+        &layout,
+        top["manifests"][1]["digest"].as_str().unwrap(),
+    ));
+    let document = sbom_manifest["layers"][0]["digest"].as_str().unwrap();
+    let path = layout
+        .join("blobs/sha256")
+        .join(&document["sha256:".len()..]);
+    fs::write(&path, br#"{"bomFormat":"CycloneDx"}"#).unwrap();
+    let reg = Registry::start(Auth::None);
+    let imt = "application/vnd.oci.image.index.v1+json";
+    let latest = |reg: &Registry| manifest_request(reg, "HEAD", "bad/app", "latest", imt, b"");
+
+    let home = tempfile::tempdir().unwrap();
+    let o = run(ironstar()
+        .env("HOME", home.path())
+        .env("DOCKER_CONFIG", home.path().join(".docker"))
+        .args(["push", "--plain-http", "--repository"])
+        .arg(format!("{}/bad/app", reg.addr()))
+        .arg("--layout")
+        .arg(&layout));
+    let log = stderr(&o);
+    assert!(!o.status.success(), "{log}");
+    assert!(log.contains("SBOM") && log.contains("--no-sbom"), "{log}");
+    assert_eq!(latest(&reg), 404, "no tag moved: {log}");
+    let index = top["manifests"][0]["digest"].as_str().unwrap();
+    let head = manifest_request(&reg, "HEAD", "bad/app", index, imt, b"");
+    assert_eq!(head, 200, "the image itself went up before the SBOMs");
+
+    push(&layout, &reg, "bad/app", &["--no-sbom"]);
+    assert_eq!(latest(&reg), 200);
 }
 
 #[test]

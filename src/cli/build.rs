@@ -180,13 +180,14 @@ fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
 /// Build, then push what was built: the same image file, tags and layout.
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
     let report = run(&args.build, quiet)?;
-    let push = super::push::PushArgs {
-        image_file: args.build.image_file.clone(),
-        layout: Some(report.output.clone()),
-        tags: report.tags.clone(),
-        cache: args.build.cache.clone(),
-        registry: args.registry,
-        no_sbom: args.build.sbom.no_sbom,
-    };
-    super::push::run_with(&push, quiet)
+    let spec = args
+        .build
+        .image_file
+        .as_deref()
+        .map(ImageSpec::load)
+        .transpose()?;
+    let plan =
+        ironstar::push::Plan::built(&report, spec.as_ref(), args.registry.repository.as_deref())?;
+    let no_sbom = args.build.sbom.no_sbom;
+    super::push::run_plan(plan, &args.registry, &args.build.cache, no_sbom, quiet)
 }

@@ -4,10 +4,9 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ironstar::layout::{Layout, LayoutError};
-use ironstar::push::{push, ProgressMode, PushOptions};
+use ironstar::push::{push, Plan, ProgressMode, PushOptions};
 use ironstar::registry::client::DEFAULT_MAX_ATTEMPTS;
-use ironstar::registry::{Credential, Reference};
+use ironstar::registry::Credential;
 use ironstar::spec::ImageSpec;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -15,10 +14,12 @@ pub struct PushArgs {
     /// Image definition file, e.g. images/ironstar.toml (supplies repository, tags and the
     /// default layout target/oci/<name>).
     pub image_file: Option<PathBuf>,
-    /// The OCI layout to push [default: target/oci/<name> of the image file].
-    #[arg(long)]
-    pub layout: Option<PathBuf>,
-    /// Tag to point at the pushed index (repeatable; replaces the image file's tags).
+    /// The OCI layout to push, and which of its images when it holds several (DIR:TAG)
+    /// [default: target/oci/<name> of the image file].
+    #[arg(long, value_name = "DIR[:TAG]")]
+    pub layout: Option<String>,
+    /// Remote tag to point at the pushed index (repeatable; replaces the image file's tags;
+    /// default: the image's tags in the layout). It never chooses the local image: --layout DIR:TAG does.
     #[arg(
         long = "tag",
         short = 't',
@@ -60,7 +61,8 @@ pub struct RegistryArgs {
     /// Blobs uploaded in parallel.
     #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: u64,
-    /// Try a cross-repository mount of each blob from this repository of the same registry.
+    /// Try a cross-repository mount of each blob from this repository of the same registry,
+    /// given by its path (e.g. org/base).
     #[arg(long, value_name = "REPO")]
     pub mount_from: Option<String>,
     /// Username for the registry (with --password-stdin).
@@ -79,56 +81,33 @@ pub struct RegistryArgs {
     pub max_attempts: u32,
 }
 
-/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout. `quiet` (the global `-q`) silencing the per-step lines and progress bars.
+/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout. `quiet` (the global `-q`)
+/// silences the per-step lines and progress bars.
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     let spec = args
         .image_file
         .as_deref()
         .map(ImageSpec::load)
         .transpose()?;
-    let layout = match (&args.layout, &spec) {
-        (Some(l), _) => l.clone(),
-        (None, Some(s)) => PathBuf::from("target/oci").join(&s.name),
-        (None, None) => bail!("nothing to push: give an image file or --layout DIR"),
-    };
-    // An empty --repository / $IRONSTAR_REPOSITORY (an action input left blank) means unset.
-    let flag_repository = args.registry.repository.as_ref().filter(|r| !r.is_empty());
-    let repository = match (flag_repository, spec.as_ref().and_then(|s| s.repository.as_ref())) {
-        (Some(r), _) | (None, Some(r)) => r.clone(),
-        (None, None) => bail!(
-            "no repository to push to: pass --repository REGISTRY/REPO or set `repository` in the image file"
-        ),
-    };
-    let mut repository = Reference::parse(&repository)?;
-    let flag_tags = tag_list(&args.tags);
-    let mut tags: Vec<String> = if !flag_tags.is_empty() {
-        flag_tags
-    } else if let Some(s) = &spec {
-        s.tags.clone()
-    } else {
-        Vec::new()
-    };
-    if let Some(t) = repository.tag.take() {
-        if !tags.contains(&t) {
-            tags.push(t);
-        }
-    }
-    // Which image of the layout: the only one, or the one the first tag names.
-    let opened = Layout::open(&layout)?;
-    let image = match opened.resolve(None) {
-        Ok(resolved) => {
-            if tags.is_empty() {
-                tags = resolved.tags;
-            }
-            None
-        }
-        Err(LayoutError::Ambiguous(_)) if !tags.is_empty() => Some(tags[0].clone()),
-        Err(e) => return Err(e.into()),
-    };
-    if tags.is_empty() {
-        tags.push("latest".into());
-    }
-    let credential = match (&args.registry.username, args.registry.password_stdin) {
+    let plan = Plan::new(
+        spec.as_ref(),
+        args.layout.as_deref(),
+        args.registry.repository.as_deref(),
+        &tag_list(&args.tags),
+    )?;
+    run_plan(plan, &args.registry, &args.cache, args.no_sbom, quiet)
+}
+
+/// Push `plan` with the registry and cache flags (and the layout's SBOMs unless `no_sbom`):
+/// shared by `push` and `publish`.
+pub fn run_plan(
+    plan: Plan,
+    registry: &RegistryArgs,
+    cache: &super::CacheArgs,
+    no_sbom: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let credential = match (&registry.username, registry.password_stdin) {
         (Some(username), true) => {
             let mut password = String::new();
             std::io::stdin()
@@ -146,23 +125,20 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         _ => None,
     };
     let opts = PushOptions {
-        layout,
-        image,
-        repository,
-        tags,
-        plain_http: args.registry.plain_http,
-        jobs: args.registry.jobs as usize,
-        mount_from: args.registry.mount_from.clone(),
-        cache_dir: args.cache.dir(),
-        chunk_size: args.registry.chunk_size,
+        plain_http: registry.plain_http,
+        jobs: registry.jobs as usize,
+        mount_from: registry.mount_from.clone(),
+        cache_dir: cache.dir(),
+        chunk_size: registry.chunk_size,
         credential,
-        max_attempts: args.registry.max_attempts,
+        max_attempts: registry.max_attempts,
         progress: if quiet {
             ProgressMode::Quiet
         } else {
             ProgressMode::Auto
         },
-        no_sbom: args.no_sbom,
+        no_sbom,
+        ..PushOptions::from_plan(plan)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -28,23 +28,43 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
-/// A parsed, normalised reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
+/// A repository of a registry, without tag or digest: where images are pushed. A reference
+/// (which may carry a tag) where a repository belongs does not compile:
+///
+/// ```compile_fail
+/// use ironstar::registry::{Reference, Repository};
+/// let r: Repository = Reference::parse("ghcr.io/org/app:v1").unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repository {
     /// The registry as users name it (`docker.io`, `ghcr.io`, `localhost:5000`, `[::1]:5000`).
     pub registry: String,
     /// The repository path (`library/alpine`, `org/app`).
-    pub repository: String,
-    pub tag: Option<String>,
+    pub path: String,
+}
+
+/// A tag, checked against the distribution grammar.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+/// A parsed, normalised reference: a repository, and a tag or digest or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub repository: Repository,
+    pub tag: Option<Tag>,
     pub digest: Option<Digest>,
+}
+
+fn reference_error(input: &str, reason: &str) -> ReferenceError {
+    ReferenceError {
+        input: input.chars().take(300).collect(),
+        reason: reason.to_string(),
+    }
 }
 
 impl Reference {
     pub fn parse(input: &str) -> Result<Self, ReferenceError> {
-        let err = |reason: &str| ReferenceError {
-            input: input.chars().take(300).collect(),
-            reason: reason.to_string(),
-        };
+        let err = |reason: &str| reference_error(input, reason);
         if input.is_empty() {
             return Err(err("it is empty"));
         }
@@ -63,34 +83,77 @@ impl Reference {
         let (name, tag) = match rest[last_slash..].rfind(':') {
             Some(i) => {
                 let i = last_slash + i;
-                (&rest[..i], Some(rest[i + 1..].to_string()))
+                (
+                    &rest[..i],
+                    Some(Tag::parse(&rest[i + 1..]).map_err(|r| err(&r))?),
+                )
             }
             None => (rest, None),
         };
-        if let Some(t) = &tag {
-            check_tag(t).map_err(|r| err(&r))?;
-        }
         let (registry, path) = split_domain(name).map_err(|r| err(&r))?;
-        if path.is_empty() {
-            return Err(err("the repository name is empty"));
-        }
-        for component in path.split('/') {
-            check_component(component).map_err(|r| err(&r))?;
-        }
-        let (registry, repository) = match registry {
-            None => (DOCKER_HUB.to_string(), hub_path(path)),
-            Some(r) if is_docker_hub(r) => (DOCKER_HUB.to_string(), hub_path(path)),
-            Some(r) => (r.to_string(), path.to_string()),
+        let registry = match registry {
+            None => DOCKER_HUB,
+            Some(r) if is_docker_hub(r) => DOCKER_HUB,
+            Some(r) => r,
         };
-        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(err("the name is longer than 255 characters"));
-        }
+        let repository = Repository::new(registry, path).map_err(|r| err(&r))?;
         Ok(Reference {
-            registry,
             repository,
             tag,
             digest,
         })
+    }
+}
+
+impl Repository {
+    /// `REGISTRY/PATH` with neither tag nor digest: a reference carrying either is refused, so
+    /// that neither is silently dropped.
+    pub fn parse(input: &str) -> Result<Self, ReferenceError> {
+        let r = Reference::parse(input)?;
+        if r.tag.is_some() || r.digest.is_some() {
+            return Err(reference_error(
+                input,
+                "a repository takes neither a tag nor a digest (tags are given apart)",
+            ));
+        }
+        Ok(r.repository)
+    }
+
+    fn new(registry: &str, path: &str) -> Result<Self, String> {
+        if path.is_empty() {
+            return Err("the repository name is empty".into());
+        }
+        for component in path.split('/') {
+            check_component(component)?;
+        }
+        let path = if registry == DOCKER_HUB {
+            hub_path(path)
+        } else {
+            path.to_string()
+        };
+        if registry.len() + 1 + path.len() > MAX_NAME_LEN {
+            return Err("the name is longer than 255 characters".into());
+        }
+        Ok(Repository {
+            registry: registry.to_string(),
+            path,
+        })
+    }
+
+    /// Another repository of the same registry, named by its path alone (`org/base`). A name
+    /// with a registry host is refused: a blob can only be mounted within one registry.
+    pub fn sibling(&self, path: &str) -> Result<Repository, ReferenceError> {
+        let err = |reason: &str| reference_error(path, reason);
+        if path.contains(['@']) || path.rsplit('/').next().is_some_and(|l| l.contains(':')) {
+            return Err(err("a repository path takes neither a tag nor a digest"));
+        }
+        match split_domain(path).map_err(|r| err(&r))? {
+            (Some(host), _) => Err(err(&format!(
+                "names the registry `{host}`; give a repository of {} by its path alone (e.g. org/app)",
+                self.registry
+            ))),
+            (None, p) => Repository::new(&self.registry, p).map_err(|r| err(&r)),
+        }
     }
 
     /// The host (and port) the registry API is served on.
@@ -107,11 +170,6 @@ impl Reference {
         host_without_port(self.api_host())
     }
 
-    /// `registry/repository`, without tag or digest.
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-
     /// The key credential stores use for this registry (`https://index.docker.io/v1/` for Hub).
     pub fn credential_key(&self) -> String {
         if self.registry == DOCKER_HUB {
@@ -122,9 +180,50 @@ impl Reference {
     }
 }
 
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.path)
+    }
+}
+
+impl Tag {
+    /// Check `t` against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+    pub fn parse(t: &str) -> Result<Tag, String> {
+        let b = t.as_bytes();
+        let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
+        if b.is_empty()
+            || b.len() > 128
+            || !word(b[0])
+            || !b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
+        {
+            return Err(format!(
+                "`{t}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)"
+            ));
+        }
+        Ok(Tag(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for Tag {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Tag, String> {
+        Tag::parse(s)
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.registry, self.repository)?;
+        write!(f, "{}", self.repository)?;
         if let Some(t) = &self.tag {
             write!(f, ":{t}")?;
         }
@@ -263,22 +362,6 @@ fn check_component(c: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Check a tag against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn check_tag(t: &str) -> Result<(), String> {
-    let b = t.as_bytes();
-    let word = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    if b.is_empty()
-        || b.len() > 128
-        || !word(b[0])
-        || !b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
-    {
-        return Err(format!(
-            "`{t}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)"
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,16 +373,22 @@ mod tests {
     #[test]
     fn docker_hub_normalisation() {
         let r = p("alpine");
-        assert_eq!(r.registry, "docker.io");
-        assert_eq!(r.repository, "library/alpine");
-        assert_eq!(r.api_host(), "registry-1.docker.io");
+        assert_eq!(r.repository.registry, "docker.io");
+        assert_eq!(r.repository.path, "library/alpine");
+        assert_eq!(r.repository.api_host(), "registry-1.docker.io");
         assert_eq!(r.to_string(), "docker.io/library/alpine");
-        assert_eq!(p("user/app:1.0").repository, "user/app");
-        assert_eq!(p("user/app:1.0").tag.as_deref(), Some("1.0"));
-        assert_eq!(p("index.docker.io/alpine").repository, "library/alpine");
-        assert_eq!(p("docker.io/library/alpine").registry, "docker.io");
+        assert_eq!(p("user/app:1.0").repository.path, "user/app");
+        assert_eq!(p("user/app:1.0").tag.as_ref().map(Tag::as_str), Some("1.0"));
         assert_eq!(
-            p("docker.io/alpine").credential_key(),
+            p("index.docker.io/alpine").repository.path,
+            "library/alpine"
+        );
+        assert_eq!(
+            p("docker.io/library/alpine").repository.registry,
+            "docker.io"
+        );
+        assert_eq!(
+            p("docker.io/alpine").repository.credential_key(),
             "https://index.docker.io/v1/"
         );
     }
@@ -308,27 +397,27 @@ mod tests {
     fn registries_ports_and_ipv6() {
         let r = p("ghcr.io/org/app:v1");
         assert_eq!(
-            (r.registry.as_str(), r.repository.as_str()),
+            (r.repository.registry.as_str(), r.repository.path.as_str()),
             ("ghcr.io", "org/app")
         );
         let r = p("localhost:5000/app");
-        assert_eq!(r.registry, "localhost:5000");
-        assert_eq!(r.host_only(), "localhost");
+        assert_eq!(r.repository.registry, "localhost:5000");
+        assert_eq!(r.repository.host_only(), "localhost");
         assert_eq!(r.tag, None);
         let r = p("localhost/app:tag");
-        assert_eq!(r.registry, "localhost");
+        assert_eq!(r.repository.registry, "localhost");
         let r = p("127.0.0.1:5000/a/b/c:t@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(r.registry, "127.0.0.1:5000");
-        assert_eq!(r.repository, "a/b/c");
-        assert_eq!(r.tag.as_deref(), Some("t"));
+        assert_eq!(r.repository.registry, "127.0.0.1:5000");
+        assert_eq!(r.repository.path, "a/b/c");
+        assert_eq!(r.tag.as_ref().map(Tag::as_str), Some("t"));
         assert!(r.digest.is_some());
         let r = p("[::1]:5000/app:v2");
-        assert_eq!(r.registry, "[::1]:5000");
-        assert_eq!(r.host_only(), "::1");
-        assert!(is_loopback(r.host_only()));
-        assert_eq!(p("[fe80::1]/app").registry, "[fe80::1]");
+        assert_eq!(r.repository.registry, "[::1]:5000");
+        assert_eq!(r.repository.host_only(), "::1");
+        assert!(is_loopback(r.repository.host_only()));
+        assert_eq!(p("[fe80::1]/app").repository.registry, "[fe80::1]");
         assert_eq!(
-            p("my-reg.example.com:443/x_y__z/a-b--c.d").repository,
+            p("my-reg.example.com:443/x_y__z/a-b--c.d").repository.path,
             "x_y__z/a-b--c.d"
         );
         assert!(is_loopback("127.0.0.1"));
@@ -359,7 +448,29 @@ mod tests {
         }
         let long = format!("ghcr.io/{}", "a".repeat(260));
         assert!(Reference::parse(&long).is_err());
-        assert!(check_tag(&"t".repeat(128)).is_ok());
-        assert!(check_tag(&"t".repeat(129)).is_err());
+        assert!(Tag::parse(&"t".repeat(128)).is_ok());
+        assert!(
+            Repository::parse("ghcr.io/org/app:v1").is_err(),
+            "a tag where a repository belongs"
+        );
+        assert!(Repository::parse("ghcr.io/org/app").is_ok());
+        assert!(Tag::parse(&"t".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn mount_sources_are_paths_of_the_same_registry() {
+        let here = Repository::parse("127.0.0.1:5000/b/second").unwrap();
+        let s = here.sibling("a/first").unwrap();
+        assert_eq!(s.to_string(), "127.0.0.1:5000/a/first");
+        for bad in [
+            "ghcr.io/a/first",
+            "localhost:5000/a",
+            "a/first:v1",
+            "a/Upper",
+        ] {
+            assert!(here.sibling(bad).is_err(), "accepted `{bad}`");
+        }
+        let hub = Repository::parse("docker.io/user/app").unwrap();
+        assert_eq!(hub.sibling("alpine").unwrap().path, "library/alpine");
     }
 }

@@ -9,7 +9,7 @@ use super::artifact::{self, digest_at, parse};
 use super::{SbomError, MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
 use crate::digest::Digest;
 use crate::layout::Layout;
-use crate::registry::{find_credential, ClientOptions, Reference, Repository};
+use crate::registry::{find_credential, Client, ClientOptions, Reference, Tag, Target};
 
 /// An SBOM is read into memory: bounded.
 pub const MAX_DOCUMENT: usize = 64 << 20;
@@ -89,13 +89,13 @@ pub fn from_layout(dir: &Path, platform: Option<&str>) -> Result<Vec<u8>, SbomEr
 
 /// The referrers of `subject` in `repo`: the API's index when there is one, else the referrers
 /// tag's; an empty list when neither.
-pub async fn referrers_of(repo: &Repository, subject: &Digest) -> Result<Vec<Value>, SbomError> {
+pub async fn referrers_of(repo: &Client, subject: &Digest) -> Result<Vec<Value>, SbomError> {
     let index = match repo.referrers(subject).await? {
         Some(b) => Some(b),
-        None => repo
-            .get_manifest(&super::push::fallback_tag(subject))
-            .await?
-            .map(|(_, b)| b),
+        None => {
+            let tag = super::push::fallback_tag(subject);
+            repo.get_manifest(Target::Tag(&tag)).await?.map(|m| m.bytes)
+        }
     };
     let Some(index) = index else {
         return Ok(Vec::new());
@@ -110,25 +110,28 @@ pub async fn from_registry(
     plain_http: bool,
     platform: Option<&str>,
 ) -> Result<Vec<u8>, SbomError> {
-    let credential =
-        find_credential(reference, None).map_err(|e| SbomError::NotFound(e.to_string()))?;
-    let repo = Repository::new(
-        reference,
+    let credential = find_credential(&reference.repository, None)
+        .map_err(|e| SbomError::NotFound(e.to_string()))?;
+    let repo = Client::new(
+        &reference.repository,
         ClientOptions {
             plain_http,
             credential,
+            pull_only: true,
             ..Default::default()
         },
     )?;
+    let latest = Tag::parse("latest").expect("a valid tag");
     let wanted = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".to_string(),
+        (Some(d), _) => Target::Digest(d),
+        (None, Some(t)) => Target::Tag(t),
+        (None, None) => Target::Tag(&latest),
     };
-    let (_, top) = repo
-        .get_manifest(&wanted)
+    let top = repo
+        .get_manifest(wanted)
         .await?
-        .ok_or_else(|| SbomError::NotFound(format!("{reference}: no such image")))?;
+        .ok_or_else(|| SbomError::NotFound(format!("{reference}: no such image")))?
+        .bytes;
     let v = parse(&format!("{reference}"), &top)?;
     let manifests: Vec<_> = match v["manifests"].as_array() {
         Some(list) => list
@@ -149,12 +152,13 @@ pub async fn from_registry(
         })
         .ok_or_else(|| SbomError::NotFound(format!("{reference}: no SBOM for {subject}")))?;
     let digest = digest_at(&entry, "referrers index")?;
-    let (_, manifest) = repo
-        .get_manifest(&digest.to_string())
+    let manifest = repo
+        .get_manifest(Target::Digest(&digest))
         .await?
         .ok_or_else(|| {
             SbomError::NotFound(format!("{reference}: SBOM manifest {digest} is missing"))
-        })?;
+        })?
+        .bytes;
     let m = parse(&format!("manifest {digest}"), &manifest)?;
     if digest_at(&m["subject"], "SBOM manifest")? != subject {
         return Err(SbomError::NotFound(format!(

@@ -11,11 +11,13 @@ use super::SbomError;
 use crate::digest::Digest;
 use crate::image::canonical;
 use crate::layout::{Descriptor, Layout, ResolvedImage, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
-use crate::registry::Repository;
+use crate::registry::client::short;
+use crate::registry::{Client, Tag, Target};
 
-/// The referrers tag of `subject`: `sha256-<hex>`.
-pub fn fallback_tag(subject: &Digest) -> String {
-    format!("{}-{}", subject.algorithm(), subject.hex())
+/// The referrers tag of `subject`: `sha256-<hex>` (a [`Digest`] is sha256 only).
+pub fn fallback_tag(subject: &Digest) -> Tag {
+    Tag::parse(&format!("sha256-{}", subject.hex()))
+        .expect("an algorithm, a dash and hex digits make a valid tag")
 }
 
 /// What [`push_sboms`] did.
@@ -48,7 +50,7 @@ pub fn sboms_of(layout: &Layout, image: &ResolvedImage) -> Result<Vec<LocalSbom>
 
 /// Push each SBOM of `image` (after its platform manifests are in the registry).
 pub async fn push_sboms(
-    repo: &Repository,
+    repo: &Client,
     layout: &Layout,
     image: &ResolvedImage,
     line: &(dyn Fn(String) + Sync),
@@ -57,15 +59,19 @@ pub async fn push_sboms(
     let mut api: Option<bool> = None;
     for sbom in sboms_of(layout, image)? {
         let digest = &sbom.referrer.digest;
-        if repo.manifest_digest(&digest.to_string()).await?.is_some() {
+        if repo
+            .manifest_digest(Target::Digest(digest))
+            .await?
+            .is_some()
+        {
             out.existing += 1;
         } else {
             let subject_indexed = push_one(repo, layout, &sbom).await?;
             out.pushed += 1;
             line(format!(
                 "sbom {} -> {} pushed",
-                crate::registry::client::short(digest),
-                crate::registry::client::short(&sbom.subject)
+                short(digest),
+                short(&sbom.subject)
             ));
             if subject_indexed {
                 api = Some(true);
@@ -86,7 +92,7 @@ pub async fn push_sboms(
 }
 
 /// Blobs, then the manifest; whether the registry said `OCI-Subject`.
-async fn push_one(repo: &Repository, layout: &Layout, sbom: &LocalSbom) -> Result<bool, SbomError> {
+async fn push_one(repo: &Client, layout: &Layout, sbom: &LocalSbom) -> Result<bool, SbomError> {
     let empty = Descriptor {
         media_type: artifact::MEDIA_TYPE_EMPTY.to_string(),
         digest: Digest::of(artifact::EMPTY),
@@ -109,16 +115,16 @@ async fn push_one(repo: &Repository, layout: &Layout, sbom: &LocalSbom) -> Resul
     }
     let d = &sbom.referrer.digest;
     Ok(repo
-        .put_manifest_subject(&d.to_string(), MEDIA_TYPE_MANIFEST, &sbom.manifest, d)
+        .put_manifest_subject(Target::Digest(d), MEDIA_TYPE_MANIFEST, &sbom.manifest, d)
         .await?)
 }
 
 /// Add `sbom` to its subject's referrers tag unless it is listed there; whether the tag moved.
-async fn add_to_fallback(repo: &Repository, sbom: &LocalSbom) -> Result<bool, SbomError> {
+async fn add_to_fallback(repo: &Client, sbom: &LocalSbom) -> Result<bool, SbomError> {
     let tag = fallback_tag(&sbom.subject);
-    let current = repo.get_manifest(&tag).await?;
+    let current = repo.get_manifest(Target::Tag(&tag)).await?;
     let mut index = match &current {
-        Some((_, bytes)) => artifact::parse(&format!("referrers tag {tag}"), bytes)?,
+        Some(m) => artifact::parse(&format!("referrers tag {tag}"), &m.bytes)?,
         None => json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": []}),
     };
     let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
@@ -135,7 +141,12 @@ async fn add_to_fallback(repo: &Repository, sbom: &LocalSbom) -> Result<bool, Sb
     }
     list.push(sbom.referrer.descriptor_json());
     let bytes = canonical(&index);
-    repo.put_manifest(&tag, MEDIA_TYPE_INDEX, &bytes, &Digest::of(&bytes))
-        .await?;
+    repo.put_manifest(
+        Target::Tag(&tag),
+        MEDIA_TYPE_INDEX,
+        &bytes,
+        &Digest::of(&bytes),
+    )
+    .await?;
     Ok(true)
 }

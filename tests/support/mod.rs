@@ -3,6 +3,8 @@
 //! all traffic stays on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod cli;
+pub mod fake;
 pub mod proxy;
 pub mod registry;
 pub mod token;

@@ -28,6 +28,11 @@ pub struct Faults {
     /// Answer 413 to a blob upload `PUT` whose body is larger than this (0: no limit), as ACR
     /// does to large monolithic uploads.
     pub max_blob_put: usize,
+    /// Forward only the first half of each blob `PATCH` (its `Content-Length` and
+    /// `Content-Range` rewritten to match), as a registry that keeps less than it was sent.
+    pub halve_patches: bool,
+    /// Answer 403 DENIED to every cross-repository mount request.
+    pub refuse_mounts: bool,
     /// Answer a manifest `PUT` with a `subject` with `OCI-Subject`, as a registry with the
     /// referrers API does.
     pub oci_subject: bool,
@@ -210,6 +215,12 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
         );
         return Ok(());
     }
+    if f.refuse_mounts && method == "POST" && path.contains("mount=") {
+        read_body(&mut conn, &mut body, content_length)?;
+        let what = format!("{method} {short_path}");
+        refuse(&mut conn, s, &s.faults, &what, "403 Forbidden", "");
+        return Ok(());
+    }
     let fault = f.fail_rate > 0.0 && uniform(f.seed, n) < f.fail_rate;
     if fault {
         s.faults.fetch_add(1, Ordering::SeqCst);
@@ -262,6 +273,9 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
         }
     }
     read_body(&mut conn, &mut body, content_length)?;
+    if f.halve_patches && upload && method == "PATCH" && content_length >= 2 {
+        forwarded = halve(&forwarded, &mut body);
+    }
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     up.set_read_timeout(Some(Duration::from_secs(60)))?;
     up.write_all(forwarded.as_bytes())?;
@@ -351,4 +365,30 @@ fn read_body(conn: &mut TcpStream, body: &mut Vec<u8>, len: usize) -> std::io::R
     }
     body.truncate(len);
     Ok(())
+}
+
+/// The request head for the first half of `body` (which is cut to it): `Content-Length` and
+/// `Content-Range` (`start-end`) rewritten.
+fn halve(head: &str, body: &mut Vec<u8>) -> String {
+    let keep = body.len() / 2;
+    body.truncate(keep);
+    head.split("\r\n")
+        .map(|l| match l.split_once(':') {
+            Some((n, _)) if n.eq_ignore_ascii_case("content-length") => {
+                format!("Content-Length: {keep}")
+            }
+            Some((n, v)) if n.eq_ignore_ascii_case("content-range") => {
+                let start: usize = v
+                    .trim()
+                    .split('-')
+                    .next()
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+                format!("Content-Range: {start}-{}", start + keep - 1)
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }

@@ -16,6 +16,8 @@ use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 
 pub const SERVICE: &str = "ironstar-test-registry";
 pub const ISSUER: &str = "ironstar-test-issuer";
+/// How long past `exp` distribution still takes a token.
+const LEEWAY: u64 = 60;
 
 pub struct TokenServer {
     pub port: u16,
@@ -45,6 +47,13 @@ pub fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 impl TokenServer {
     pub fn start(user: &str, password: &str) -> TokenServer {
+        Self::start_with_lifetime(user, password, Duration::from_secs(600))
+    }
+
+    /// Tokens that the registry refuses `lifetime` (to a second later) after they were issued,
+    /// and that say so in `expires_in`. distribution accepts a token up to 60 s past its `exp`
+    /// (clock skew), so `exp` is set that much earlier.
+    pub fn start_with_lifetime(user: &str, password: &str, lifetime: Duration) -> TokenServer {
         let dir = tempfile::tempdir().unwrap();
         openssl(
             dir.path(),
@@ -102,7 +111,9 @@ impl TokenServer {
                     Ok((mut conn, _)) => {
                         let _ = conn.set_nonblocking(false);
                         let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                        let _ = serve(&mut conn, &key, &rng, &x5c, &expected, &iss, &reqs);
+                        let _ = serve(
+                            &mut conn, &key, &rng, &x5c, &expected, &iss, &reqs, lifetime,
+                        );
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -161,6 +172,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     conn: &mut TcpStream,
     key: &EcdsaKeyPair,
@@ -169,6 +181,7 @@ fn serve(
     expected_auth: &str,
     issued: &Mutex<Vec<String>>,
     requests: &Mutex<Vec<String>>,
+    lifetime: Duration,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -235,7 +248,7 @@ fn serve(
     let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [x5c]});
     let claims = serde_json::json!({
         "iss": ISSUER, "sub": "tester", "aud": SERVICE,
-        "exp": now + 600, "nbf": now - 60, "iat": now,
+        "exp": (now + 1 + lifetime.as_secs()).saturating_sub(LEEWAY), "nbf": now - 60, "iat": now,
         "jti": format!("{:016x}", fastrand::u64(..)),
         "access": access,
     });
@@ -248,6 +261,6 @@ fn serve(
     let token = format!("{signing_input}.{}", b64url(sig.as_ref()));
     issued.lock().unwrap().push(token.clone());
     let body =
-        serde_json::json!({"token": token, "access_token": token, "expires_in": 600}).to_string();
+        serde_json::json!({"token": token, "access_token": token, "expires_in": lifetime.as_secs()}).to_string();
     reply(conn, "200 OK", &body)
 }

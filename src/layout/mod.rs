@@ -8,12 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::digest::{Digest, HashWriter};
+use crate::digest::Digest;
+
+mod write;
+pub use write::{BlobWriter, LayoutWriter};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -65,7 +68,9 @@ pub enum LayoutError {
         tag: String,
         present: String,
     },
-    #[error("{0}: index.json lists several images and none was chosen; pass --tag")]
+    #[error(
+        "{0}: index.json lists several images and none was chosen; name one as --layout DIR:TAG"
+    )]
     Ambiguous(PathBuf),
     #[error("{0} exists and is not an OCI image layout; refusing to replace it (choose another --output)")]
     WouldClobber(PathBuf),
@@ -77,212 +82,6 @@ fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayoutError {
     let path = path.into();
     move |source| LayoutError::Io { path, source }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Writing
-
-/// A layout under construction in a temporary directory beside its destination.
-pub struct LayoutWriter {
-    tmp: tempfile::TempDir,
-    output: PathBuf,
-}
-
-impl LayoutWriter {
-    /// Start a layout that [`commit`](Self::commit) will move to `output`. Refuses an `output`
-    /// that exists, is not empty and is not a layout: replacing it would lose someone's files.
-    pub fn create(output: &Path) -> Result<Self> {
-        check_replaceable(output)?;
-        let name = output
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "layout".into());
-        let parent = match output.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
-        remove_stale_temporaries(&parent, &name);
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-{}.", std::process::id()))
-            .tempdir_in(&parent)
-            .map_err(io_err(&parent))?;
-        let blobs = tmp.path().join("blobs/sha256");
-        fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-        let marker = tmp.path().join(OCI_LAYOUT_FILE);
-        fs::write(&marker, OCI_LAYOUT_CONTENT).map_err(io_err(&marker))?;
-        Ok(LayoutWriter {
-            tmp,
-            output: output.to_path_buf(),
-        })
-    }
-
-    /// A writer for one blob; it is named by its digest when finished.
-    pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let dir = self.tmp.path().join("blobs/sha256");
-        let (file, tmp_path) = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir))?
-            .keep()
-            .map_err(|e| LayoutError::Io {
-                path: dir.clone(),
-                source: e.error,
-            })?;
-        Ok(BlobWriter {
-            inner: HashWriter::new(BufWriter::with_capacity(1 << 20, file)),
-            tmp_path,
-            dir,
-        })
-    }
-
-    /// Store `bytes` as a blob and return its digest.
-    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
-        let mut w = self.blob_writer()?;
-        w.write_all(bytes).map_err(io_err(&w.tmp_path))?;
-        Ok(w.finish()?.0)
-    }
-
-    /// Where the blob `digest` is (or will be) in the layout under construction.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.tmp.path().join("blobs/sha256").join(digest.hex())
-    }
-
-    /// Store a blob already on disk whose digest is known (a cached layer). A blob already in the
-    /// layout (two platforms sharing a layer) is left alone: it may be `src` itself, hard-linked,
-    /// and copying a file onto itself truncates it.
-    pub fn put_blob_file(&self, src: &Path, digest: &Digest) -> Result<()> {
-        let dest = self.blob_path(digest);
-        let want = fs::metadata(src).map_err(io_err(src))?.len();
-        if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == want) {
-            return Ok(());
-        }
-        // A hard link costs nothing when the cache is on the same file system.
-        match fs::hard_link(src, &dest) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Present but of the wrong size: replace it, never write through it.
-                fs::remove_file(&dest).map_err(io_err(&dest))?;
-            }
-            Err(_) => {}
-        }
-        // Across file systems: a copy under a temporary name, renamed into place whole.
-        let dir = self.tmp.path().join("blobs/sha256");
-        let tmp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir))?;
-        fs::copy(src, tmp.path()).map_err(io_err(src))?;
-        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
-        Ok(())
-    }
-
-    /// Write `index.json` and move the finished layout to its destination.
-    pub fn commit(self, index_json: &[u8]) -> Result<PathBuf> {
-        let index = self.tmp.path().join("index.json");
-        fs::write(&index, index_json).map_err(io_err(&index))?;
-        let staged = self.tmp.keep();
-        if let Err(e) = swap_into_place(&staged, &self.output) {
-            let _ = fs::remove_dir_all(&staged);
-            return Err(e);
-        }
-        Ok(self.output)
-    }
-}
-
-fn check_replaceable(output: &Path) -> Result<()> {
-    match fs::symlink_metadata(output) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(output)(e)),
-        Ok(m) if m.is_dir() => {
-            let empty = fs::read_dir(output)
-                .map_err(io_err(output))?
-                .next()
-                .is_none();
-            if empty || output.join(OCI_LAYOUT_FILE).is_file() {
-                Ok(())
-            } else {
-                Err(LayoutError::WouldClobber(output.to_path_buf()))
-            }
-        }
-        Ok(_) => Err(LayoutError::WouldClobber(output.to_path_buf())),
-    }
-}
-
-/// Put `staged` at `output`. An existing layout is swapped with the new one in one step
-/// (`renameat2` with `RENAME_EXCHANGE`) and then removed; where the system cannot exchange, it is
-/// moved aside first and removed after. A kill at any point leaves either the old or the new
-/// layout at `output` (in the fallback, for an instant between two renames, nothing), never a
-/// mixture.
-fn swap_into_place(staged: &Path, output: &Path) -> Result<()> {
-    if fs::symlink_metadata(output).is_err() {
-        return fs::rename(staged, output).map_err(io_err(output));
-    }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::fs::{renameat_with, RenameFlags, CWD};
-        if renameat_with(CWD, staged, CWD, output, RenameFlags::EXCHANGE).is_ok() {
-            let _ = fs::remove_dir_all(staged); // now the previous layout
-            return Ok(());
-        }
-    }
-    let aside = staged.with_extension("old");
-    fs::rename(output, &aside).map_err(io_err(output))?;
-    if let Err(e) = fs::rename(staged, output) {
-        let _ = fs::rename(&aside, output);
-        return Err(io_err(output)(e));
-    }
-    let _ = fs::remove_dir_all(&aside);
-    Ok(())
-}
-
-/// Remove temporaries left beside `name` by builds that were killed: those whose process is gone.
-fn remove_stale_temporaries(parent: &Path, name: &str) {
-    let prefix = format!(".{name}.tmp-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file_name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let pid = rest.split('.').next().unwrap_or("");
-        if !pid.is_empty() && !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-/// A blob being written; hashed on the way to disk.
-pub struct BlobWriter {
-    inner: HashWriter<BufWriter<File>>,
-    tmp_path: PathBuf,
-    dir: PathBuf,
-}
-
-impl BlobWriter {
-    /// Flush, name the blob by its digest, and return digest and size.
-    pub fn finish(self) -> Result<(Digest, u64)> {
-        let (buf, digest, size) = self.inner.finish();
-        buf.into_inner()
-            .map_err(|e| io_err(&self.tmp_path)(e.into_error()))?;
-        let dest = self.dir.join(digest.hex());
-        fs::rename(&self.tmp_path, &dest).map_err(io_err(&dest))?;
-        Ok((digest, size))
-    }
-}
-
-impl Write for BlobWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading
 
 /// A content descriptor as read from a layout, its digest already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +185,7 @@ impl Layout {
         })
     }
 
+    /// The layout's directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -600,45 +400,4 @@ fn descriptor(path: &Path, d: RawDescriptor) -> Result<Descriptor> {
             None => format!("{}/{}", p.os, p.architecture),
         }),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refuses_to_clobber_a_non_layout_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
-        let err = LayoutWriter::create(dir.path()).err().unwrap();
-        assert!(matches!(err, LayoutError::WouldClobber(_)), "{err}");
-        assert!(dir.path().join("precious.txt").exists());
-    }
-
-    #[test]
-    fn commit_replaces_a_previous_layout_and_drop_leaves_nothing() {
-        let parent = tempfile::tempdir().unwrap();
-        let out = parent.path().join("img");
-        let w = LayoutWriter::create(&out).unwrap();
-        let d = w.put_blob(b"one").unwrap();
-        w.commit(b"{\"schemaVersion\":2,\"manifests\":[]}").unwrap();
-        assert!(out.join("blobs/sha256").join(d.hex()).is_file());
-
-        // A second writer dropped without commit leaves the first layout as it was.
-        let w = LayoutWriter::create(&out).unwrap();
-        w.put_blob(b"two").unwrap();
-        drop(w);
-        assert!(out.join("blobs/sha256").join(d.hex()).is_file());
-        let names: Vec<_> = fs::read_dir(parent.path()).unwrap().flatten().collect();
-        assert_eq!(names.len(), 1, "temporaries left: {names:?}");
-
-        let w = LayoutWriter::create(&out).unwrap();
-        let d2 = w.put_blob(b"two").unwrap();
-        w.commit(b"{\"schemaVersion\":2,\"manifests\":[]}").unwrap();
-        assert!(!out.join("blobs/sha256").join(d.hex()).exists());
-        assert!(out.join("blobs/sha256").join(d2.hex()).is_file());
-        // The previous layout, swapped out, is gone too.
-        let names: Vec<_> = fs::read_dir(parent.path()).unwrap().flatten().collect();
-        assert_eq!(names.len(), 1, "left beside the layout: {names:?}");
-    }
 }

@@ -1,0 +1,200 @@
+//! Manifests and indexes: resolve, fetch and put by tag or digest (learning from `OCI-Subject`
+//! whether the registry indexes subjects), and the referrers API.
+
+use std::fmt;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::client::Client;
+use super::error::RegistryError;
+use super::reference::Tag;
+use super::transport::{header_str, read_at_most};
+use crate::digest::Digest;
+use crate::layout::{
+    MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+};
+
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+/// The largest manifest or index read: the limit most registries share.
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// What a manifest is stored under: a tag, or its digest. A digest where a tag belongs does not
+/// compile:
+///
+/// ```compile_fail
+/// use ironstar::registry::Target;
+/// let digest = ironstar::Digest::of(b"{}");
+/// let _ = Target::Tag(&digest);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Tag(&'a Tag),
+    Digest(&'a Digest),
+}
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tag(t) => t.fmt(f),
+            Target::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+impl<'a> From<&'a Tag> for Target<'a> {
+    fn from(t: &'a Tag) -> Self {
+        Target::Tag(t)
+    }
+}
+
+impl<'a> From<&'a Digest> for Target<'a> {
+    fn from(d: &'a Digest) -> Self {
+        Target::Digest(d)
+    }
+}
+
+/// A manifest as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub media_type: String,
+    pub digest: Digest,
+    pub bytes: Bytes,
+}
+
+fn accept_manifests() -> HeaderValue {
+    let all = [
+        MEDIA_TYPE_INDEX,
+        MEDIA_TYPE_MANIFEST,
+        MEDIA_TYPE_DOCKER_LIST,
+        MEDIA_TYPE_DOCKER_MANIFEST,
+    ];
+    HeaderValue::from_str(&all.join(", ")).expect("ascii")
+}
+
+impl Client {
+    fn manifest_url(&self, target: Target<'_>) -> Url {
+        self.repo_url(&format!("manifests/{target}"))
+    }
+
+    /// The digest `target` resolves to, or `None` when the registry has no such manifest.
+    pub async fn manifest_digest(&self, target: Target<'_>) -> Result<Option<Digest>> {
+        let head = self
+            .transport
+            .request(Method::HEAD, self.manifest_url(target));
+        let Some(resp) = head
+            .header(ACCEPT, accept_manifests())
+            .send_unless_404()
+            .await?
+        else {
+            return Ok(None);
+        };
+        match header_str(&resp, DOCKER_CONTENT_DIGEST).map(Digest::parse) {
+            Some(Ok(d)) => Ok(Some(d)),
+            // Without a usable header, fetch the manifest and hash it.
+            _ => Ok(self.get_manifest(target).await?.map(|m| m.digest)),
+        }
+    }
+
+    /// The manifest or index `target` names, or `None` when the registry has none.
+    pub async fn get_manifest(&self, target: Target<'_>) -> Result<Option<Fetched>> {
+        let url = self.manifest_url(target);
+        let get = self.transport.request(Method::GET, url.clone());
+        let Some(resp) = get
+            .header(ACCEPT, accept_manifests())
+            .send_unless_404()
+            .await?
+        else {
+            return Ok(None);
+        };
+        let media_type = header_str(&resp, "content-type")
+            .unwrap_or_default()
+            .to_string();
+        let bytes = read_at_most(resp, &url, MAX_MANIFEST).await?;
+        let digest = Digest::of(&bytes);
+        if let Target::Digest(want) = target {
+            if *want != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {want}"),
+                    expected: want.clone(),
+                    got: digest.to_string(),
+                });
+            }
+        }
+        Ok(Some(Fetched {
+            media_type,
+            digest,
+            bytes,
+        }))
+    }
+
+    /// `PUT` a manifest's exact bytes under `target` and check the digest the registry
+    /// computed against `digest`. A manifest with a `subject` is put the same way.
+    pub async fn put_manifest(
+        &self,
+        target: Target<'_>,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<()> {
+        self.put_manifest_subject(target, media_type, bytes, digest)
+            .await
+            .map(drop)
+    }
+
+    /// [`put_manifest`](Self::put_manifest), returning whether the registry answered with an
+    /// `OCI-Subject` header: it indexed the manifest's `subject`, so it has the referrers API.
+    pub async fn put_manifest_subject(
+        &self,
+        target: Target<'_>,
+        media_type: &str,
+        bytes: &[u8],
+        digest: &Digest,
+    ) -> Result<bool> {
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| {
+            RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
+        })?;
+        let resp = self
+            .transport
+            .request(Method::PUT, self.manifest_url(target))
+            .header(CONTENT_TYPE, content_type)
+            .bytes(Bytes::copy_from_slice(bytes))
+            .ok(&[StatusCode::CREATED, StatusCode::OK])
+            .send()
+            .await?;
+        match header_str(&resp, DOCKER_CONTENT_DIGEST) {
+            Some(got) if got != digest.to_string() => Err(RegistryError::DigestMismatch {
+                what: format!("manifest {target}"),
+                expected: digest.clone(),
+                got: got.chars().take(100).collect(),
+            }),
+            _ => Ok(header_str(&resp, "oci-subject").is_some()),
+        }
+    }
+
+    /// `GET /v2/<name>/referrers/<digest>`: the image index of the manifests whose `subject` is
+    /// `digest`, or `None` when the registry has no referrers API: a 404, a 400 or 405 (how some
+    /// registries answer an unknown route), or a 200 that is not an image index.
+    pub async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>> {
+        let url = self.repo_url(&format!("referrers/{digest}"));
+        let get = self.transport.request(Method::GET, url.clone());
+        let accept = HeaderValue::from_static(MEDIA_TYPE_INDEX);
+        let resp = match get.header(ACCEPT, accept).send_unless_404().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Ok(None),
+            Err(e) if matches!(e.status(), Some(400 | 405)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let is_index =
+            header_str(&resp, "content-type").is_some_and(|t| t.starts_with(MEDIA_TYPE_INDEX));
+        if !is_index {
+            return Ok(None);
+        }
+        Ok(Some(read_at_most(resp, &url, MAX_MANIFEST).await?))
+    }
+}

@@ -1,0 +1,362 @@
+//! Blobs: `HEAD`, cross-repository mount, upload (one monolithic `PUT`, or `PATCH` chunks that
+//! follow the registry's `Range`), and the bounded `GET` of a small one (an SBOM).
+
+use std::path::Path;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, Response, StatusCode};
+use tracing::warn;
+use url::Url;
+
+use super::client::{short, Client};
+use super::error::{redact_url, RegistryError};
+use super::reference::Repository;
+use super::transport::{header_str, read_at_most, ProgressFn};
+use crate::digest::Digest;
+
+/// The chunk size when a registry refuses a blob in one `PUT` (413, as ACR does above ~20 MB):
+/// below ghcr.io's per-request limit (a `PATCH` near 4 MiB gets 416 there).
+pub const DEFAULT_CHUNK_SIZE: u64 = 3 << 20;
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+/// `PATCH`es in a row of which the registry kept nothing before the upload is given up.
+const MAX_STALLS: u32 = 3;
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// How a blob got into the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    Existed,
+    Mounted,
+    Uploaded,
+}
+
+/// An upload session: where to send the bytes, and the least a chunk may be.
+struct Session {
+    location: Url,
+    min_chunk: Option<u64>,
+}
+
+enum Mount {
+    Mounted,
+    Session(Session),
+    Refused,
+}
+
+fn octet_stream() -> HeaderValue {
+    HeaderValue::from_static("application/octet-stream")
+}
+
+impl Client {
+    /// Whether the repository holds the blob.
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        self.head_blob(digest, false).await
+    }
+
+    /// A blob of at most `max` bytes, checked against its digest; an error when absent.
+    pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Bytes> {
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let get = self.transport.request(Method::GET, url.clone());
+        let Some(resp) = get
+            .header(ACCEPT, HeaderValue::from_static("*/*"))
+            .send_unless_404()
+            .await?
+        else {
+            return Err(RegistryError::Protocol(format!(
+                "blob {digest}: not in the registry"
+            )));
+        };
+        let bytes = read_at_most(resp, &url, max).await?;
+        let got = Digest::of(&bytes);
+        if &got != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {digest}"),
+                expected: digest.clone(),
+                got: got.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn head_blob(&self, digest: &Digest, once: bool) -> Result<bool> {
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let mut req = self.transport.request(Method::HEAD, url);
+        if once {
+            req = req.once();
+        }
+        Ok(req.send_unless_404().await?.is_some())
+    }
+
+    /// Put the blob at `path` into the repository: a cross-repository mount from `mount_from`
+    /// when given, else (or when the mount is refused) an upload. A broken upload is restarted
+    /// from a fresh session after checking whether the blob landed anyway; the requests of one
+    /// attempt are not retried by themselves.
+    pub async fn push_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        mount_from: Option<&Repository>,
+        progress: Option<ProgressFn>,
+    ) -> Result<BlobOutcome> {
+        let what = format!("upload of blob {}", short(digest));
+        let attempts = self.transport.max_attempts();
+        self.transport
+            .retrying(&what, attempts, |attempt| {
+                let progress = progress.clone();
+                async move {
+                    if attempt > 1 && self.head_blob(digest, true).await? {
+                        return Ok(BlobOutcome::Existed);
+                    }
+                    if let Some(p) = &progress {
+                        p(0);
+                    }
+                    let session = match mount_from.filter(|m| **m != self.repository) {
+                        Some(from) => match self.try_mount(digest, from).await? {
+                            Mount::Mounted => return Ok(BlobOutcome::Mounted),
+                            Mount::Session(s) => s,
+                            Mount::Refused => self.start_upload().await?,
+                        },
+                        None => self.start_upload().await?,
+                    };
+                    self.upload(digest, size, path, session, progress).await?;
+                    Ok(BlobOutcome::Uploaded)
+                }
+            })
+            .await
+    }
+
+    /// Send the bytes into `session`: chunks when asked for, else one `PUT`, falling back to
+    /// chunks when the registry refuses that as too large (ACR's 413).
+    async fn upload(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        session: Session,
+        progress: Option<ProgressFn>,
+    ) -> Result<()> {
+        let chunk = self
+            .chunk_size
+            .map(|c| c.max(session.min_chunk.unwrap_or(0)));
+        if let Some(chunk) = chunk.filter(|c| size > *c) {
+            return self
+                .put_chunked(digest, size, path, session.location, chunk, progress)
+                .await;
+        }
+        match self
+            .put_monolithic(digest, size, path, session.location, progress.clone())
+            .await
+        {
+            Err(e) if e.status() == Some(413) && size > 1 => {
+                warn!(
+                    "blob {}: 413 for one PUT; uploading in chunks instead",
+                    short(digest)
+                );
+                let session = self.start_upload().await?;
+                let chunk = size.div_ceil(2).min(DEFAULT_CHUNK_SIZE);
+                self.put_chunked(digest, size, path, session.location, chunk, progress)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_mount(&self, digest: &Digest, from: &Repository) -> Result<Mount> {
+        let mut url = self.repo_url("blobs/uploads/");
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", &from.path);
+        let scopes = vec![
+            format!("repository:{}:pull,push", self.repository.path),
+            format!("repository:{}:pull", from.path),
+        ];
+        let sent = self
+            .transport
+            .request(Method::POST, url.clone())
+            .scopes(scopes)
+            .ok(&[StatusCode::CREATED, StatusCode::ACCEPTED])
+            .once()
+            .send()
+            .await;
+        // A refused mount is no reason to fail the push (Harbor even answers 401 for a missing
+        // source): upload instead, and say so, since the user asked for a mount.
+        let refused = |why: String| {
+            warn!(
+                "blob {}: mount from {from} refused ({why}); uploading it instead",
+                short(digest)
+            );
+            Ok(Mount::Refused)
+        };
+        match sent {
+            Ok(resp) if resp.status() == StatusCode::CREATED => Ok(Mount::Mounted),
+            Ok(resp) => Ok(Mount::Session(session(&url, &resp)?)),
+            Err(RegistryError::Auth(m)) => refused(m),
+            Err(e @ RegistryError::Status { status, .. })
+                if !matches!(status, 408 | 429) && status < 500 =>
+            {
+                refused(e.to_string())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_upload(&self) -> Result<Session> {
+        let url = self.repo_url("blobs/uploads/");
+        let resp = self
+            .transport
+            .request(Method::POST, url.clone())
+            .ok(&[StatusCode::ACCEPTED])
+            .once()
+            .send()
+            .await?;
+        session(&url, &resp)
+    }
+
+    async fn put_monolithic(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        location: Url,
+        progress: Option<ProgressFn>,
+    ) -> Result<()> {
+        let resp = self
+            .transport
+            .request(Method::PUT, with_digest(location, digest))
+            .header(CONTENT_TYPE, octet_stream())
+            .file(path, 0, size, progress)
+            .ok(&[StatusCode::CREATED])
+            .once()
+            .send()
+            .await?;
+        check_blob_digest(&resp, digest)
+    }
+
+    /// `PATCH` chunks, each starting where the registry's `Range` says its copy ends (a registry
+    /// may keep less than a chunk), then the closing `PUT`.
+    async fn put_chunked(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        mut location: Url,
+        chunk: u64,
+        progress: Option<ProgressFn>,
+    ) -> Result<()> {
+        let mut offset = 0;
+        let mut stalls = 0;
+        while offset < size {
+            let end = offset + chunk.min(size - offset);
+            // `start-end`, inclusive, without a `bytes ` prefix: what distribution and ACR take.
+            let range = HeaderValue::from_str(&format!("{offset}-{}", end - 1)).expect("ascii");
+            let resp = self
+                .transport
+                .request(Method::PATCH, location.clone())
+                .header(CONTENT_TYPE, octet_stream())
+                .header(reqwest::header::CONTENT_RANGE, range)
+                .file(path, offset, end - offset, progress.clone())
+                // ECR answers 201 where the spec says 202.
+                .ok(&[StatusCode::ACCEPTED, StatusCode::CREATED])
+                .once()
+                .send()
+                .await?;
+            if let Some(loc) = header_str(&resp, "location") {
+                location = join_location(&location, loc)?;
+            }
+            let kept = header_str(&resp, "range")
+                .and_then(range_end)
+                .unwrap_or(end);
+            if kept > end {
+                return Err(RegistryError::Protocol(format!(
+                    "PATCH {}: the registry says it holds {kept} bytes of the blob, {end} were sent",
+                    redact_url(&location)
+                )));
+            }
+            if kept < end {
+                warn!(
+                    "blob {}: the registry kept {kept} of {end} bytes; sending from there",
+                    short(digest)
+                );
+            }
+            stalls = if kept <= offset { stalls + 1 } else { 0 };
+            if stalls >= MAX_STALLS {
+                return Err(RegistryError::Protocol(format!(
+                    "PATCH {}: the registry kept none of {MAX_STALLS} chunks in a row",
+                    redact_url(&location)
+                )));
+            }
+            offset = kept;
+        }
+        let resp = self
+            .transport
+            .request(Method::PUT, with_digest(location, digest))
+            .header(CONTENT_TYPE, octet_stream())
+            .ok(&[StatusCode::CREATED])
+            .once()
+            .send()
+            .await?;
+        check_blob_digest(&resp, digest)
+    }
+}
+
+/// The upload session a `POST` (or a mount that became an upload) answered.
+fn session(request_url: &Url, resp: &Response) -> Result<Session> {
+    let loc = header_str(resp, "location").ok_or_else(|| {
+        RegistryError::Protocol(format!(
+            "POST {}: upload session started without a Location",
+            redact_url(request_url)
+        ))
+    })?;
+    Ok(Session {
+        location: join_location(request_url, loc)?,
+        min_chunk: header_str(resp, "oci-chunk-min-length").and_then(|v| v.trim().parse().ok()),
+    })
+}
+
+/// A `Location` is opaque: relative, absolute, on another host; its query is kept.
+fn join_location(base: &Url, loc: &str) -> Result<Url> {
+    base.join(loc)
+        .map_err(|e| RegistryError::Protocol(format!("upload Location is not a URL: {e}")))
+}
+
+fn with_digest(mut location: Url, digest: &Digest) -> Url {
+    location
+        .query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
+    location
+}
+
+/// The byte after the last one a `Range: 0-N` (or `bytes=0-N`) header says the registry holds.
+fn range_end(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let v = v.strip_prefix("bytes=").unwrap_or(v);
+    let (start, end) = v.split_once('-')?;
+    let (start, end): (u64, u64) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+    (start == 0).then_some(end + 1)
+}
+
+fn check_blob_digest(resp: &Response, digest: &Digest) -> Result<()> {
+    match header_str(resp, DOCKER_CONTENT_DIGEST) {
+        Some(got) if got != digest.to_string() => Err(RegistryError::DigestMismatch {
+            what: format!("blob {digest}"),
+            expected: digest.clone(),
+            got: got.chars().take(100).collect(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range_end("0-1023"), Some(1024));
+        assert_eq!(range_end("bytes=0-9"), Some(10));
+        assert_eq!(range_end("5-9"), None);
+        assert_eq!(range_end("junk"), None);
+    }
+}
