@@ -396,6 +396,7 @@ def ratio_med(rounds, a, b):
 
 def bench_size(size_mb, nrounds, bins, scratch, delay):
     """One input size (MiB, or "fixture" for the real binary) for nrounds rounds."""
+    load_start = os.getloadavg()
     for b in bins.values():  # warm the page cache for everyone alike
         subprocess.run(["cat", b], stdout=subprocess.DEVNULL, check=True)
     lay_i = os.path.join(WORK, "layouts", f"{size_mb}-ironstar")
@@ -443,6 +444,7 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
         "size_mb": size_mb,
         "rounds": nrounds,
         "delay_ms_per_request": delay * 1000,
+        "loadavg_start_end": [load_start, os.getloadavg()],
         "input_bytes_per_platform": {a: os.path.getsize(b) for a, b in bins.items()},
         "layout_blob_bytes": layout_bytes,
         "layer_bytes": {"ironstar": layer_bytes(lay_i), "buildah": layer_bytes(lay_b),
