@@ -325,7 +325,7 @@ def pushed(reg, mark, rc0, wall, rss):
     reqs = reg.proxy.requests_since(mark[1])
     return {"wall": wall, "rss_kib": rss, "uploads": reg.uploads_since(mark[0]),
             "registry_read_bytes": reg.rchar() - rc0, "requests": len(reqs),
-            "round_trips": round_trips([(q[0], q[1]) for q in reqs]),
+            "round_trips": round_trips([(q[0], q[1]) for q in reqs], reg.proxy.delay / 2),
             "log": [f"{(q[0] - reqs[0][0]) * 1000:7.1f} {(q[1] - reqs[0][0]) * 1000:7.1f} ms "
                     f"{q[2]} {q[3]} {q[4]}" for q in reqs]}
 

@@ -18,12 +18,16 @@ HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfe
 CHUNK = 1 << 20
 
 
-def round_trips(spans):
+def round_trips(spans, slack=0.0):
     """The longest chain of requests each starting after the previous one ended: the round trips
-    a client waited for one after another. (Greedy by earliest end is optimal for this.)"""
+    a client waited for one after another. (Greedy by earliest end is optimal for this.) A
+    request counts as after another when it started at most `slack` seconds before that one's
+    recorded end: the end is taken after the proxy has sent the response, so a client's next
+    request can start a fraction of a millisecond "before" it; requests really in flight
+    together overlap by about the whole delay."""
     n, end = 0, float("-inf")
     for start, stop in sorted(spans, key=lambda s: s[1]):
-        if start >= end:
+        if start >= end - slack:
             n, end = n + 1, stop
     return n
 
