@@ -113,8 +113,8 @@ class DelayProxy:
 
 
 def request_body(h):
-    """The request body: a reader of Content-Length bytes, or the whole body when chunked (sent
-    on with a length), or None when there is none."""
+    """The request body: a reader of Content-Length bytes, or a generator of the chunks of a
+    chunked one (sent on chunked, as it arrives), or None when there is none."""
     if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
         def chunks():
             while True:
@@ -125,7 +125,7 @@ def request_body(h):
                     return
                 yield h.rfile.read(size)
                 h.rfile.readline()
-        return b"".join(chunks())
+        return chunks()
     n = int(h.headers.get("Content-Length") or 0)
     if n == 0:
         return None if h.command in ("GET", "HEAD", "DELETE") else b""
