@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""ironstar side-by-side benchmark (issue 7): build vs buildah and vs a sha256+deflate
-floor, push and no-op re-push vs skopeo, peak RSS.  Every figure that matters is a ratio
-of two tools measured in the same round on the same inputs; tools alternate order from
-round to round and the medians over rounds are reported.
+"""ironstar side-by-side benchmark (issues 7 and 15): build vs buildah and vs the deflate
+floor (zlib-rs alone, bench/floor.rs), push and no-op re-push vs skopeo through a proxy that
+adds a round-trip delay to every request (requests and round trips counted), peak RSS.
+Every figure that matters is a ratio of two tools measured in the same round on the same
+inputs; tools alternate order from round to round and the medians over rounds are reported.
 
 Run through bench/run.sh (it builds ironstar first).  Output: a table on stdout and
 target/bench/results.json.
@@ -24,9 +25,14 @@ import tempfile
 import time
 import urllib.request
 
+from delay_proxy import DelayProxy, round_trips
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
 IRONSTAR = os.path.join(ROOT, "target", "release", "ironstar")
+FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
+FIXTURE = os.path.join(ROOT, "bench", "fixture")
+LEVEL = 6  # ironstar's default deflate level, and the floor's
 TIME = "/usr/bin/time"
 ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 MIB = 1 << 20
@@ -59,6 +65,23 @@ def hello_binaries():
                 check=True)
         out[arch] = exe
     return out
+
+
+def fixture_binaries():
+    """The large real binary (issue 15): bench/fixture, a CLI with a few real dependencies,
+    built statically per arch with full debug info (~30 MB; cargo + rust-lld, cached under
+    target/bench/fixture, so only the first run compiles)."""
+    tdir = os.path.join(WORK, "fixture")
+    env = dict(os.environ)
+    cmd = ["cargo", "build", "--release", "--quiet", "--locked", "--target-dir", tdir,
+           "--manifest-path", os.path.join(FIXTURE, "Cargo.toml")]
+    for triple in ARCHES.values():
+        env[f"CARGO_TARGET_{triple.upper().replace('-', '_')}_LINKER"] = "rust-lld"
+        cmd += ["--target", triple]
+    log("  building bench/fixture for both arches (debug info, static musl)")
+    subprocess.run(cmd, env=env, check=True)
+    return {arch: os.path.join(tdir, triple, "release", "bench-fixture")
+            for arch, triple in ARCHES.items()}
 
 
 # Pseudo-random bytes over a 16-symbol alphabet: deflate level 6 gets them to ~57 %,
@@ -94,8 +117,9 @@ def make_input(size_mb, arch, hello):
 # ---------------------------------------------------------------- measuring
 
 
-def timed(cmd, env=None, stdin=None):
-    """Run cmd under GNU time -v; return (wall seconds, peak RSS KiB, stdout)."""
+def timed(cmd, env=None, stdin=None, cpu=None):
+    """Run cmd under GNU time -v; return (wall seconds, peak RSS KiB, stdout). With a dict as
+    `cpu`, its "cpu" key gets the user + system seconds."""
     fd, tf = tempfile.mkstemp(prefix="time-", dir=WORK)
     os.close(fd)
     t0 = time.perf_counter()
@@ -105,24 +129,19 @@ def timed(cmd, env=None, stdin=None):
     if p.returncode != 0:
         raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}\n"
                          f"{p.stdout.decode(errors='replace')}\n{p.stderr.decode(errors='replace')}")
-    rss = 0
+    rss, secs = 0, 0.0
     with open(tf) as f:
         for line in f:
             m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", line)
             if m:
                 rss = int(m.group(1))
+            m = re.search(r"(User|System) time \(seconds\): ([\d.]+)", line)
+            if m:
+                secs += float(m.group(2))
+    if cpu is not None:
+        cpu["cpu"] = secs
     os.unlink(tf)
     return wall, rss, p.stdout.decode()
-
-
-def timed_parallel(cmds):
-    """Run shell commands concurrently (one per core); wall time of the pair."""
-    t0 = time.perf_counter()
-    ps = [subprocess.Popen(["sh", "-c", c]) for c in cmds]
-    for p in ps:
-        if p.wait() != 0:
-            raise SystemExit(f"floor command failed: {cmds}")
-    return time.perf_counter() - t0
 
 
 def rmtree(p):
@@ -142,9 +161,10 @@ def free_port():
 
 
 class Registry:
-    """docker-registry (distribution 2.8) on loopback with a fresh storage dir."""
+    """docker-registry (distribution 2.8) on loopback with a fresh storage dir, reached through
+    a DelayProxy adding `delay` seconds to every request."""
 
-    def __init__(self, name):
+    def __init__(self, name, delay):
         self.dir = os.path.join(WORK, "registry", name)
         rmtree(self.dir)
         os.makedirs(os.path.join(self.dir, "storage"))
@@ -178,10 +198,11 @@ http:
                 if time.time() > deadline or self.proc.poll() is not None:
                     raise SystemExit(f"registry did not start, see {self.logpath}")
                 time.sleep(0.05)
+        self.proxy = DelayProxy(self.port, delay).start()
 
     @property
     def host(self):
-        return f"127.0.0.1:{self.port}"
+        return self.proxy.host
 
     def rchar(self):
         """Bytes the registry process has read (sockets and files) so far."""
@@ -208,6 +229,7 @@ http:
         return n
 
     def stop(self):
+        self.proxy.stop()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -246,8 +268,10 @@ def ironstar_build(bins, out, cache=None):
     cmd += ["--cache-dir", cache] if cache else ["--no-cache"]
     for arch, b in bins.items():
         cmd += ["--binary", f"linux/{arch}={b}"]
-    wall, rss, stdout = timed(cmd)
-    return {"wall": wall, "rss_kib": rss, "digest": stdout.strip().split()[-1]}
+    r = {}
+    r["wall"], r["rss_kib"], stdout = timed(cmd, cpu=r)
+    r["digest"] = stdout.strip().split()[-1]
+    return r
 
 
 def buildah_build(bins, out, scratch):
@@ -285,39 +309,66 @@ def buildah_build(bins, out, scratch):
     return {"wall": wall, "rss_kib": rss}
 
 
-FLOOR_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.py")
-
-
 def floor(bins):
-    """The same hashing and deflating without anything else, one platform a core, both
-    platforms at once; two variants: `sha256sum` + `gzip -6`, and Python's zlib (level 6)
-    + hashlib streamed (floor.py).  The floor is the faster of the two in each round."""
-    gz = timed_parallel(
-        [f"sha256sum '{b}' >/dev/null && gzip -6 -c '{b}' >/dev/null" for b in bins.values()])
-    zl = timed_parallel([f"python3 '{FLOOR_PY}' '{b}' >/dev/null" for b in bins.values()])
-    return {"wall": min(gz, zl), "gzip_wall": gz, "zlib_wall": zl}
+    """Deflate alone (zlib-rs through flate2, level LEVEL, one stream a file, one file a
+    thread: one platform a core, both at once), nothing else: bench/floor.rs."""
+    r = {}
+    r["wall"], r["rss_kib"], out = timed([FLOOR, "--level", str(LEVEL)] + list(bins.values()),
+                                         cpu=r)
+    r["gz_bytes"] = sum(int(line.split()[0]) for line in out.splitlines())
+    return r
+
+
+def pushed(reg, mark, rc0, wall, rss):
+    """A push's figures: time, RSS, blob uploads (registry log), bytes the registry read, and
+    what went through the delay proxy: requests and round trips waited one after another."""
+    reqs = reg.proxy.requests_since(mark[1])
+    return {"wall": wall, "rss_kib": rss, "uploads": reg.uploads_since(mark[0]),
+            "registry_read_bytes": reg.rchar() - rc0, "requests": len(reqs),
+            "round_trips": round_trips([(q[0], q[1]) for q in reqs], reg.proxy.delay / 2),
+            "log": [f"{(q[0] - reqs[0][0]) * 1000:7.1f} {(q[1] - reqs[0][0]) * 1000:7.1f} ms "
+                    f"{q[2]} {q[3]} {q[4]}" for q in reqs]}
 
 
 def ironstar_push(layout, reg):
-    mark, rc0 = reg.log_mark(), reg.rchar()
+    mark, rc0 = (reg.log_mark(), reg.proxy.mark()), reg.rchar()
     wall, rss, stdout = timed([IRONSTAR, "push", "--layout", layout, "--repository",
                                f"{reg.host}/bench", "--tag", "latest", "--plain-http"])
-    return {"wall": wall, "rss_kib": rss, "out": stdout.strip(),
-            "uploads": reg.uploads_since(mark), "registry_read_bytes": reg.rchar() - rc0}
+    return dict(pushed(reg, mark, rc0, wall, rss), out=stdout.strip())
 
 
 def skopeo_push(layout, reg):
-    mark, rc0 = reg.log_mark(), reg.rchar()
+    mark, rc0 = (reg.log_mark(), reg.proxy.mark()), reg.rchar()
     wall, rss, _ = timed(["skopeo", "copy", "--all", "--preserve-digests", "--quiet",
                           "--dest-tls-verify=false", f"oci:{layout}:latest",
                           f"docker://{reg.host}/bench:latest"])
-    return {"wall": wall, "rss_kib": rss,
-            "uploads": reg.uploads_since(mark), "registry_read_bytes": reg.rchar() - rc0}
+    return pushed(reg, mark, rc0, wall, rss)
 
 
-def push_pair(tool, layout, name):
+def layer_bytes(layout):
+    """Sum of the layer sizes an OCI layout's images list (each layer counted once)."""
+    def blob(d):
+        with open(os.path.join(layout, "blobs", *d.split(":"))) as f:
+            return json.load(f)
+    layers, todo = {}, list(blob_index(layout)["manifests"])
+    while todo:
+        d = todo.pop()
+        if "index" in d["mediaType"] or "list" in d["mediaType"]:
+            todo += blob(d["digest"])["manifests"]
+        else:
+            for layer in blob(d["digest"])["layers"]:
+                layers[layer["digest"]] = layer["size"]
+    return sum(layers.values())
+
+
+def blob_index(layout):
+    with open(os.path.join(layout, "index.json")) as f:
+        return json.load(f)
+
+
+def push_pair(tool, layout, name, delay):
     """First push to a fresh registry, then the no-op re-push to the same one."""
-    reg = Registry(name)
+    reg = Registry(name, delay)
     try:
         f = tool(layout, reg)
         r = tool(layout, reg)
@@ -344,8 +395,9 @@ def ratio_med(rounds, a, b):
     return statistics.median(x[a[0]][a[1]] / x[b[0]][b[1]] for x in rounds)
 
 
-def bench_size(size_mb, nrounds, hello, scratch):
-    bins = {a: make_input(size_mb, a, hello[a]) for a in ARCHES}
+def bench_size(size_mb, nrounds, bins, scratch, delay):
+    """One input size (MiB, or "fixture" for the real binary) for nrounds rounds."""
+    load_start = os.getloadavg()
     for b in bins.values():  # warm the page cache for everyone alike
         subprocess.run(["cat", b], stdout=subprocess.DEVNULL, check=True)
     lay_i = os.path.join(WORK, "layouts", f"{size_mb}-ironstar")
@@ -368,44 +420,59 @@ def bench_size(size_mb, nrounds, hello, scratch):
         if i % 2:
             pushers.reverse()
         for name, fn in pushers:
-            first, again = push_pair(fn, lay_i, f"{size_mb}-{name}-{i}")
+            first, again = push_pair(fn, lay_i, f"{size_mb}-{name}-{i}", delay)
             r[f"{name}_push"] = first
             r[f"{name}_repush"] = again
-        log("    build ironstar %.2fs (warm %.3fs) buildah %.2fs floor %.2fs | push ironstar "
-            "%.2fs skopeo %.2fs | re-push ironstar %.3fs skopeo %.3fs" % (
-                r["ironstar"]["wall"], r["ironstar_warm"]["wall"], r["buildah"]["wall"],
-                r["floor"]["wall"],
-                r["ironstar_push"]["wall"], r["skopeo_push"]["wall"],
-                r["ironstar_repush"]["wall"], r["skopeo_repush"]["wall"]))
+        log("    build ironstar %.2fs (cpu %.2fs, warm %.3fs) buildah %.2fs floor %.2fs (cpu %.2fs)"
+            " | push ironstar %.2fs (%d req, %d rt) skopeo %.2fs (%d req, %d rt) | re-push "
+            "ironstar %.3fs (%d req) skopeo %.3fs (%d req)" % (
+                r["ironstar"]["wall"], r["ironstar"]["cpu"], r["ironstar_warm"]["wall"],
+                r["buildah"]["wall"], r["floor"]["wall"], r["floor"]["cpu"],
+                r["ironstar_push"]["wall"], r["ironstar_push"]["requests"],
+                r["ironstar_push"]["round_trips"], r["skopeo_push"]["wall"],
+                r["skopeo_push"]["requests"], r["skopeo_push"]["round_trips"],
+                r["ironstar_repush"]["wall"], r["ironstar_repush"]["requests"],
+                r["skopeo_repush"]["wall"], r["skopeo_repush"]["requests"]))
         rounds.append(r)
     rmtree(os.path.join(scratch, "root"))
     rmtree(os.path.join(scratch, "runroot"))
 
     digests = sorted({r[k]["digest"] for r in rounds for k in ("ironstar", "ironstar_warm")})
-    layer_bytes = sum(
+    layout_bytes = sum(
         os.path.getsize(os.path.join(dp, f))
         for dp, _, fs in os.walk(os.path.join(lay_i, "blobs")) for f in fs)
     s = {
         "size_mb": size_mb,
         "rounds": nrounds,
-        "input_bytes_per_platform": os.path.getsize(bins["amd64"]),
-        "layout_blob_bytes": layer_bytes,
+        "delay_ms_per_request": delay * 1000,
+        "loadavg_start_end": [load_start, os.getloadavg()],
+        "input_bytes_per_platform": {a: os.path.getsize(b) for a, b in bins.items()},
+        "layout_blob_bytes": layout_bytes,
+        "layer_bytes": {"ironstar": layer_bytes(lay_i), "buildah": layer_bytes(lay_b),
+                        "floor_gzip": rounds[-1]["floor"]["gz_bytes"]},
         "ironstar_digests": digests,
         "median_seconds": {
             "ironstar_build": med(rounds, "ironstar", "wall"),
             "ironstar_warm_build": med(rounds, "ironstar_warm", "wall"),
             "buildah_build": med(rounds, "buildah", "wall"),
             "floor": med(rounds, "floor", "wall"),
-            "floor_gzip": med(rounds, "floor", "gzip_wall"),
-            "floor_zlib": med(rounds, "floor", "zlib_wall"),
             "ironstar_push": med(rounds, "ironstar_push", "wall"),
             "skopeo_push": med(rounds, "skopeo_push", "wall"),
             "ironstar_repush": med(rounds, "ironstar_repush", "wall"),
             "skopeo_repush": med(rounds, "skopeo_repush", "wall"),
         },
+        "median_cpu_seconds": {
+            "ironstar_build": med(rounds, "ironstar", "cpu"),
+            "floor": med(rounds, "floor", "cpu"),
+        },
+        "push_requests": {k: med(rounds, k, "requests") for k in PUSHES},
+        "push_round_trips": {k: med(rounds, k, "round_trips") for k in PUSHES},
         "ratios": {
             "build_vs_floor": ratio_med(rounds, ("ironstar", "wall"), ("floor", "wall")),
-            "build_vs_floor_gzip": ratio_med(rounds, ("ironstar", "wall"), ("floor", "gzip_wall")),
+            "build_cpu_vs_floor_cpu": ratio_med(rounds, ("ironstar", "cpu"), ("floor", "cpu")),
+            "build_vs_buildah": ratio_med(rounds, ("ironstar", "wall"), ("buildah", "wall")),
+            "push_vs_skopeo": ratio_med(rounds, ("ironstar_push", "wall"),
+                                        ("skopeo_push", "wall")),
             "buildah_vs_build": ratio_med(rounds, ("buildah", "wall"), ("ironstar", "wall")),
             "buildah_vs_warm_build": ratio_med(rounds, ("buildah", "wall"),
                                                ("ironstar_warm", "wall")),
@@ -441,6 +508,9 @@ def bench_size(size_mb, nrounds, hello, scratch):
     return s
 
 
+PUSHES = ("ironstar_push", "skopeo_push", "ironstar_repush", "skopeo_repush")
+
+
 def machine():
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -468,29 +538,40 @@ def machine():
 
 def table(results):
     lines = []
-    h = ("| size | ironstar build | floor | buildah | build/floor | buildah/build "
-         "| warm build | buildah/warm "
-         "| ironstar push | skopeo push | skopeo/ironstar | re-push | re-push/push "
-         "| skopeo re-push | re-push uploads | RSS build | RSS push |")
+    h = ("| input ×2 | rounds | build (cold) | floor | **build / floor** | CPU build / floor "
+         "| buildah | **build / buildah** | layers ironstar / buildah | warm build "
+         "| push | skopeo push | **push / skopeo** | push requests / round trips "
+         "| skopeo requests / round trips | re-push | re-push requests | RSS build / push |")
     lines.append(h)
     lines.append("|" + "---|" * (h.count("|") - 1))
     for s in results:
-        m, q, rss = s["median_seconds"], s["ratios"], s["peak_rss_mib"]
+        m, q, rss, c = s["median_seconds"], s["ratios"], s["peak_rss_mib"], s["median_cpu_seconds"]
+        req, rt, lb = s["push_requests"], s["push_round_trips"], s["layer_bytes"]
+        name = "fixture" if s["size_mb"] == "fixture" else f"{s['size_mb']} MiB"
+        ins = "/".join(f"{n / 1e6:.1f}" for n in s["input_bytes_per_platform"].values())
         lines.append(
-            f"| {s['size_mb']} MB ×2 ({s['rounds']} rounds) | {m['ironstar_build']:.2f} s "
-            f"| {m['floor']:.2f} s | {m['buildah_build']:.2f} s | **{q['build_vs_floor']:.2f}×** "
-            f"| **{q['buildah_vs_build']:.1f}×** | {m['ironstar_warm_build']:.3f} s "
-            f"| **{q['buildah_vs_warm_build']:.0f}×** | {m['ironstar_push']:.2f} s "
-            f"| {m['skopeo_push']:.2f} s | **{q['skopeo_push_vs_push']:.2f}×** "
-            f"| {m['ironstar_repush']:.3f} s | **{q['repush_vs_push']:.3f}×** "
-            f"| {m['skopeo_repush']:.3f} s | {s['repush_blob_uploads']['ironstar']} "
-            f"| {rss['ironstar_build']:.1f} MiB | {max(rss['ironstar_push'], rss['ironstar_repush']):.1f} MiB |")
+            f"| {name} ({ins} MB) | {s['rounds']} | {m['ironstar_build']:.2f} s "
+            f"(CPU {c['ironstar_build']:.2f} s) | {m['floor']:.2f} s (CPU {c['floor']:.2f} s) "
+            f"| **{q['build_vs_floor']:.2f}×** | {q['build_cpu_vs_floor_cpu']:.2f}× "
+            f"| {m['buildah_build']:.2f} s | **{q['build_vs_buildah']:.3f}×** "
+            f"| {lb['ironstar'] / 1e6:.1f} / {lb['buildah'] / 1e6:.1f} MB "
+            f"| {m['ironstar_warm_build']:.3f} s | {m['ironstar_push']:.2f} s "
+            f"| {m['skopeo_push']:.2f} s | **{q['push_vs_skopeo']:.2f}×** "
+            f"| {req['ironstar_push']:g} / **{rt['ironstar_push']:g}** "
+            f"| {req['skopeo_push']:g} / {rt['skopeo_push']:g} "
+            f"| {m['ironstar_repush']:.3f} s | **{req['ironstar_repush']:g}** "
+            f"| {rss['ironstar_build']:.1f} / "
+            f"{max(rss['ironstar_push'], rss['ironstar_repush']):.1f} MiB |")
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="5,50,500")
+    ap.add_argument("--sizes", default="fixture,5,50,500",
+                    help="MiB per platform of synthetic input, or `fixture` for the real ~30 MB "
+                         "binaries of bench/fixture (default fixture,5,50,500)")
+    ap.add_argument("--delay-ms", type=float, default=20,
+                    help="delay the proxy adds to every registry request (default 20)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rounds-500", type=int, default=3,
                     help="rounds for sizes >= 500 MB (default 3)")
@@ -501,10 +582,15 @@ def main():
     results = []
     try:
         hello = hello_binaries()
-        for size in [int(x) for x in a.sizes.split(",")]:
-            n = a.rounds_500 if size >= 500 else a.rounds
-            log(f"== {size} MB per platform, {n} rounds")
-            results.append(bench_size(size, n, hello, scratch))
+        for size in a.sizes.split(","):
+            if size == "fixture":
+                bins, n = fixture_binaries(), a.rounds
+            else:
+                size = int(size)
+                bins = {arch: make_input(size, arch, hello[arch]) for arch in ARCHES}
+                n = a.rounds_500 if size >= 500 else a.rounds
+            log(f"== {size} per platform, {n} rounds")
+            results.append(bench_size(size, n, bins, scratch, a.delay_ms / 1000))
     finally:
         stop_all()
         # vfs layers can hold read-only dirs; buildah cleans its own storage best
