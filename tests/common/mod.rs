@@ -305,3 +305,35 @@ pub fn layer_entries(gz: &[u8]) -> Vec<(String, u32, u64, u64, u64, Vec<u8>)> {
         })
         .collect()
 }
+
+/// The one line `ironstar build` prints: the index digest.
+pub fn digest_line(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout must be exactly one line: {out:?}");
+    let d = lines[0];
+    assert!(
+        d.len() == 71 && d.starts_with("sha256:") && d[7..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "not a digest: {d}"
+    );
+    d.to_string()
+}
+
+/// Validate every JSON document of a layout against the image-spec schemas, and return the index.
+pub fn validate_layout(dir: &Path) -> serde_json::Value {
+    validate(
+        "image-layout-schema.json",
+        &json(&std::fs::read(dir.join("oci-layout")).unwrap()),
+    );
+    let top = json(&std::fs::read(dir.join("index.json")).unwrap());
+    validate("image-index-schema.json", &top);
+    let index_digest = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let index = json(&blob(dir, &index_digest));
+    validate("image-index-schema.json", &index);
+    for m in index["manifests"].as_array().unwrap() {
+        let manifest = json(&blob(dir, m["digest"].as_str().unwrap()));
+        validate("image-manifest-schema.json", &manifest);
+        let config = json(&blob(dir, manifest["config"]["digest"].as_str().unwrap()));
+        validate("config-schema.json", &config);
+    }
+    index
+}
