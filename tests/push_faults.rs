@@ -433,3 +433,51 @@ fn unreachable_refused_and_malformed_fail_in_one_line() {
     let line = expect_fail(&o, "plain-http with credentials to a remote host");
     assert!(line.contains("plain http"), "{line}");
 }
+
+/// The push's critical path, through a proxy adding 100 ms to each request: a first push to an
+/// empty repository waits for at most 5 round trips one after another (existence checks, upload
+/// sessions, uploads, platform manifests, the index under its tag), a re-push of the same image
+/// for at most 2 (here 1: the index and the tag checked together) and makes 2 requests.
+#[test]
+fn a_first_push_takes_five_round_trips_and_a_repush_one() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(
+        reg.port,
+        Faults {
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    let home = tempfile::tempdir().unwrap();
+    let repo = format!("{}/rtt/app", proxy.addr());
+    let push = || {
+        common::run(push_cmd(home.path()).args(["--repository", &repo, "--plain-http", "-t", "v1"]))
+    };
+    let first = push();
+    expect_ok(&first, "first push");
+    let s = &proxy.stats;
+    let (trips, timeline) = (s.round_trips(), s.timeline());
+    eprintln!("first push: {trips} round trips:\n{}", timeline.join("\n"));
+    assert!(
+        trips <= 5,
+        "first push: {trips} round trips:\n{}",
+        timeline.join("\n")
+    );
+    assert_eq!(skopeo_raw(&reg.addr(), "rtt/app", "v1"), index_bytes());
+
+    s.spans.lock().unwrap().clear();
+    let again = push();
+    expect_ok(&again, "re-push");
+    let (trips, timeline) = (s.round_trips(), s.timeline());
+    eprintln!("re-push: {trips} round trips:\n{}", timeline.join("\n"));
+    assert!(
+        trips <= 2,
+        "re-push: {trips} round trips:\n{}",
+        timeline.join("\n")
+    );
+    assert!(
+        timeline.len() <= 2,
+        "re-push requests:\n{}",
+        timeline.join("\n")
+    );
+}

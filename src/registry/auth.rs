@@ -169,7 +169,7 @@ impl Auth {
         }
     }
 
-    /// Learn the registry's scheme from a `/v2/` ping's challenge.
+    /// Learn the registry's scheme from a challenge (a `/v2/` ping's, or any request's).
     pub fn learn(&self, c: Challenge) -> Result<()> {
         if c == Challenge::Basic && self.credential.is_none() {
             return Err(self.no_credentials());
@@ -244,8 +244,12 @@ impl Auth {
         *self.challenge.lock().unwrap() = Some(c.clone());
         let slot = self.slot(scopes);
         let mut slot = slot.lock().await;
-        if let (Some(t), Some(sent)) = (&slot.token, sent) {
-            let replaced = sent.to_str().ok() != Some(format!("Bearer {}", t.value).as_str());
+        // Another request fetched a token since this one was sent (the first requests of a
+        // push go out together, before any challenge is known): use it, fetch none.
+        if let Some(t) = &slot.token {
+            let replaced = sent.is_none_or(|sent| {
+                sent.to_str().ok() != Some(format!("Bearer {}", t.value).as_str())
+            });
             if replaced && Instant::now() < t.refresh_at {
                 return Ok(());
             }

@@ -100,31 +100,98 @@ impl Client {
         mount_from: Option<&Repository>,
         progress: Option<ProgressFn>,
     ) -> Result<BlobOutcome> {
+        self.put_blob(digest, size, path, mount_from, progress, false)
+            .await
+    }
+
+    /// [`push_blob`](Self::push_blob) unless the repository holds the blob already. Its `HEAD`
+    /// goes together with the `POST` that opens the upload session (or mounts it), so a blob
+    /// the registry lacks costs no round trip more than its upload; the session opened for a
+    /// blob that was there is cancelled.
+    pub async fn ensure_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        mount_from: Option<&Repository>,
+        progress: Option<ProgressFn>,
+    ) -> Result<BlobOutcome> {
+        self.put_blob(digest, size, path, mount_from, progress, true)
+            .await
+    }
+
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        path: &Path,
+        mount_from: Option<&Repository>,
+        progress: Option<ProgressFn>,
+        check_first: bool,
+    ) -> Result<BlobOutcome> {
         let what = format!("upload of blob {}", short(digest));
         let attempts = self.transport.max_attempts();
         self.transport
             .retrying(&what, attempts, |attempt| {
                 let progress = progress.clone();
                 async move {
-                    if attempt > 1 && self.head_blob(digest, true).await? {
-                        return Ok(BlobOutcome::Existed);
-                    }
                     if let Some(p) = &progress {
                         p(0);
                     }
-                    let session = match mount_from.filter(|m| **m != self.repository) {
-                        Some(from) => match self.try_mount(digest, from).await? {
-                            Mount::Mounted => return Ok(BlobOutcome::Mounted),
-                            Mount::Session(s) => s,
-                            Mount::Refused => self.start_upload().await?,
-                        },
-                        None => self.start_upload().await?,
+                    let opened = if check_first || attempt > 1 {
+                        let (exists, opened) = tokio::join!(
+                            self.head_blob(digest, true),
+                            self.open_session(digest, mount_from)
+                        );
+                        if exists? {
+                            if let Ok(Mount::Session(s)) = opened {
+                                self.cancel_upload(s).await;
+                            }
+                            return Ok(BlobOutcome::Existed);
+                        }
+                        opened?
+                    } else {
+                        self.open_session(digest, mount_from).await?
                     };
-                    self.upload(digest, size, path, session, progress).await?;
-                    Ok(BlobOutcome::Uploaded)
+                    match opened {
+                        Mount::Session(session) => {
+                            self.upload(digest, size, path, session, progress).await?;
+                            Ok(BlobOutcome::Uploaded)
+                        }
+                        _ => Ok(BlobOutcome::Mounted),
+                    }
                 }
             })
             .await
+    }
+
+    /// A mount from `mount_from` (another repository), else an upload session.
+    async fn open_session(
+        &self,
+        digest: &Digest,
+        mount_from: Option<&Repository>,
+    ) -> Result<Mount> {
+        if let Some(from) = mount_from.filter(|m| **m != self.repository) {
+            match self.try_mount(digest, from).await? {
+                Mount::Refused => {}
+                m => return Ok(m),
+            }
+        }
+        Ok(Mount::Session(self.start_upload().await?))
+    }
+
+    /// Cancel an upload session that is not needed; a registry that keeps it lets it expire.
+    async fn cancel_upload(&self, session: Session) {
+        let sent = self
+            .transport
+            .request(Method::DELETE, session.location)
+            .ok(&[StatusCode::NO_CONTENT, StatusCode::OK, StatusCode::ACCEPTED])
+            .once()
+            .send_unless_404()
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!("cancelling an unneeded upload session: {e}");
+        }
     }
 
     /// Send the bytes into `session`: chunks when asked for, else one `PUT`, falling back to
