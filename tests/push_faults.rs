@@ -141,14 +141,23 @@ fn tokens_expiring_mid_push_are_renewed_without_resending_blobs() {
         out.trim(),
         format!("{}/slow/app@{}", slow.addr(), layout().1)
     );
-    assert!(took > Duration::from_secs(4), "the push took only {took:?}");
+    assert!(took > Duration::from_secs(3), "the push took only {took:?}");
     let issued = tokens.issued.lock().unwrap().len();
     eprintln!("2-second tokens: {issued} issued for a {took:?} push");
     assert!(issued >= 2, "one token for a {took:?} push");
     let log = slow.stats.log.lock().unwrap().clone();
-    let refused: Vec<_> = log.iter().filter(|l| l.ends_with("-> 401")).collect();
-    // The first request of each scope meets the challenge; none after that.
-    assert!(refused.len() <= 1, "requests refused: {refused:#?}");
+    // The first requests meet the challenge (they go out together, before it is known); none
+    // after the first token.
+    let first_ok = log.iter().position(|l| !l.ends_with("-> 401"));
+    let late = log
+        .iter()
+        .skip(first_ok.unwrap_or(0))
+        .filter(|l| l.ends_with("-> 401"));
+    assert_eq!(
+        late.count(),
+        0,
+        "requests refused after the first token: {log:#?}"
+    );
     assert_eq!(
         slow.stats
             .blob_bytes
