@@ -143,13 +143,15 @@ impl Client {
                             self.head_blob(digest, true),
                             self.open_session(digest, mount_from)
                         );
-                        if exists? {
-                            if let Ok(Mount::Session(s)) = opened {
+                        // A mount that answered first is what the `HEAD` may have seen.
+                        match (exists?, opened) {
+                            (true, Ok(Mount::Session(s))) => {
                                 self.cancel_upload(s).await;
+                                return Ok(BlobOutcome::Existed);
                             }
-                            return Ok(BlobOutcome::Existed);
+                            (true, Err(_)) => return Ok(BlobOutcome::Existed),
+                            (_, opened) => opened?,
                         }
-                        opened?
                     } else {
                         self.open_session(digest, mount_from).await?
                     };
