@@ -307,14 +307,14 @@ fn parallel_first_requests_without_a_ping_share_one_token_fetch() {
     assert_eq!(issued, 1, "{:#?}", fake.state.log.lock().unwrap());
 }
 
-/// `ensure_blob` checks and opens the upload in one go: a blob the registry lacks is uploaded,
+/// `push_blob` checks and opens the upload in one go: a blob the registry lacks is uploaded,
 /// one it holds is not, and the session opened for it is cancelled.
 #[test]
-fn ensure_blob_uploads_only_what_is_missing_and_leaves_no_session_open() {
+fn push_blob_uploads_only_what_is_missing_and_leaves_no_session_open() {
     let fake = FakeRegistry::start(Behaviour::default());
     let c = client(&fake, "ensure/app", None);
     let (_dir, path, digest, bytes) = blob(4096);
-    let ensure = || c.ensure_blob(&digest, bytes.len() as u64, &path, None, None);
+    let ensure = || c.push_blob(&digest, bytes.len() as u64, &path, None, None);
     assert_eq!(rt().block_on(ensure()).unwrap(), BlobOutcome::Uploaded);
     assert_eq!(rt().block_on(ensure()).unwrap(), BlobOutcome::Existed);
     assert_eq!(fake.state.count("PUT /upload"), 1);

@@ -441,7 +441,7 @@ impl BlobPush<'_> {
         let from = self.mount_from.or(known.as_ref());
         let result = self
             .client
-            .ensure_blob(&d.digest, d.size, &path, from, progress)
+            .push_blob(&d.digest, d.size, &path, from, progress)
             .await;
         if let Some(b) = bar {
             b.finish_and_clear();

@@ -51,7 +51,9 @@ fn octet_stream() -> HeaderValue {
 impl Client {
     /// Whether the repository holds the blob.
     pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-        self.head_blob(digest, false).await
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let head = self.transport.request(Method::HEAD, url);
+        Ok(head.send_unless_404().await?.is_some())
     }
 
     /// A blob of at most `max` bytes, checked against its digest; an error when absent.
@@ -79,19 +81,20 @@ impl Client {
         Ok(bytes)
     }
 
-    async fn head_blob(&self, digest: &Digest, once: bool) -> Result<bool> {
+    /// One `HEAD`, not retried by itself (a blob push retries as a whole).
+    async fn head_blob(&self, digest: &Digest) -> Result<bool> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let mut req = self.transport.request(Method::HEAD, url);
-        if once {
-            req = req.once();
-        }
-        Ok(req.send_unless_404().await?.is_some())
+        let head = self.transport.request(Method::HEAD, url).once();
+        Ok(head.send_unless_404().await?.is_some())
     }
 
-    /// Put the blob at `path` into the repository: a cross-repository mount from `mount_from`
-    /// when given, else (or when the mount is refused) an upload. A broken upload is restarted
-    /// from a fresh session after checking whether the blob landed anyway; the requests of one
-    /// attempt are not retried by themselves.
+    /// Put the blob at `path` into the repository unless it holds it already: a
+    /// cross-repository mount from `mount_from` when given, else (or when the mount is refused)
+    /// an upload. The blob's `HEAD` goes together with the `POST` that opens the upload session
+    /// (or mounts it), so a blob the registry lacks costs no round trip more than its upload;
+    /// the session opened for a blob that was there is cancelled. A broken upload is restarted
+    /// from a fresh session, checked the same way (the blob may have landed anyway); the requests
+    /// of one attempt are not retried by themselves.
     pub async fn push_blob(
         &self,
         digest: &Digest,
@@ -100,68 +103,33 @@ impl Client {
         mount_from: Option<&Repository>,
         progress: Option<ProgressFn>,
     ) -> Result<BlobOutcome> {
-        self.put_blob(digest, size, path, mount_from, progress, false)
-            .await
-    }
-
-    /// [`push_blob`](Self::push_blob) unless the repository holds the blob already. Its `HEAD`
-    /// goes together with the `POST` that opens the upload session (or mounts it), so a blob
-    /// the registry lacks costs no round trip more than its upload; the session opened for a
-    /// blob that was there is cancelled.
-    pub async fn ensure_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        path: &Path,
-        mount_from: Option<&Repository>,
-        progress: Option<ProgressFn>,
-    ) -> Result<BlobOutcome> {
-        self.put_blob(digest, size, path, mount_from, progress, true)
-            .await
-    }
-
-    async fn put_blob(
-        &self,
-        digest: &Digest,
-        size: u64,
-        path: &Path,
-        mount_from: Option<&Repository>,
-        progress: Option<ProgressFn>,
-        check_first: bool,
-    ) -> Result<BlobOutcome> {
         let what = format!("upload of blob {}", short(digest));
         let attempts = self.transport.max_attempts();
         self.transport
-            .retrying(&what, attempts, |attempt| {
+            .retrying(&what, attempts, |_| {
                 let progress = progress.clone();
                 async move {
                     if let Some(p) = &progress {
                         p(0);
                     }
-                    let opened = if check_first || attempt > 1 {
-                        let (exists, opened) = tokio::join!(
-                            self.head_blob(digest, true),
-                            self.open_session(digest, mount_from)
-                        );
-                        // A mount that answered first is what the `HEAD` may have seen.
-                        match (exists?, opened) {
-                            (true, Ok(Mount::Session(s))) => {
-                                self.cancel_upload(s).await;
-                                return Ok(BlobOutcome::Existed);
-                            }
-                            (true, Err(_)) => return Ok(BlobOutcome::Existed),
-                            (_, opened) => opened?,
+                    let (exists, opened) = tokio::join!(
+                        self.head_blob(digest),
+                        self.open_session(digest, mount_from)
+                    );
+                    // A mount that answered first is what the `HEAD` may have seen.
+                    let session = match (exists?, opened) {
+                        (true, Ok(Mount::Session(s))) => {
+                            self.cancel_upload(s).await;
+                            return Ok(BlobOutcome::Existed);
                         }
-                    } else {
-                        self.open_session(digest, mount_from).await?
+                        (true, Err(_)) => return Ok(BlobOutcome::Existed),
+                        (_, opened) => match opened? {
+                            Mount::Session(s) => s,
+                            _ => return Ok(BlobOutcome::Mounted),
+                        },
                     };
-                    match opened {
-                        Mount::Session(session) => {
-                            self.upload(digest, size, path, session, progress).await?;
-                            Ok(BlobOutcome::Uploaded)
-                        }
-                        _ => Ok(BlobOutcome::Mounted),
-                    }
+                    self.upload(digest, size, path, session, progress).await?;
+                    Ok(BlobOutcome::Uploaded)
                 }
             })
             .await
