@@ -20,6 +20,7 @@
 
 mod plan;
 mod report;
+mod verify;
 
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
@@ -188,6 +189,8 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     // One round trip: whether the registry holds the index, and where each tag points. No
     // `/v2/` ping before it: its first answer (a 401 challenge, a refused connection, plain
     // http answered to https) tells what the ping would have.
+    // The blobs are hashed meanwhile; nothing of them goes out before that is done.
+    let verification = verify::Verification::start(&layout, &image.blobs);
     let (present, current) = tokio::try_join!(
         client.manifest_digest(Target::Digest(&digest)),
         try_join_all(tags.iter().map(|t| client.manifest_digest(Target::Tag(t)))),
@@ -207,15 +210,16 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     // tag (several tags: by digest, then the tags, so that they move last and together).
     let mut index_by_tag = None;
     if present.is_some() {
+        drop(verification);
         outcome.already_present = true;
         report.line(format!(
             "{name}@{digest} is already in the registry; no blob to send"
         ));
     } else {
-        // Verified before any byte goes out. Not on the no-op path: there nothing local is sent
-        // (the registry holds every blob by digest already), and hashing hundreds of megabytes
-        // would make a re-push as slow as a build.
-        verify_all(&layout, &image.blobs).await?;
+        // Verified before any byte goes out. Not waited for on the no-op path: there nothing
+        // local is sent (the registry holds every blob by digest already), and hashing hundreds
+        // of megabytes would make a re-push as slow as a build.
+        verification.finish().await?;
         let blobs = BlobPush {
             client: &client,
             layout: &layout,
@@ -335,17 +339,6 @@ fn kind_of(media_type: &str) -> &'static str {
     } else {
         "manifest"
     }
-}
-
-/// Hash every blob (in parallel, off the async threads) before anything is sent.
-async fn verify_all(layout: &Layout, blobs: &[Descriptor]) -> Result<(), PushError> {
-    let layout = layout.clone();
-    let blobs = blobs.to_vec();
-    blocking(move || {
-        use rayon::prelude::*;
-        Ok(blobs.par_iter().try_for_each(|d| layout.verify_blob(d))?)
-    })
-    .await
 }
 
 /// The configs and layers of one push, `jobs` at a time.
