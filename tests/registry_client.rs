@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ironstar::registry::{BlobOutcome, Client, ClientOptions, Repository, Tag, Target};
@@ -135,29 +136,6 @@ fn tokens_are_renewed_before_they_expire_and_once_when_revoked() {
 }
 
 #[test]
-fn parallel_requests_share_one_token_fetch() {
-    let fake = FakeRegistry::start(Behaviour {
-        token_lifetime: Some(Duration::from_secs(60)),
-        ..Default::default()
-    });
-    let c = client(&fake, "par/app", None);
-    rt().block_on(async {
-        c.ping().await.unwrap();
-        let digests: Vec<Digest> = (0..8u8).map(|i| Digest::of(&[i])).collect();
-        let all = digests.iter().map(|d| c.blob_exists(d));
-        for r in futures_util::future::join_all(all).await {
-            assert!(!r.unwrap());
-        }
-    });
-    assert_eq!(
-        fake.state
-            .tokens_issued
-            .load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
-}
-
-#[test]
 fn chunks_follow_the_registrys_range() {
     let fake = FakeRegistry::start(Behaviour {
         halve_patches: true,
@@ -284,4 +262,52 @@ fn a_small_blob_is_read_back_and_checked() {
             "{absent}"
         );
     });
+}
+
+/// Parallel requests share one token fetch, with the challenge known from a ping or not (the
+/// first requests of a push go out together, before any challenge is known: all meet a 401).
+fn parallel_heads_share_one_token(ping: bool) {
+    let fake = FakeRegistry::start(Behaviour {
+        token_lifetime: Some(Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let c = client(&fake, "par/app", None);
+    rt().block_on(async {
+        if ping {
+            c.ping().await.unwrap();
+        }
+        let digests: Vec<Digest> = (0..8u8).map(|i| Digest::of(&[i])).collect();
+        let all = digests.iter().map(|d| c.blob_exists(d));
+        for r in futures_util::future::join_all(all).await {
+            assert!(!r.unwrap());
+        }
+    });
+    let issued = fake.state.tokens_issued.load(Ordering::SeqCst);
+    assert_eq!(issued, 1, "{:#?}", fake.state.log.lock().unwrap());
+}
+
+#[test]
+fn parallel_requests_share_one_token_fetch() {
+    parallel_heads_share_one_token(true);
+}
+
+#[test]
+fn parallel_first_requests_without_a_ping_share_one_token_fetch() {
+    parallel_heads_share_one_token(false);
+}
+
+/// `push_blob` checks and opens the upload in one go: a blob the registry lacks is uploaded,
+/// one it holds is not, and the session opened for it is cancelled.
+#[test]
+fn push_blob_uploads_only_what_is_missing_and_leaves_no_session_open() {
+    let fake = FakeRegistry::start(Behaviour::default());
+    let c = client(&fake, "ensure/app", None);
+    let (_dir, path, digest, bytes) = blob(4096);
+    let ensure = || c.push_blob(&digest, bytes.len() as u64, &path, None, None);
+    assert_eq!(rt().block_on(ensure()).unwrap(), BlobOutcome::Uploaded);
+    assert_eq!(rt().block_on(ensure()).unwrap(), BlobOutcome::Existed);
+    assert_eq!(fake.state.count("PUT /upload"), 1);
+    assert_eq!(fake.state.count("DELETE /upload"), 1);
+    assert_eq!(fake.state.open_uploads(), 0);
+    assert_eq!(fake.state.blobs.lock().unwrap()[&digest.to_string()], bytes);
 }

@@ -1,21 +1,26 @@
 //! `ironstar push`: send one image of an OCI layout to a registry.
 //!
-//! Order, so that a failure anywhere before the tags never moves a tag:
+//! Order, so that a failure anywhere before the tags never moves a tag, and in as few round
+//! trips as that allows (a first push: 5; a re-push of what the registry holds: 1):
 //! 1. the layout's index and manifests are read and checked (digests are `sha256:` + 64 hex);
-//! 2. the registry is pinged (reachability, auth scheme);
+//! 2. one round trip asks whether the registry holds the index and where each tag points (no
+//!    `/v2/` ping: the first answer carries the auth challenge, or the connection error);
 //! 3. if the registry already holds the index, nothing is sent but the tags that differ;
 //! 4. otherwise every blob is verified against its digest before the first byte goes out, then
-//!    every config and layer (`HEAD` first, skip what is there; mount from `--mount-from` or from
-//!    the repository the cache says holds it; parallel uploads), then each platform manifest by
-//!    digest, then the index by digest, each checked against the `Docker-Content-Digest` the
-//!    registry answers;
+//!    every config and layer, in parallel: its `HEAD` together with the `POST` that opens its
+//!    upload (a mount from `--mount-from` or from the repository the cache says holds it), then
+//!    its one `PUT` unless it was there; then the platform manifests by digest, together; then
+//!    the index, each checked against the `Docker-Content-Digest` the registry answers. The
+//!    index goes up under its tag directly when there is one tag to move and no SBOM to push
+//!    (that `PUT` is then the last step, as a tag's is), else by digest;
 //! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]);
-//! 6. only then each tag, skipping those that already point at the index.
+//! 6. only then the tags that differ, together.
 //!
 //! Files are read, credential helpers run and cache records written off the async threads.
 
 mod plan;
 mod report;
+mod verify;
 
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
@@ -24,11 +29,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use futures_util::future::try_join_all;
 use futures_util::stream::{self, TryStreamExt as _};
 
 use crate::cache::PushedBlobs;
 use crate::digest::Digest;
-use crate::layout::{Descriptor, Layout, LayoutError, ResolvedImage};
+use crate::layout::{Descriptor, Layout, LayoutError, ManifestBlob, ResolvedImage};
 use crate::registry::client::short;
 use crate::registry::credential::{find_credential, Credential, CredentialError};
 use crate::registry::transport::ProgressFn;
@@ -168,8 +174,6 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
     let name = opts.repository.to_string();
 
     let client = connect(opts).await?;
-    client.ping().await?;
-
     let mut outcome = PushOutcome {
         image: format!("{name}@{digest}"),
         digest: digest.clone(),
@@ -182,20 +186,40 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
         sboms_pushed: 0,
     };
 
-    if client
-        .manifest_digest(Target::Digest(&digest))
-        .await?
-        .is_some()
-    {
+    // One round trip: whether the registry holds the index, and where each tag points. No
+    // `/v2/` ping before it: its first answer (a 401 challenge, a refused connection, plain
+    // http answered to https) tells what the ping would have.
+    // The blobs are hashed meanwhile; nothing of them goes out before that is done.
+    let verification = verify::Verification::start(&layout, &image.blobs);
+    let (present, current) = tokio::try_join!(
+        client.manifest_digest(Target::Digest(&digest)),
+        try_join_all(tags.iter().map(|t| client.manifest_digest(Target::Tag(t)))),
+    )?;
+    let mut moving = Vec::new();
+    for (tag, at) in tags.into_iter().zip(current) {
+        if at.as_ref() == Some(&digest) {
+            report.line(format!("tag {tag} already points at {}", short(&digest)));
+            outcome.tags_unchanged.push(tag);
+        } else {
+            moving.push(tag);
+        }
+    }
+
+    let sboms = !opts.no_sbom && has_sboms(&layout, &image).await?;
+    // The index goes up under its one tag directly when nothing has to come between it and the
+    // tag (several tags: by digest, then the tags, so that they move last and together).
+    let mut index_by_tag = None;
+    if present.is_some() {
+        drop(verification);
         outcome.already_present = true;
         report.line(format!(
             "{name}@{digest} is already in the registry; no blob to send"
         ));
     } else {
-        // Verified before any byte goes out. Not on the no-op path: there nothing local is sent
-        // (the registry holds every blob by digest already), and hashing hundreds of megabytes
-        // would make a re-push as slow as a build.
-        verify_all(&layout, &image.blobs).await?;
+        // Verified before any byte goes out. Not waited for on the no-op path: there nothing
+        // local is sent (the registry holds every blob by digest already), and hashing hundreds
+        // of megabytes would make a re-push as slow as a build.
+        verification.finish().await?;
         let blobs = BlobPush {
             client: &client,
             layout: &layout,
@@ -204,16 +228,28 @@ pub async fn push(opts: &PushOptions) -> Result<PushOutcome, PushError> {
             report: &report,
         };
         blobs.run(&image.blobs, &mut outcome).await?;
-        push_manifests(&client, &image, &report).await?;
+        put_all(&client, &image.manifests, None, &report).await?;
+        if moving.len() == 1 && !sboms {
+            index_by_tag = moving.pop();
+        }
+        put_all(
+            &client,
+            std::slice::from_ref(&image.top),
+            index_by_tag.as_ref(),
+            &report,
+        )
+        .await?;
     }
 
-    if !opts.no_sbom {
+    if sboms {
         let line = |m: String| report.line(m);
         let sent = crate::sbom::push::push_sboms(&client, &layout, &image, &line).await?;
         outcome.sboms_pushed = sent.pushed;
     }
 
-    point_tags(&client, &image, tags, &report, &mut outcome).await?;
+    outcome.tags_moved.extend(index_by_tag);
+    point_tags(&client, &image, &moving, &report).await?;
+    outcome.tags_moved.extend(moving);
     Ok(outcome)
 }
 
@@ -239,48 +275,39 @@ async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
     .await
 }
 
-/// Point each tag at the index, skipping those that already do.
+/// Point each of `tags` at the index, together (the caller skipped those that already do).
 async fn point_tags(
     client: &Client,
     image: &ResolvedImage,
-    tags: Vec<Tag>,
+    tags: &[Tag],
     report: &Reporter,
-    outcome: &mut PushOutcome,
 ) -> Result<(), PushError> {
     let top = &image.top;
-    let digest = &top.descriptor.digest;
-    for tag in tags {
-        let current = client.manifest_digest(Target::Tag(&tag)).await?;
-        if current.as_ref() == Some(digest) {
-            report.line(format!("tag {tag} already points at {}", short(digest)));
-            outcome.tags_unchanged.push(tag);
-            continue;
-        }
-        let mt = &top.descriptor.media_type;
+    let (digest, mt) = (&top.descriptor.digest, &top.descriptor.media_type);
+    try_join_all(tags.iter().map(|tag| async move {
         client
-            .put_manifest(Target::Tag(&tag), mt, &top.bytes, digest)
+            .put_manifest(Target::Tag(tag), mt, &top.bytes, digest)
             .await?;
         report.line(format!("tag {tag} -> {}", short(digest)));
-        outcome.tags_moved.push(tag);
-    }
+        Ok::<_, PushError>(())
+    }))
+    .await?;
     Ok(())
 }
 
-/// Each platform manifest by digest, then the index by digest.
-async fn push_manifests(
+/// Each manifest of `manifests` by digest (or, for the one index, under `tag`), together,
+/// each checked against the digest the registry answers.
+async fn put_all(
     client: &Client,
-    image: &ResolvedImage,
+    manifests: &[ManifestBlob],
+    tag: Option<&Tag>,
     report: &Reporter,
 ) -> Result<(), PushError> {
-    for m in image.manifests.iter().chain([&image.top]) {
+    try_join_all(manifests.iter().map(|m| async move {
         let d = &m.descriptor;
+        let target = tag.map_or(Target::Digest(&d.digest), Target::Tag);
         client
-            .put_manifest(
-                Target::Digest(&d.digest),
-                &d.media_type,
-                &m.bytes,
-                &d.digest,
-            )
+            .put_manifest(target, &d.media_type, &m.bytes, &d.digest)
             .await?;
         report.line(format!(
             "{} {} pushed{}",
@@ -291,8 +318,19 @@ async fn push_manifests(
                 .map(|p| format!(" ({p})"))
                 .unwrap_or_default()
         ));
-    }
+        if let Some(tag) = tag {
+            report.line(format!("tag {tag} -> {}", short(&d.digest)));
+        }
+        Ok::<_, PushError>(())
+    }))
+    .await?;
     Ok(())
+}
+
+/// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
+async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
+    let (layout, image) = (layout.clone(), image.clone());
+    blocking(move || Ok(!crate::sbom::push::sboms_of(&layout, &image)?.is_empty())).await
 }
 
 fn kind_of(media_type: &str) -> &'static str {
@@ -301,17 +339,6 @@ fn kind_of(media_type: &str) -> &'static str {
     } else {
         "manifest"
     }
-}
-
-/// Hash every blob (in parallel, off the async threads) before anything is sent.
-async fn verify_all(layout: &Layout, blobs: &[Descriptor]) -> Result<(), PushError> {
-    let layout = layout.clone();
-    let blobs = blobs.to_vec();
-    blocking(move || {
-        use rayon::prelude::*;
-        Ok(blobs.par_iter().try_for_each(|d| layout.verify_blob(d))?)
-    })
-    .await
 }
 
 /// The configs and layers of one push, `jobs` at a time.
@@ -362,11 +389,7 @@ impl BlobPush<'_> {
         done: &AtomicUsize,
         total: usize,
     ) -> Result<BlobOutcome, PushError> {
-        let how = if self.client.blob_exists(&d.digest).await? {
-            BlobOutcome::Existed
-        } else {
-            self.send(d, pushed).await?
-        };
+        let how = self.send(d, pushed).await?;
         if let Some(p) = pushed.cloned() {
             let (digest, here) = (d.digest.clone(), self.opts.repository.path.clone());
             blocking(move || {
@@ -389,7 +412,7 @@ impl BlobPush<'_> {
         Ok(how)
     }
 
-    /// Mount or upload one blob the registry lacks.
+    /// Mount or upload one blob unless the registry holds it (checked in the same round trip).
     async fn send(
         &self,
         d: &Descriptor,

@@ -1,12 +1,14 @@
 //! Answering a registry's `WWW-Authenticate` challenges: Basic credentials, or bearer tokens
 //! from the challenge's realm, cached per scope until shortly before they expire.
 //!
-//! Parallel requests needing the same scope wait for one token fetch. A 401 in the middle of a
-//! push (Docker Hub and ghcr tokens last ~5 minutes) is answered by fetching a new token once.
+//! Parallel requests needing the same scope wait for one token fetch, retried here and shared:
+//! its token, or its failure. A 401 in the middle of a push (Docker Hub and ghcr tokens last
+//! ~5 minutes) is answered by fetching a new token once.
 //! The plain-http rule lives here: a credential goes over plain http to loopback only.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use url::Url;
 use super::credential::{Credential, FoundCredential};
 use super::error::{redact_url, summarise_error_body, RegistryError};
 use super::reference::{host_without_port, is_loopback};
-use super::transport::{read_limited, status_error};
+use super::transport::{read_limited, retrying, status_error};
 
 /// A token whose lifetime the realm does not state is good for 60 s (the token spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -141,6 +143,9 @@ struct Token {
 struct Slot {
     extra_scopes: Vec<String>,
     token: Option<Token>,
+    /// The last fetch's failure, and when: requests that waited for that fetch fail with it
+    /// rather than ask the realm again (the first requests of a push go out together).
+    failed: Option<(Instant, String)>,
 }
 
 /// The registry's auth scheme as learnt from challenges, the credential, and the token cache.
@@ -148,6 +153,8 @@ pub struct Auth {
     http: reqwest::Client,
     credential: Option<FoundCredential>,
     registry: String,
+    /// Attempts of one token fetch (retried here, not by each request that needs the token).
+    max_attempts: u32,
     challenge: Mutex<Option<Challenge>>,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
@@ -159,17 +166,23 @@ impl fmt::Debug for Auth {
 }
 
 impl Auth {
-    pub fn new(http: reqwest::Client, credential: Option<FoundCredential>, registry: &str) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        credential: Option<FoundCredential>,
+        registry: &str,
+        max_attempts: u32,
+    ) -> Self {
         Auth {
             http,
             credential,
             registry: registry.to_string(),
+            max_attempts,
             challenge: Mutex::new(None),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Learn the registry's scheme from a `/v2/` ping's challenge.
+    /// Learn the registry's scheme from a challenge (a `/v2/` ping's, or any request's).
     pub fn learn(&self, c: Challenge) -> Result<()> {
         if c == Challenge::Basic && self.credential.is_none() {
             return Err(self.no_credentials());
@@ -203,18 +216,16 @@ impl Auth {
                 _ => return Ok(None),
             },
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let slot = self.slot(scopes);
+                let (slot, since) = (self.slot(scopes), Instant::now());
                 let mut slot = slot.lock().await;
                 match &slot.token {
                     Some(t) if Instant::now() < t.refresh_at => format!("Bearer {}", t.value),
                     _ => {
                         let wanted = union(scopes, &slot.extra_scopes);
                         let t = self
-                            .fetch_token(&realm, service.as_deref(), &wanted)
+                            .refill(&mut slot, since, &realm, service.as_deref(), &wanted)
                             .await?;
-                        let v = format!("Bearer {}", t.value);
-                        slot.token = Some(t);
-                        v
+                        format!("Bearer {t}")
                     }
                 }
             }
@@ -242,10 +253,14 @@ impl Auth {
             } => (realm, service, scope),
         };
         *self.challenge.lock().unwrap() = Some(c.clone());
-        let slot = self.slot(scopes);
+        let (slot, since) = (self.slot(scopes), Instant::now());
         let mut slot = slot.lock().await;
-        if let (Some(t), Some(sent)) = (&slot.token, sent) {
-            let replaced = sent.to_str().ok() != Some(format!("Bearer {}", t.value).as_str());
+        // Another request fetched a token since this one was sent (the first requests of a
+        // push go out together, before any challenge is known): use it, fetch none.
+        if let Some(t) = &slot.token {
+            let replaced = sent.is_none_or(|sent| {
+                sent.to_str().ok() != Some(format!("Bearer {}", t.value).as_str())
+            });
             if replaced && Instant::now() < t.refresh_at {
                 return Ok(());
             }
@@ -259,8 +274,45 @@ impl Auth {
             .collect();
         slot.extra_scopes = union(&slot.extra_scopes, &asked);
         let wanted = union(scopes, &slot.extra_scopes);
-        slot.token = Some(self.fetch_token(realm, service.as_deref(), &wanted).await?);
-        Ok(())
+        self.refill(&mut slot, since, realm, service.as_deref(), &wanted)
+            .await
+            .map(drop)
+    }
+
+    /// Fetch a token into `slot`, retried, unless a fetch that ended after `since` (while the
+    /// caller waited for the slot) failed: then fail the same way. Returns the token.
+    async fn refill(
+        &self,
+        slot: &mut Slot,
+        since: Instant,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<String> {
+        if let Some((at, message)) = &slot.failed {
+            if *at >= since {
+                return Err(RegistryError::Auth(message.clone()));
+            }
+        }
+        let what = format!("token request to {}", redact_realm(realm));
+        let reached = AtomicBool::new(true);
+        let fetch = |_| self.fetch_token(realm, service, scopes);
+        match retrying(&what, self.max_attempts, &reached, fetch).await {
+            Ok(t) => {
+                let value = t.value.clone();
+                (slot.token, slot.failed) = (Some(t), None);
+                Ok(value)
+            }
+            // Not worth another try by the request: this fetch was retried already.
+            Err(e) => {
+                let message = match e {
+                    RegistryError::Auth(m) => m,
+                    e => format!("{what}: {e}"),
+                };
+                slot.failed = Some((Instant::now(), message.clone()));
+                Err(RegistryError::Auth(message))
+            }
+        }
     }
 
     pub fn no_credentials(&self) -> RegistryError {
@@ -299,8 +351,7 @@ impl Auth {
         ))
     }
 
-    /// One token request for `scopes` to `realm`, with our credentials if we have any. Not
-    /// retried here: a failure fails the request that needed the token, which its caller retries.
+    /// One token request for `scopes` to `realm`, with our credentials if we have any.
     async fn fetch_token(
         &self,
         realm: &str,
@@ -390,6 +441,10 @@ impl Auth {
         }
         (Method::GET, rb)
     }
+}
+
+fn redact_realm(realm: &str) -> String {
+    Url::parse(realm).map_or_else(|_| realm.to_string(), |u| redact_url(&u))
 }
 
 fn union(a: &[String], b: &[String]) -> Vec<String> {

@@ -217,7 +217,7 @@ impl Transport {
         let plain_http = base.scheme() == "http";
         let http = build_client(false, plain_http)?;
         Ok(Transport {
-            auth: Auth::new(http.clone(), credential, registry),
+            auth: Auth::new(http.clone(), credential, registry, max_attempts.max(1)),
             upload: build_client(true, plain_http)?,
             http,
             base,
@@ -256,31 +256,12 @@ impl Transport {
 
     /// Run `f` until it succeeds, fails for good, or has run `attempts` times; the one retry
     /// loop of every operation.
-    pub async fn retrying<T, F, Fut>(&self, what: &str, attempts: u32, mut f: F) -> Result<T>
+    pub async fn retrying<T, F, Fut>(&self, what: &str, attempts: u32, f: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut attempt = 1;
-        loop {
-            match f(attempt).await {
-                Ok(v) => return Ok(v),
-                Err(e)
-                    if attempt < attempts
-                        && e.is_retryable(self.reached.load(Ordering::Relaxed)) =>
-                {
-                    let delay = e.retry_after().unwrap_or_else(|| backoff(attempt));
-                    warn!(
-                        "{what}: {e}; retrying in {:.1}s (attempt {}/{attempts})",
-                        delay.as_secs_f64(),
-                        attempt + 1,
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        retrying(what, attempts, &self.reached, f).await
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -426,6 +407,38 @@ impl Request<'_> {
         self.t
             .retrying(&what, self.attempts, |_| self.t.send_once(req))
             .await
+    }
+}
+
+/// Run `f` until it succeeds, fails for good, or has run `attempts` times, waiting between
+/// tries as the error asks (`Retry-After`) or with [`backoff`]; `reached`: whether the server
+/// has answered before (a refused connection is retried only then).
+pub(crate) async fn retrying<T, F, Fut>(
+    what: &str,
+    attempts: u32,
+    reached: &AtomicBool,
+    mut f: F,
+) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f(attempt).await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < attempts && e.is_retryable(reached.load(Ordering::Relaxed)) => {
+                let delay = e.retry_after().unwrap_or_else(|| backoff(attempt));
+                warn!(
+                    "{what}: {e}; retrying in {:.1}s (attempt {}/{attempts})",
+                    delay.as_secs_f64(),
+                    attempt + 1,
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -51,7 +51,9 @@ fn octet_stream() -> HeaderValue {
 impl Client {
     /// Whether the repository holds the blob.
     pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-        self.head_blob(digest, false).await
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let head = self.transport.request(Method::HEAD, url);
+        Ok(head.send_unless_404().await?.is_some())
     }
 
     /// A blob of at most `max` bytes, checked against its digest; an error when absent.
@@ -79,19 +81,20 @@ impl Client {
         Ok(bytes)
     }
 
-    async fn head_blob(&self, digest: &Digest, once: bool) -> Result<bool> {
+    /// One `HEAD`, not retried by itself (a blob push retries as a whole).
+    async fn head_blob(&self, digest: &Digest) -> Result<bool> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let mut req = self.transport.request(Method::HEAD, url);
-        if once {
-            req = req.once();
-        }
-        Ok(req.send_unless_404().await?.is_some())
+        let head = self.transport.request(Method::HEAD, url).once();
+        Ok(head.send_unless_404().await?.is_some())
     }
 
-    /// Put the blob at `path` into the repository: a cross-repository mount from `mount_from`
-    /// when given, else (or when the mount is refused) an upload. A broken upload is restarted
-    /// from a fresh session after checking whether the blob landed anyway; the requests of one
-    /// attempt are not retried by themselves.
+    /// Put the blob at `path` into the repository unless it holds it already: a
+    /// cross-repository mount from `mount_from` when given, else (or when the mount is refused)
+    /// an upload. The blob's `HEAD` goes together with the `POST` that opens the upload session
+    /// (or mounts it), so a blob the registry lacks costs no round trip more than its upload;
+    /// the session opened for a blob that was there is cancelled. A broken upload is restarted
+    /// from a fresh session, checked the same way (the blob may have landed anyway); the requests
+    /// of one attempt are not retried by themselves.
     pub async fn push_blob(
         &self,
         digest: &Digest,
@@ -103,28 +106,62 @@ impl Client {
         let what = format!("upload of blob {}", short(digest));
         let attempts = self.transport.max_attempts();
         self.transport
-            .retrying(&what, attempts, |attempt| {
+            .retrying(&what, attempts, |_| {
                 let progress = progress.clone();
                 async move {
-                    if attempt > 1 && self.head_blob(digest, true).await? {
-                        return Ok(BlobOutcome::Existed);
-                    }
                     if let Some(p) = &progress {
                         p(0);
                     }
-                    let session = match mount_from.filter(|m| **m != self.repository) {
-                        Some(from) => match self.try_mount(digest, from).await? {
-                            Mount::Mounted => return Ok(BlobOutcome::Mounted),
+                    let (exists, opened) = tokio::join!(
+                        self.head_blob(digest),
+                        self.open_session(digest, mount_from)
+                    );
+                    // A mount that answered first is what the `HEAD` may have seen.
+                    let session = match (exists?, opened) {
+                        (true, Ok(Mount::Session(s))) => {
+                            self.cancel_upload(s).await;
+                            return Ok(BlobOutcome::Existed);
+                        }
+                        (true, Err(_)) => return Ok(BlobOutcome::Existed),
+                        (_, opened) => match opened? {
                             Mount::Session(s) => s,
-                            Mount::Refused => self.start_upload().await?,
+                            _ => return Ok(BlobOutcome::Mounted),
                         },
-                        None => self.start_upload().await?,
                     };
                     self.upload(digest, size, path, session, progress).await?;
                     Ok(BlobOutcome::Uploaded)
                 }
             })
             .await
+    }
+
+    /// A mount from `mount_from` (another repository), else an upload session.
+    async fn open_session(
+        &self,
+        digest: &Digest,
+        mount_from: Option<&Repository>,
+    ) -> Result<Mount> {
+        if let Some(from) = mount_from.filter(|m| **m != self.repository) {
+            match self.try_mount(digest, from).await? {
+                Mount::Refused => {}
+                m => return Ok(m),
+            }
+        }
+        Ok(Mount::Session(self.start_upload().await?))
+    }
+
+    /// Cancel an upload session that is not needed; a registry that keeps it lets it expire.
+    async fn cancel_upload(&self, session: Session) {
+        let sent = self
+            .transport
+            .request(Method::DELETE, session.location)
+            .ok(&[StatusCode::NO_CONTENT, StatusCode::OK, StatusCode::ACCEPTED])
+            .once()
+            .send_unless_404()
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!("cancelling an unneeded upload session: {e}");
+        }
     }
 
     /// Send the bytes into `session`: chunks when asked for, else one `PUT`, falling back to

@@ -102,16 +102,15 @@ async fn push_one(repo: &Client, layout: &Layout, sbom: &LocalSbom) -> Result<bo
     };
     for blob in [&empty, &sbom.document] {
         layout.verify_blob(blob)?;
-        if !repo.blob_exists(&blob.digest).await? {
-            repo.push_blob(
-                &blob.digest,
-                blob.size,
-                &layout.blob_path(&blob.digest),
-                None,
-                None,
-            )
-            .await?;
-        }
+        // Skipped (in the same round trip) when the registry holds it.
+        repo.push_blob(
+            &blob.digest,
+            blob.size,
+            &layout.blob_path(&blob.digest),
+            None,
+            None,
+        )
+        .await?;
     }
     let d = &sbom.referrer.digest;
     Ok(repo

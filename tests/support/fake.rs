@@ -58,6 +58,11 @@ impl State {
         self.tokens.lock().unwrap().clear();
     }
 
+    /// Upload sessions started and neither finished nor cancelled.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.lock().unwrap().len()
+    }
+
     pub fn count(&self, needle: &str) -> usize {
         let log = self.log.lock().unwrap();
         log.iter().filter(|l| l.contains(needle)).count()
@@ -274,6 +279,10 @@ fn upload(
     let Some(data) = uploads.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     };
+    if *method == hyper::Method::DELETE {
+        uploads.remove(&id);
+        return reply(StatusCode::NO_CONTENT, &[], Vec::new());
+    }
     if *method == hyper::Method::PATCH {
         let keep = if b.halve_patches && body.len() >= 2 {
             body.len() / 2

@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const WRONG_DIGEST: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -54,6 +54,38 @@ pub struct Stats {
     pub chunked_bodies: AtomicUsize,
     pub too_large: AtomicUsize,
     pub log: Mutex<Vec<String>>,
+    /// `METHOD path`, when its connection was accepted and when the proxy was done with it.
+    pub spans: Mutex<Vec<(String, Instant, Instant)>>,
+}
+
+impl Stats {
+    /// The sequential round trips of what the proxy saw: the longest chain of requests each
+    /// of which started after the one before it ended (requests in flight together count once).
+    pub fn round_trips(&self) -> usize {
+        let mut spans = self.spans.lock().unwrap().clone();
+        spans.sort_by_key(|s| s.2);
+        let mut depth: Vec<usize> = Vec::with_capacity(spans.len());
+        for (i, (_, start, _)) in spans.iter().enumerate() {
+            let before = (0..i).filter(|&j| spans[j].2 <= *start).map(|j| depth[j]);
+            depth.push(1 + before.max().unwrap_or(0));
+        }
+        depth.into_iter().max().unwrap_or(0)
+    }
+
+    /// The requests in the order they started, each with the round trip it belongs to, for
+    /// a failure message.
+    pub fn timeline(&self) -> Vec<String> {
+        let mut spans = self.spans.lock().unwrap().clone();
+        spans.sort_by_key(|s| s.1);
+        let t0 = spans.first().map(|s| s.1);
+        spans
+            .iter()
+            .map(|(what, a, b)| {
+                let ms = |t: &Instant| t.duration_since(t0.unwrap()).as_millis();
+                format!("{:>5}–{:<5} ms {what}", ms(a), ms(b))
+            })
+            .collect()
+    }
 }
 
 pub struct Proxy {
@@ -79,7 +111,10 @@ impl Proxy {
                         std::thread::spawn(move || {
                             let _ = conn.set_nonblocking(false);
                             let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-                            let _ = handle(conn, upstream, &f, &s);
+                            let (started, mut what) = (Instant::now(), String::new());
+                            let _ = handle(conn, upstream, &f, &s, &mut what);
+                            let span = (what, started, Instant::now());
+                            s.spans.lock().unwrap().push(span);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -149,7 +184,13 @@ fn respond(conn: &mut TcpStream, status: &str, extra: &str) {
     let _ = conn.shutdown(Shutdown::Write);
 }
 
-fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io::Result<()> {
+fn handle(
+    mut conn: TcpStream,
+    upstream: u16,
+    f: &Faults,
+    s: &Stats,
+    what: &mut String,
+) -> std::io::Result<()> {
     let (head, mut body) = read_head(&mut conn)?;
     let n = s.requests.fetch_add(1, Ordering::SeqCst) as u64;
     let text = String::from_utf8_lossy(&head).into_owned();
@@ -158,6 +199,7 @@ fn handle(mut conn: TcpStream, upstream: u16, f: &Faults, s: &Stats) -> std::io:
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
+    *what = format!("{method} {}", path.split('?').next().unwrap_or(""));
     let mut content_length = 0usize;
     let mut chunked = false;
     let mut forwarded = format!("{request_line}\r\n");
