@@ -37,6 +37,7 @@ class DelayProxy:
         self.upstream = upstream_port
         self.delay = delay_s
         self.log = []  # (start, end, method, path, status)
+        self.inflight = 0
         self.lock = threading.Lock()
         proxy = self
 
@@ -48,10 +49,16 @@ class DelayProxy:
 
             def handle_any(self):
                 start = time.monotonic()
-                time.sleep(proxy.delay)
-                status = proxy.forward(self)
                 with proxy.lock:
-                    proxy.log.append((start, time.monotonic(), self.command, self.path, status))
+                    proxy.inflight += 1
+                try:
+                    time.sleep(proxy.delay)
+                    status = proxy.forward(self)
+                finally:
+                    with proxy.lock:
+                        proxy.inflight -= 1
+                        proxy.log.append((start, time.monotonic(), self.command, self.path,
+                                          locals().get("status")))
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
 
@@ -76,8 +83,14 @@ class DelayProxy:
             return len(self.log)
 
     def requests_since(self, mark):
-        with self.lock:
-            return list(self.log[mark:])
+        """The requests logged since `mark`, once none is in flight: a request is logged only
+        after its response is sent, which a client that has exited may not have waited for."""
+        deadline = time.monotonic() + 2
+        while True:
+            with self.lock:
+                if self.inflight == 0 or time.monotonic() > deadline:
+                    return list(self.log[mark:])
+            time.sleep(0.005)
 
     def forward(self, h):
         body = request_body(h)
