@@ -48,7 +48,7 @@ class DelayProxy:
                 pass
 
             def handle_any(self):
-                start = time.monotonic()
+                start, status = time.monotonic(), None
                 with proxy.lock:
                     proxy.inflight += 1
                 try:
@@ -57,8 +57,7 @@ class DelayProxy:
                 finally:
                     with proxy.lock:
                         proxy.inflight -= 1
-                        proxy.log.append((start, time.monotonic(), self.command, self.path,
-                                          locals().get("status")))
+                        proxy.log.append((start, time.monotonic(), self.command, self.path, status))
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
 
