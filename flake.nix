@@ -53,7 +53,7 @@
       dirty = !(self ? rev);
       revTag = self.shortRev or self.dirtyShortRev or "dirty";
 
-      # The Rust targets the tests' fixtures are built for (tests/common: `hello` for both).
+      # The Rust targets the tests' fixtures are built for (tests/support/common.rs: `hello` for both).
       fixtureTargets = [
         "x86_64-unknown-linux-musl"
         "aarch64-unknown-linux-musl"
@@ -277,7 +277,7 @@
           };
 
           devShells.default = devCraneLib.devShell {
-            # What `cargo test` needs (tests/support, tests/common), under the names the tests
+            # What `cargo test` needs (tests/support), under the names the tests
             # call: nixpkgs' distribution installs `registry` and qemu `qemu-aarch64`.
             packages = [
               pkgs.skopeo

@@ -1,13 +1,13 @@
 //! `ironstar build`: the layout checked by the OCI schemas, skopeo and umoci; binaries taken back
 //! out and run (arm64 under qemu); reproducibility; every refused input.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use support::common::*;
 
 #[test]
 fn layout_is_valid_and_both_binaries_run_from_it() {

@@ -1,12 +1,12 @@
 //! The layer cache: unchanged layers served byte for byte, damaged entries rebuilt, concurrent
 //! builds sharing one cache, and a layer two platforms share.
 
-mod common;
+mod support;
 
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use support::common::*;
 
 /// The cache's entry files: `layers/<encoding>/<diff id>/<layer digest>`.
 fn cache_entries(cache: &Path) -> Vec<std::path::PathBuf> {

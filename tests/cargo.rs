@@ -5,14 +5,15 @@
 //! in its own target directory under ours (`target/test-fixtures/`), so the fixture builds do not
 //! wait for the `cargo test` that runs them, and stay cached between runs.
 
-mod common;
+mod support;
+use support::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{blob, ironstar, json, layer_entries, ok, require_tool, run, stderr, stdout};
 use ironstar::platform::Platform;
+use support::common::{blob, ironstar, json, layer_entries, ok, require_tool, run, stderr, stdout};
 
 /// SHA-256 of "ironstar", as the fixture prints it.
 const SHA256_IRONSTAR: &str = "091cf2851ba3b0e6860e40058595efb47a4a6aae0a961e47a8c762d387461026";

@@ -1,12 +1,12 @@
 //! `ironstar load`: one platform of a layout into podman's image store under its name, run by that
 //! name; the docker-archive file loaded by `podman load`; `--all` read back by skopeo.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use support::common::*;
 
 /// A layout of the two fixture binaries, and its index digest.
 fn layout() -> (tempfile::TempDir, PathBuf, String) {

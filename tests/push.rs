@@ -2,8 +2,8 @@
 //! loopback, pulled back with skopeo; auth (htpasswd, token, docker config, credential helper);
 //! faults injected by a proxy; re-push; kill -9; errors.
 
-mod common;
 mod support;
+use support::common;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};

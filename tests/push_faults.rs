@@ -3,8 +3,8 @@
 //! expire mid-push, registries that keep part of a chunk, refused mounts, layouts of several
 //! images. Against the real `docker-registry`, with the fault-injecting proxy in front.
 
-mod common;
 mod support;
+use support::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! a timer task on the same single-threaded runtime keeps ticking. Its own test binary, since it
 //! sets `PATH` and `REGISTRY_AUTH_FILE` for the process.
 
-mod common;
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;

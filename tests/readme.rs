@@ -3,12 +3,12 @@
 //! free port instead of 5000, a temporary directory instead of /tmp), a fresh clone passes the
 //! schema-checking tests, and output fits a terminal and a log.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use support::common::*;
 
 /// The ```sh blocks of the README, each with the `## ` section it is in.
 fn sh_blocks() -> Vec<(String, String)> {

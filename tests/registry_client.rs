@@ -2,7 +2,6 @@
 //! (413 fallback, refused mounts, Retry-After, token expiry and revocation, Range resume, the
 //! referrers API and `OCI-Subject`).
 
-mod common;
 mod support;
 
 use std::path::PathBuf;

@@ -3,8 +3,8 @@
 //! validator; the layout still read by the OCI schemas, skopeo and umoci; pushed to a real
 //! `docker-registry` (no referrers API) under the referrers tag; read back with `ironstar sbom`.
 
-mod common;
 mod support;
+use support::common;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{blob, ironstar, json, ok, require_tool, run, stderr, validate};
 use serde_json::{json, Value};
+use support::common::{blob, ironstar, json, ok, require_tool, run, stderr, validate};
 use support::proxy::{Faults, Proxy};
 use support::registry::{Auth, Registry};
 

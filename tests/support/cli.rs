@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use crate::common;
+use super::common;
 
 /// One two-platform layout for every test of this file (pushing only reads it).
 pub fn layout() -> &'static (PathBuf, String) {

@@ -44,7 +44,7 @@ impl Registry {
     }
 
     fn start_with(auth: Auth, tls: bool) -> Registry {
-        crate::common::require_tool("docker-registry", "docker-registry");
+        super::common::require_tool("docker-registry", "docker-registry");
         let mut dir = tempfile::tempdir().unwrap();
         let tls_yaml = if tls {
             use super::token::openssl;
@@ -116,7 +116,7 @@ impl Registry {
         let auth_yaml = match &auth {
             Auth::None => String::new(),
             Auth::Basic { user, password } => {
-                crate::common::require_tool("htpasswd", "apache2-utils");
+                super::common::require_tool("htpasswd", "apache2-utils");
                 let out = Command::new("htpasswd")
                     .args(["-Bbn", user, password])
                     .output()
