@@ -559,6 +559,35 @@ mode = 0o1777
     }
 
     #[test]
+    fn reads_cargo_metadata_with_cargo_toml_locations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = tmp.path().join("Cargo.toml");
+        let head = "[package]\nname = \"svc\"\nversion = \"1.0.0\"\n\n";
+        std::fs::write(&manifest, head).unwrap();
+        assert!(ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap()
+            .is_none());
+        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\n";
+        std::fs::write(&manifest, format!("{head}{meta}")).unwrap();
+        let s = ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.tags.as_slice()),
+            ("svc", &["v1".to_string()][..])
+        );
+        assert_eq!(s.platforms[0].to_string(), "linux/arm64");
+        std::fs::write(&manifest, format!("{head}{meta}\nplatform = 1\n")).unwrap();
+        let e = ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}:9:1:", manifest.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn image_paths() {
         assert_eq!(
             ImagePath::parse("/etc/ssl/certs/ca.crt")
