@@ -29,7 +29,9 @@ python3 -m venv "$venv"
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$bin/"
-printf '#!/bin/sh\nexec "%s/bin/python3" -m ziglang "$@"\n' "$venv" >"$bin/zig"
-chmod +x "$bin/zig"
+# zig itself, not `python3 -m ziglang`: a C build runs the compiler thousands of times, and zig
+# finds its lib directory from its own real path.
+rm -f "$bin/zig"
+ln -s "$("$venv/bin/python3" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" "$bin/zig"
 
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl

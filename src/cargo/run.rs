@@ -145,3 +145,18 @@ pub fn has_debug_info(path: &Path) -> bool {
         .iter()
         .any(|s| elf.shdr_strtab.get_at(s.sh_name) == Some(".debug_info"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_child_is_killed_and_reaped() {
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
+        assert!(proc_dir.exists());
+        drop(Running(Some(child)));
+        // Killed and waited for: not even a zombie is left.
+        assert!(!proc_dir.exists());
+    }
+}

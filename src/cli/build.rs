@@ -186,6 +186,11 @@ fn default_platforms() -> Vec<&'static Platform> {
 }
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
+    Ok(run_spec(args, quiet)?.0)
+}
+
+/// Build; the report and the image definition it was built from.
+fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
     let (spec, built) = spec_from_args(args)?;
     let output = args
         .output
@@ -227,7 +232,7 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
             );
         }
     }
-    Ok(report)
+    Ok((report, spec))
 }
 
 /// SOURCE_DATE_EPOCH, or with --cargo the last commit's time, or 0.
@@ -245,13 +250,18 @@ fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
 
 /// Build, then push what was built: the same image file, tags and layout.
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let report = run(&args.build, quiet)?;
+    let (report, spec) = run_spec(&args.build, quiet)?;
+    let mut registry = args.registry;
+    // A definition from Cargo.toml metadata: push has no file to read its repository from.
+    if registry.repository.is_none() {
+        registry.repository = spec.repository;
+    }
     let push = super::push::PushArgs {
         image_file: args.build.image_file.clone(),
         layout: Some(report.output.clone()),
         tags: report.tags.clone(),
         cache: args.build.cache.clone(),
-        registry: args.registry,
+        registry,
     };
     super::push::run_with(&push, quiet)
 }
