@@ -386,6 +386,10 @@ fn zstd_fixture_from_cargo_metadata_with_config_features_and_two_target_dirs() {
             "whisper",
             "--platform",
             "linux/amd64",
+            // Fetched above; cargo's other flags pass as well.
+            "--offline",
+            "-j",
+            "2",
         ],
     );
     assert_ne!(other, digest);
