@@ -40,8 +40,10 @@ python3 -m venv "$venv"
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"
-printf '#!/bin/sh\nexec "%s/bin/python3" -m ziglang "$@"\n' "$venv" >"$bin/zig"
-chmod +x "$bin/zig"
+# zig itself, not `python3 -m ziglang`: a C build runs the compiler thousands of times, and zig
+# finds its lib directory from its own real path.
+rm -f "$bin/zig"
+ln -s "$("$venv/bin/python3" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" "$bin/zig"
 # CycloneDX's own schema validation (cyclonedx-python-lib), for the SBOM tests.
 cat >"$bin/cyclonedx-validate" <<EOF
 #!/bin/sh

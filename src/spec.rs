@@ -186,15 +186,49 @@ impl ImageSpec {
 
     /// Parse a definition; `path` names it in errors and anchors its relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError::Invalid {
+            at: location(path, text, e.span()),
+            message: e.message().trim().to_string(),
+        })?;
+        Self::from_raw(path, text, raw, None)
+    }
+
+    /// The definition under `[package.metadata.ironstar]` of the Cargo.toml at `path`, if any,
+    /// with the same keys as a definition file; `name` defaults to `package`. Errors name
+    /// Cargo.toml with line and column.
+    pub fn load_cargo_metadata(path: &Path, package: &str) -> Result<Option<Self>> {
+        #[derive(Deserialize)]
+        struct Manifest {
+            package: Option<Package>,
+        }
+        #[derive(Deserialize)]
+        struct Package {
+            metadata: Option<PackageMetadata>,
+        }
+        #[derive(Deserialize)]
+        struct PackageMetadata {
+            ironstar: Option<RawSpec>,
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| SpecError::Invalid {
+            at: location(path, &text, e.span()),
+            message: e.message().trim().to_string(),
+        })?;
+        let raw = manifest.package.and_then(|p| p.metadata?.ironstar);
+        raw.map(|raw| Self::from_raw(path, &text, raw, Some(package)))
+            .transpose()
+    }
+
+    /// Check and resolve a parsed definition; `text` is what `path` holds, for error locations.
+    fn from_raw(path: &Path, text: &str, raw: RawSpec, default_name: Option<&str>) -> Result<Self> {
         let at = |span: Option<Range<usize>>| location(path, text, span);
         let invalid = |span: Option<Range<usize>>, message: String| SpecError::Invalid {
             at: at(span),
             message,
         };
-        let raw: RawSpec = toml::from_str(text).map_err(|e| SpecError::Invalid {
-            at: at(e.span()),
-            message: e.message().trim().to_string(),
-        })?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let resolve = |p: &str| {
             if p.is_empty() {
@@ -209,7 +243,10 @@ impl ImageSpec {
                 check_name(n.get_ref()).map_err(|m| invalid(Some(n.span()), m))?;
                 n.into_inner()
             }
-            None => return Err(invalid(Some(0..0), "missing `name = \"…\"`".into())),
+            None => match default_name {
+                Some(n) => n.to_string(),
+                None => return Err(invalid(Some(0..0), "missing `name = \"…\"`".into())),
+            },
         };
         let tags = match raw.tags {
             Some(tags) if tags.is_empty() => {
@@ -507,6 +544,35 @@ mode = 0o1777
         assert!(e.contains("lowercase"), "{e}");
         let e = parse("name = [").unwrap_err().to_string();
         assert!(e.starts_with("images/x.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn reads_cargo_metadata_with_cargo_toml_locations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manifest = tmp.path().join("Cargo.toml");
+        let head = "[package]\nname = \"svc\"\nversion = \"1.0.0\"\n\n";
+        std::fs::write(&manifest, head).unwrap();
+        assert!(ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap()
+            .is_none());
+        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\n";
+        std::fs::write(&manifest, format!("{head}{meta}")).unwrap();
+        let s = ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.tags.as_slice()),
+            ("svc", &["v1".to_string()][..])
+        );
+        assert_eq!(s.platforms[0].to_string(), "linux/arm64");
+        std::fs::write(&manifest, format!("{head}{meta}\nplatform = 1\n")).unwrap();
+        let e = ImageSpec::load_cargo_metadata(&manifest, "svc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}:9:1:", manifest.display())),
+            "{e}"
+        );
     }
 
     #[test]

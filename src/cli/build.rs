@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ironstar::build::{BuildOptions, BuildReport};
+use ironstar::cargo::CargoOutput;
 use ironstar::platform::Platform;
+use ironstar::sbom::CargoSource;
 use ironstar::spec::{self, ImageSpec};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -38,6 +40,16 @@ pub struct BuildArgs {
     /// Build the binaries with cargo, for every platform of the image.
     #[arg(long)]
     pub cargo: bool,
+    #[command(flatten)]
+    pub cargo_args: CargoArgs,
+    /// Platforms to build, comma-separated (overrides the image file's).
+    #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
+    pub platforms: Vec<&'static Platform>,
+}
+
+/// With --cargo: which package to build and how, in cargo's own spelling.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CargoArgs {
     /// With --cargo: the package to build.
     #[arg(long, short = 'p', requires = "cargo")]
     pub package: Option<String>,
@@ -50,9 +62,56 @@ pub struct BuildArgs {
     /// With --cargo: cargo profile [default: release].
     #[arg(long, requires = "cargo")]
     pub profile: Option<String>,
-    /// Platforms to build, comma-separated (overrides the image file's).
-    #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
-    pub platforms: Vec<&'static Platform>,
+    /// With --cargo: features to activate (comma- or space-separated; repeatable).
+    #[arg(long, short = 'F', requires = "cargo")]
+    pub features: Vec<String>,
+    /// With --cargo: activate all features.
+    #[arg(long, requires = "cargo")]
+    pub all_features: bool,
+    /// With --cargo: do not activate the `default` feature.
+    #[arg(long, requires = "cargo")]
+    pub no_default_features: bool,
+    /// With --cargo: Cargo.lock must be up to date.
+    #[arg(long, requires = "cargo")]
+    pub locked: bool,
+    /// With --cargo: Cargo.lock and the cache must be up to date, no network.
+    #[arg(long, requires = "cargo")]
+    pub frozen: bool,
+    /// With --cargo: no network.
+    #[arg(long, requires = "cargo")]
+    pub offline: bool,
+    /// With --cargo: cargo's target directory.
+    #[arg(long, requires = "cargo", value_name = "DIRECTORY")]
+    pub target_dir: Option<PathBuf>,
+    /// With --cargo: parallel jobs (a number, or `default`).
+    #[arg(long, short = 'j', requires = "cargo", value_name = "N")]
+    pub jobs: Option<String>,
+    /// With --cargo: arguments after `--` go to `cargo build` untouched.
+    #[arg(last = true, requires = "cargo", value_name = "CARGO_ARGS")]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl CargoArgs {
+    fn options(&self, image_file: Option<PathBuf>) -> ironstar::cargo::CargoOptions {
+        ironstar::cargo::CargoOptions {
+            manifest_path: self.manifest_path.clone(),
+            package: self.package.clone(),
+            bin: self.bin.clone(),
+            profile: self.profile.clone(),
+            image_file,
+            features: ironstar::cargo::Features {
+                features: self.features.clone(),
+                all_features: self.all_features,
+                no_default_features: self.no_default_features,
+            },
+            locked: self.locked,
+            frozen: self.frozen,
+            offline: self.offline,
+            target_dir: self.target_dir.clone(),
+            jobs: self.jobs.clone(),
+            args: self.args.clone(),
+        }
+    }
 }
 
 fn parse_platform(s: &str) -> Result<&'static Platform, String> {
@@ -67,23 +126,37 @@ pub struct PublishArgs {
     pub registry: super::push::RegistryArgs,
 }
 
-/// The image definition the flags describe, and with --cargo the manifest path and package built
-/// (for the SBOM).
-pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<(ImageSpec, Option<(PathBuf, String)>)> {
-    let mut built = None;
-    let mut spec = match &args.image_file {
-        Some(f) => ImageSpec::load(f)?,
-        None => ImageSpec::from_binaries(&args.binaries).or_else(|e| {
-            if args.cargo {
-                Ok(ImageSpec {
-                    tags: vec!["latest".into()],
-                    platforms: default_platforms(),
-                    platforms_explicit: true,
-                    ..Default::default()
-                })
-            } else {
-                Err(e)
-            }
+/// What a `--cargo` build reported, and the package it built (for the SBOM).
+pub struct Built {
+    pub output: CargoOutput,
+    pub source: CargoSource,
+}
+
+/// The image definition the flags describe, and what the cargo build (if any) reported.
+pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<(ImageSpec, Option<Built>)> {
+    let selection = match args.cargo {
+        true => {
+            let opts = args.cargo_args.options(args.image_file.clone());
+            Some((ironstar::cargo::Selection::resolve(&opts)?, opts))
+        }
+        false => None,
+    };
+    let from_metadata = match (&args.image_file, &selection) {
+        (None, Some((sel, _))) => sel.image_spec()?,
+        _ => None,
+    };
+    let mut spec = match (&args.image_file, from_metadata) {
+        (Some(f), _) => ImageSpec::load(f)?,
+        (None, Some(spec)) => spec,
+        (None, None) => ImageSpec::from_binaries(&args.binaries).or_else(|e| match &selection {
+            Some((sel, _)) => Ok(ImageSpec {
+                name: sel.package.clone(),
+                tags: vec!["latest".into()],
+                platforms: default_platforms(),
+                platforms_explicit: true,
+                ..Default::default()
+            }),
+            None => Err(e),
         })?,
     };
     if !args.platforms.is_empty() {
@@ -92,23 +165,20 @@ pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<(ImageSpec, Option<(Pa
         spec.binaries
             .retain(|k, _| args.platforms.iter().any(|p| &p.to_string() == k));
     }
-    if args.cargo {
-        let out = ironstar::cargo::build(&ironstar::cargo::CargoOptions {
-            manifest_path: args.manifest_path.clone(),
-            package: args.package.clone(),
-            bin: args.bin.clone(),
-            profile: args.profile.clone(),
-            platforms: spec.platforms.clone(),
-            image_file: args.image_file.clone(),
-        })?;
-        built = out.manifest_path.clone().zip(out.package.clone());
-        spec.binaries.extend(out.binaries);
+    let mut built = None;
+    if let Some((sel, opts)) = &selection {
+        let out = ironstar::cargo::build(sel, opts, &spec.platforms)?;
+        spec.binaries.extend(out.binaries.clone());
         if spec.version.is_none() {
-            spec.version = out.version;
+            spec.version = out.version.clone();
         }
         if spec.name.is_empty() {
-            spec.name = out.name.unwrap_or_else(|| "image".into());
+            spec.name = out.name.clone().unwrap_or_else(|| "image".into());
         }
+        built = Some(Built {
+            output: out,
+            source: CargoSource::of(sel, &opts.features),
+        });
     }
     spec.set_binaries(&args.binaries);
     let tags = super::push::tag_list(&args.tags);
@@ -129,7 +199,12 @@ fn default_platforms() -> Vec<&'static Platform> {
 }
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
-    let (spec, package) = spec_from_args(args)?;
+    Ok(run_spec(args, quiet)?.0)
+}
+
+/// Build; the report and the image definition it was built from.
+fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
+    let (spec, built) = spec_from_args(args)?;
     let source_date_epoch = epoch(args)?;
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
@@ -142,7 +217,11 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
         compression_level: args.compression_level,
         revision: args.revision.clone(),
         cache_dir: args.cache.dir(),
-        sbom: args.sbom.options(package, search_from, source_date_epoch),
+        sbom: args.sbom.options(
+            built.as_ref().map(|b| b.source.clone()),
+            search_from,
+            source_date_epoch,
+        ),
     };
     let report = ironstar::build::build(&spec, &opts)
         .with_context(|| format!("building image `{}`", spec.name))?;
@@ -164,8 +243,17 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
             report.output.display(),
             report.tags.join(", ")
         );
+        if let Some(out) = built.map(|b| b.output).filter(|o| !o.debug_info.is_empty()) {
+            eprintln!(
+                "note: {}: the binary carries debug info and is shipped as built; to leave it \
+                 out, set `strip = \"debuginfo\"` (or `debug = false`) under [profile.{}] in \
+                 Cargo.toml",
+                out.debug_info.join(", "),
+                args.cargo_args.profile.as_deref().unwrap_or("release"),
+            );
+        }
     }
-    Ok(report)
+    Ok((report, spec))
 }
 
 /// SOURCE_DATE_EPOCH, or with --cargo the last commit's time, or 0.
@@ -173,21 +261,19 @@ fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
     if std::env::var_os("SOURCE_DATE_EPOCH").is_some() || !args.cargo {
         return Ok(BuildOptions::epoch_from_env()?);
     }
-    let within = args.manifest_path.as_deref().or(args.image_file.as_deref());
+    let within = args
+        .cargo_args
+        .manifest_path
+        .as_deref()
+        .or(args.image_file.as_deref());
     Ok(ironstar::cargo::commit_time(within).unwrap_or(0))
 }
 
 /// Build, then push what was built: the same image file, tags and layout.
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let report = run(&args.build, quiet)?;
-    let spec = args
-        .build
-        .image_file
-        .as_deref()
-        .map(ImageSpec::load)
-        .transpose()?;
+    let (report, spec) = run_spec(&args.build, quiet)?;
     let plan =
-        ironstar::push::Plan::built(&report, spec.as_ref(), args.registry.repository.as_deref())?;
+        ironstar::push::Plan::built(&report, Some(&spec), args.registry.repository.as_deref())?;
     let no_sbom = args.build.sbom.no_sbom;
     super::push::run_plan(plan, &args.registry, &args.build.cache, no_sbom, quiet)
 }

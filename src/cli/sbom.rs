@@ -33,7 +33,7 @@ impl SbomArgs {
     /// The library's options; `cargo` is the `--cargo` package (manifest path, package name).
     pub fn options(
         &self,
-        cargo: Option<(PathBuf, String)>,
+        cargo: Option<CargoSource>,
         search_from: Option<&Path>,
         epoch: i64,
     ) -> Option<SbomOptions> {
@@ -41,18 +41,16 @@ impl SbomArgs {
             return None;
         }
         let lockfile = match &cargo {
-            Some((m, _)) => ironstar::sbom::lockfile::find(m.parent().unwrap_or(Path::new("."))),
+            Some(c) => {
+                ironstar::sbom::lockfile::find(c.manifest_path.parent().unwrap_or(Path::new(".")))
+            }
             None => search_from
                 .and_then(ironstar::sbom::lockfile::find)
                 .or_else(|| ironstar::sbom::lockfile::find(Path::new("."))),
         };
         Some(SbomOptions {
             format: self.sbom_format,
-            cargo: cargo.map(|(manifest_path, package)| CargoSource {
-                manifest_path,
-                package,
-                ..Default::default()
-            }),
+            cargo,
             files: self
                 .files
                 .iter()

@@ -71,6 +71,9 @@ pub fn graph(source: &CargoSource, target: &str) -> Result<Graph, SbomError> {
     if !source.features.is_empty() {
         cmd.arg("--features").arg(source.features.join(","));
     }
+    if source.all_features {
+        cmd.arg("--all-features");
+    }
     if source.no_default_features {
         cmd.arg("--no-default-features");
     }

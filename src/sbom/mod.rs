@@ -80,7 +80,21 @@ pub struct CargoSource {
     pub package: String,
     /// `--features`; empty: the package's default features.
     pub features: Vec<String>,
+    pub all_features: bool,
     pub no_default_features: bool,
+}
+
+impl CargoSource {
+    /// The package a `--cargo` build selected, with the features it was built with.
+    pub fn of(selection: &crate::cargo::Selection, features: &crate::cargo::Features) -> Self {
+        CargoSource {
+            manifest_path: selection.package_manifest.clone(),
+            package: selection.package.clone(),
+            features: features.features.clone(),
+            all_features: features.all_features,
+            no_default_features: features.no_default_features,
+        }
+    }
 }
 
 /// What SBOMs a build attaches.

@@ -1,0 +1,421 @@
+//! Cross-building a crate with cargo for every platform of an image (`ironstar build --cargo`).
+//!
+//! One `cargo build --target T1 --target T2 …` builds the binary for every platform, as the flake
+//! does: the Rust target comes from the platform table ([`crate::platform`]) and every musl target
+//! is linked with `-C target-feature=+crt-static`. The C toolchain ([`Toolchain`]) is rust-lld
+//! alone for pure Rust and zig (through `cargo-zigbuild`) for crates that compile C; no cross gcc
+//! and no sysroot either way.
+//!
+//! Each setting is made per target, only when the user has not made it, and merged with the
+//! user's `.cargo/config.toml` ([`config`], [`env`]). The binaries are found from cargo's JSON
+//! messages ([`run`]). The build is reproducible: `SOURCE_DATE_EPOCH` is the last commit's time
+//! unless set, and the workspace, target directory and `$CARGO_HOME` are remapped to fixed paths
+//! so where the build ran does not leak into the binary.
+//!
+//! [`Selection::resolve`] answers "which package, binary, features and targets" without
+//! building, for anything else that needs to know (an image definition in `Cargo.toml`, an SBOM).
+
+mod config;
+mod env;
+mod metadata;
+mod run;
+mod toolchain;
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::platform::Platform;
+use crate::spec::{ImageSpec, SpecError};
+
+pub use run::has_debug_info;
+pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
+
+/// Cargo's feature flags, as cargo spells them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `--features` (each as given: cargo splits on commas and spaces).
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+}
+
+/// What to build and how.
+#[derive(Debug, Clone, Default)]
+pub struct CargoOptions {
+    pub manifest_path: Option<PathBuf>,
+    pub package: Option<String>,
+    pub bin: Option<String>,
+    /// Cargo profile; default `release`.
+    pub profile: Option<String>,
+    /// The image definition file: without `--package`/`--manifest-path`, the package whose
+    /// directory holds it is built. Without it, the package of the current directory.
+    pub image_file: Option<PathBuf>,
+    pub features: Features,
+    pub locked: bool,
+    pub frozen: bool,
+    pub offline: bool,
+    pub target_dir: Option<PathBuf>,
+    /// `-j`: a number, or `default`, as cargo takes it.
+    pub jobs: Option<String>,
+    /// Passed to `cargo build` untouched, after ironstar's own arguments.
+    pub args: Vec<OsString>,
+}
+
+/// The binaries built, by platform (`linux/amd64` → path), and what the summary says of them.
+#[derive(Debug, Clone, Default)]
+pub struct CargoOutput {
+    pub binaries: BTreeMap<String, PathBuf>,
+    pub version: Option<String>,
+    /// The package's name, used as the image name when nothing else names it.
+    pub name: Option<String>,
+    /// Platforms whose binary carries debug info.
+    pub debug_info: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CargoError {
+    #[error(
+        "the Rust standard library for {target} is not installed; run: rustup target add {target}"
+    )]
+    MissingTarget { target: String },
+    #[error("{tool} not found: {hint}")]
+    MissingTool { tool: String, hint: String },
+    #[error("no Cargo.toml in {dir} or any directory above it; give --manifest-path")]
+    NoManifest { dir: PathBuf },
+    #[error("no package `{package}` in the workspace at {workspace}; its packages: {available}")]
+    UnknownPackage {
+        package: String,
+        workspace: PathBuf,
+        available: String,
+    },
+    #[error("cannot tell which package of the workspace at {workspace} to build; give --package (one of: {available})")]
+    AmbiguousPackage {
+        workspace: PathBuf,
+        available: String,
+    },
+    #[error("package `{package}` has no binary target, so there is nothing to put in an image")]
+    NoBinary { package: String },
+    #[error("package `{package}` has no binary `{bin}`; its binaries: {available}")]
+    UnknownBinary {
+        package: String,
+        bin: String,
+        available: String,
+    },
+    #[error("package `{package}` has several binaries ({available}); choose one with --bin")]
+    SeveralBinaries { package: String, available: String },
+    #[error("{}: {message}", file.display())]
+    Config { file: PathBuf, message: String },
+    #[error(
+        "{} sets both build.rustflags and target.'cfg(…)'.rustflags, and ironstar cannot tell \
+         which of them cargo would use for {target}; put the flags under target.{target}.rustflags",
+        file.display()
+    )]
+    RustflagsConflict { file: PathBuf, target: String },
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status})")]
+    CargoFailed { command: String, status: ExitStatus },
+    #[error("`{command}` printed output that is not what was expected: {message}")]
+    Output { command: String, message: String },
+    #[error("cannot read cargo's JSON messages: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cargo's output: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cargo finished but reported no binary `{bin}` for {target}")]
+    MissingArtifact { bin: String, target: String },
+}
+
+type Result<T, E = CargoError> = std::result::Result<T, E>;
+
+/// The package and binary a build is for, and where cargo runs.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub manifest_path: PathBuf,
+    /// The crate's directory: cargo runs here, so it reads the crate's `.cargo/config.toml`
+    /// and `rust-toolchain.toml`, not those of wherever ironstar was started.
+    pub dir: PathBuf,
+    pub package: String,
+    pub package_id: String,
+    pub package_manifest: PathBuf,
+    pub version: String,
+    pub bin: String,
+    pub workspace_root: PathBuf,
+    pub target_directory: PathBuf,
+    cargo: OsString,
+}
+
+impl Selection {
+    /// Find the manifest, ask `cargo metadata`, and pick the package and binary.
+    pub fn resolve(opts: &CargoOptions) -> Result<Self> {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let cwd = std::env::current_dir()?;
+        let start = match (&opts.manifest_path, &opts.image_file) {
+            (Some(m), _) => absolute(&cwd, m).parent().map(Path::to_path_buf),
+            (None, Some(f)) => absolute(&cwd, f).parent().map(Path::to_path_buf),
+            (None, None) => None,
+        }
+        .unwrap_or_else(|| cwd.clone());
+        let start = start.canonicalize().unwrap_or(start);
+        let manifest = match &opts.manifest_path {
+            Some(m) => absolute(&cwd, m),
+            None => metadata::find_manifest(&start)
+                .ok_or_else(|| CargoError::NoManifest { dir: start.clone() })?,
+        };
+        let dir = manifest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let mut cmd = cargo_command(&cargo, &dir);
+        cmd.args(network_flags(opts));
+        if let Some(t) = &opts.target_dir {
+            cmd.env("CARGO_TARGET_DIR", absolute(&cwd, t));
+        }
+        let meta = metadata::metadata(cmd, &manifest)?;
+        let package = metadata::select_package(&meta, opts.package.as_deref(), &manifest, &start)?;
+        let bin = metadata::select_binary(package, opts.bin.as_deref())?;
+        Ok(Selection {
+            manifest_path: manifest.clone(),
+            dir,
+            package: package.name.clone(),
+            package_id: package.id.clone(),
+            package_manifest: package.manifest_path.clone(),
+            version: package.version.clone(),
+            bin,
+            workspace_root: meta.workspace_root.clone(),
+            target_directory: meta.target_directory.clone(),
+            cargo,
+        })
+    }
+
+    /// The image definition under `[package.metadata.ironstar]` of the package's Cargo.toml,
+    /// named after the package unless it says otherwise.
+    pub fn image_spec(&self) -> Result<Option<ImageSpec>, SpecError> {
+        ImageSpec::load_cargo_metadata(&self.package_manifest, &self.package)
+    }
+}
+
+fn network_flags(opts: &CargoOptions) -> Vec<&'static str> {
+    [
+        (opts.locked, "--locked"),
+        (opts.frozen, "--frozen"),
+        (opts.offline, "--offline"),
+    ]
+    .into_iter()
+    .filter_map(|(on, flag)| on.then_some(flag))
+    .collect()
+}
+
+/// Build the selected binary for every platform of `platforms`.
+pub fn build(
+    sel: &Selection,
+    opts: &CargoOptions,
+    platforms: &[&'static Platform],
+) -> Result<CargoOutput> {
+    let rustc = toolchain::Rustc::probe(&sel.dir)?;
+    if let Some(p) = platforms.iter().find(|p| !rustc.has_target(p.rust_target)) {
+        return Err(CargoError::MissingTarget {
+            target: p.rust_target.to_string(),
+        });
+    }
+    let compiles_c = metadata::lock_compiles_c(&sel.workspace_root);
+    let toolchain = Toolchain::discover(compiles_c, &rustc)?;
+    let cwd = std::env::current_dir()?;
+    let target_dir = opts
+        .target_dir
+        .as_ref()
+        .map(|t| absolute(&cwd, t))
+        .unwrap_or_else(|| sel.target_directory.clone());
+    let inputs = env::Inputs {
+        toolchain: &toolchain,
+        platforms,
+        compiles_c,
+        dir: &sel.dir,
+        remaps: remaps(sel, &target_dir),
+    };
+    let environment = env::Env::from_process();
+    let mut set = env::plan(&environment, &inputs)?;
+    if !environment.0.contains_key("SOURCE_DATE_EPOCH") {
+        if let Some(t) = commit_time(Some(&sel.dir)) {
+            tracing::debug!("SOURCE_DATE_EPOCH={t} (last commit)");
+            set.push(("SOURCE_DATE_EPOCH".into(), t.to_string().into()));
+        }
+    }
+    let (cmd, shown) = build_command(sel, opts, platforms, &toolchain, &target_dir);
+    let mut cmd = cmd;
+    cmd.envs(set);
+    tracing::info!("{shown}");
+    let want = run::Wanted {
+        package_id: &sel.package_id,
+        bin: &sel.bin,
+        platforms,
+    };
+    let binaries = run::run(cmd, &shown, &want)?;
+    let debug_info = binaries
+        .iter()
+        .filter(|(_, b)| has_debug_info(b))
+        .map(|(p, _)| p.clone())
+        .collect();
+    Ok(CargoOutput {
+        binaries,
+        version: Some(sel.version.clone()),
+        name: Some(sel.package.clone()),
+        debug_info,
+    })
+}
+
+/// Paths that would otherwise end up in panic messages and debug info. When several prefixes
+/// match, rustc (and clang) apply the last one, so the most specific comes last.
+fn remaps(sel: &Selection, target_dir: &Path) -> Vec<(PathBuf, &'static str)> {
+    let mut remaps = Vec::new();
+    if let Some(h) = toolchain::cargo_home() {
+        remaps.push((h, "/cargo"));
+    }
+    remaps.push((sel.workspace_root.clone(), "/build"));
+    remaps.push((target_dir.to_path_buf(), "/build/target"));
+    remaps
+}
+
+/// `cargo build` (or `cargo-zigbuild zigbuild`) with every flag, and how to show it.
+fn build_command(
+    sel: &Selection,
+    opts: &CargoOptions,
+    platforms: &[&'static Platform],
+    toolchain: &Toolchain,
+    target_dir: &Path,
+) -> (Command, String) {
+    let profile = opts.profile.as_deref().unwrap_or("release");
+    let (program, sub) = toolchain.command(&sel.cargo);
+    let mut args: Vec<OsString> = vec![sub.into()];
+    let mut push = |a: &str| args.push(a.into());
+    push("--message-format=json-render-diagnostics");
+    for (flag, value) in [("--package", &sel.package), ("--bin", &sel.bin)] {
+        push(flag);
+        push(value);
+    }
+    push("--profile");
+    push(profile);
+    for p in platforms {
+        push("--target");
+        push(p.rust_target);
+    }
+    for f in &opts.features.features {
+        push("--features");
+        push(f);
+    }
+    if opts.features.all_features {
+        push("--all-features");
+    }
+    if opts.features.no_default_features {
+        push("--no-default-features");
+    }
+    network_flags(opts).into_iter().for_each(&mut push);
+    if let Some(j) = &opts.jobs {
+        push("--jobs");
+        push(j);
+    }
+    args.push("--manifest-path".into());
+    args.push(sel.manifest_path.clone().into());
+    args.push("--target-dir".into());
+    args.push(target_dir.into());
+    args.extend(opts.args.iter().cloned());
+    let shown = std::iter::once(Path::new(&program).file_name().unwrap_or(&program))
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = cargo_command(&program, &sel.dir);
+    cmd.args(args);
+    (cmd, shown)
+}
+
+/// The Unix time of the last commit of the repository holding `path` (a file or directory; the
+/// current directory when `None`), for SOURCE_DATE_EPOCH.
+pub fn commit_time(path: Option<&Path>) -> Option<i64> {
+    let dir = match path {
+        Some(p) if p.is_dir() => p.to_path_buf(),
+        Some(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["log", "-1", "--format=%ct"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+fn absolute(cwd: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd.join(p)
+    }
+}
+
+/// `program` (cargo or cargo-zigbuild) run from `dir`, without the variables cargo sets for the
+/// program it runs (when ironstar runs under `cargo run` or `cargo test`). Build scripts such as
+/// ring's watch some of them (`rerun-if-env-changed=CARGO_PKG_NAME`), so they would rebuild every
+/// dependency each time ironstar is run differently; nobody sets them on purpose for a build.
+fn cargo_command(program: &OsStr, dir: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let prefixes = [
+            "CARGO_PKG_",
+            "CARGO_CFG_",
+            "CARGO_MANIFEST_",
+            "CARGO_BIN_EXE_",
+        ];
+        let names = [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_RUSTC_CURRENT_DIR",
+            "CARGO_TARGET_TMPDIR",
+            "OUT_DIR",
+        ];
+        if prefixes.iter().any(|p| k.starts_with(p)) || names.contains(&k) {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+fn run_captured(cmd: &mut Command, shown: &str) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|source| CargoError::Spawn {
+            command: shown.to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(CargoError::CargoFailed {
+            command: shown.to_string(),
+            status: out.status,
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|_| CargoError::Output {
+        command: shown.to_string(),
+        message: "not UTF-8".into(),
+    })
+}
