@@ -286,7 +286,8 @@
               pkgs.apacheHttpd # htpasswd, for the basic-auth tests
               pkgs.check-jsonschema
               pkgs.actionlint
-              pkgs.llvmPackages.clang # CC_<target> for crates that build C
+              pkgs.zig # the C compiler and linker of `--cargo` for crates that build C
+              pkgs.cargo-zigbuild
               (pkgs.writeShellApplication {
                 name = "docker-registry";
                 runtimeInputs = [ pkgs.distribution ];

@@ -9,13 +9,13 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installing from the package lists at hand" >&2
 # docker-registry: the real registry of the push tests; apache2-utils: htpasswd; openssl: the token
 # server's key; skopeo, umoci: independent OCI clients; qemu-user-static: runs arm64 binaries;
-# clang, lld, llvm: C for the musl targets without zig; nix-bin: nix-instantiate for the flake checks;
+# nix-bin: nix-instantiate for the flake checks;
 # podman, runc: a real container runtime; golang-github-opencontainers-image-spec-dev: the OCI
 # JSON schemas the tests validate against; python3-venv: the Python tools below.
-$sudo apt-get install -y -qq --no-install-recommends \
+$sudo apt-get install -y -qq \
   ca-certificates git curl build-essential pkg-config \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
-  clang lld llvm nix-bin podman runc golang-github-opencontainers-image-spec-dev \
+  nix-bin podman runc golang-github-opencontainers-image-spec-dev \
   python3 python3-venv >/dev/null
 # The package starts a registry on :5000 where systemd runs; the tests start their own.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true

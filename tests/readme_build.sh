@@ -8,7 +8,8 @@
 # as a step would, and it pushes a layout from the mounted workspace to a loopback registry.
 #
 # Needs: rustup targets x86_64-unknown-linux-musl and aarch64-unknown-linux-musl; apt packages
-# clang, skopeo, umoci, qemu-user-static, docker-registry, podman, runc. Takes several minutes
+# skopeo, umoci, qemu-user-static, docker-registry, podman, runc; zig and cargo-zigbuild (ring
+# has C). All from scripts/install-deps.sh. Takes several minutes
 # (release: lto, codegen-units 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
