@@ -11,6 +11,7 @@
 //! - [`build`]: the whole `ironstar build`;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
 //! - [`cargo`]: cross-building a crate for every platform of an image;
+//! - [`definition`]: which image definition a build uses (file, Cargo.toml metadata, flags);
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
 //!   or docker.
@@ -19,6 +20,7 @@ pub mod archive;
 pub mod build;
 pub mod cache;
 pub mod cargo;
+pub mod definition;
 pub mod digest;
 pub mod elf;
 pub mod image;
@@ -33,6 +35,17 @@ pub mod spec;
 
 pub use digest::Digest;
 pub use platform::Platform;
+
+/// Whether stderr is a person's terminal that takes escape codes (colour, progress bars): a
+/// terminal, `NO_COLOR` (no-color.org) unset or empty, and not `TERM=dumb`. A pipe, a CI log or
+/// a user who asked for plain text gets plain lines.
+pub fn stderr_is_styled() -> bool {
+    use std::io::IsTerminal as _;
+    let set = |k| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal()
+        && !set("NO_COLOR")
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
 
 /// A byte count for people: `512 B`, `3.4 MiB`.
 pub fn human_bytes(n: u64) -> String {

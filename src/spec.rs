@@ -118,8 +118,6 @@ pub struct RunConfig {
 /// An image definition, resolved: paths made absolute or relative to the definition file.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
-    /// The definition file, when there is one.
-    pub file: Option<PathBuf>,
     pub name: String,
     pub repository: Option<String>,
     pub tags: Vec<String>,
@@ -370,7 +368,6 @@ impl ImageSpec {
         files.sort_by(|a, b| a.path.cmp(&b.path));
 
         Ok(ImageSpec {
-            file: Some(path.to_path_buf()),
             name,
             repository: raw.repository.map(Spanned::into_inner),
             tags,

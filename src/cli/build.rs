@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ironstar::build::{BuildOptions, BuildReport};
-use ironstar::cargo::CargoOutput;
+use ironstar::definition::Request;
 use ironstar::platform::Platform;
-use ironstar::sbom::CargoSource;
 use ironstar::spec::{self, ImageSpec};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -126,76 +125,19 @@ pub struct PublishArgs {
     pub registry: super::push::RegistryArgs,
 }
 
-/// What a `--cargo` build reported, and the package it built (for the SBOM).
-pub struct Built {
-    pub output: CargoOutput,
-    pub source: CargoSource,
-}
-
-/// The image definition the flags describe, and what the cargo build (if any) reported.
-pub fn spec_from_args(args: &BuildArgs) -> anyhow::Result<(ImageSpec, Option<Built>)> {
-    let selection = match args.cargo {
-        true => {
-            let opts = args.cargo_args.options(args.image_file.clone());
-            Some((ironstar::cargo::Selection::resolve(&opts)?, opts))
+impl BuildArgs {
+    /// The flags as the library's build request.
+    fn request(&self) -> Request {
+        Request {
+            image_file: self.image_file.clone(),
+            binaries: self.binaries.clone(),
+            platforms: self.platforms.clone(),
+            tags: super::push::tag_list(&self.tags),
+            cargo: self
+                .cargo
+                .then(|| self.cargo_args.options(self.image_file.clone())),
         }
-        false => None,
-    };
-    let from_metadata = match (&args.image_file, &selection) {
-        (None, Some((sel, _))) => sel.image_spec()?,
-        _ => None,
-    };
-    let mut spec = match (&args.image_file, from_metadata) {
-        (Some(f), _) => ImageSpec::load(f)?,
-        (None, Some(spec)) => spec,
-        (None, None) => ImageSpec::from_binaries(&args.binaries).or_else(|e| match &selection {
-            Some((sel, _)) => Ok(ImageSpec {
-                name: sel.package.clone(),
-                tags: vec!["latest".into()],
-                platforms: default_platforms(),
-                platforms_explicit: true,
-                ..Default::default()
-            }),
-            None => Err(e),
-        })?,
-    };
-    if !args.platforms.is_empty() {
-        spec.platforms = args.platforms.clone();
-        spec.platforms_explicit = true;
-        spec.binaries
-            .retain(|k, _| args.platforms.iter().any(|p| &p.to_string() == k));
     }
-    let mut built = None;
-    if let Some((sel, opts)) = &selection {
-        let out = ironstar::cargo::build(sel, opts, &spec.platforms)?;
-        spec.binaries.extend(out.binaries.clone());
-        if spec.version.is_none() {
-            spec.version = out.version.clone();
-        }
-        if spec.name.is_empty() {
-            spec.name = out.name.clone().unwrap_or_else(|| "image".into());
-        }
-        built = Some(Built {
-            output: out,
-            source: CargoSource::of(sel, &opts.features),
-        });
-    }
-    spec.set_binaries(&args.binaries);
-    let tags = super::push::tag_list(&args.tags);
-    if !tags.is_empty() {
-        for t in &tags {
-            spec::check_tag(t).map_err(anyhow::Error::msg)?;
-        }
-        spec.tags = tags;
-    }
-    Ok((spec, built))
-}
-
-fn default_platforms() -> Vec<&'static Platform> {
-    ironstar::platform::DEFAULT_PLATFORMS
-        .iter()
-        .map(|s| Platform::parse(s).expect("default platform"))
-        .collect()
 }
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
@@ -204,8 +146,9 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
 
 /// Build; the report and the image definition it was built from.
 fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
-    let (spec, built) = spec_from_args(args)?;
-    let source_date_epoch = epoch(args)?;
+    let request = args.request();
+    let (spec, built) = request.resolve()?;
+    let source_date_epoch = request.source_date_epoch()?;
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output
@@ -254,19 +197,6 @@ fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, Image
         }
     }
     Ok((report, spec))
-}
-
-/// SOURCE_DATE_EPOCH, or with --cargo the last commit's time, or 0.
-fn epoch(args: &BuildArgs) -> anyhow::Result<i64> {
-    if std::env::var_os("SOURCE_DATE_EPOCH").is_some() || !args.cargo {
-        return Ok(BuildOptions::epoch_from_env()?);
-    }
-    let within = args
-        .cargo_args
-        .manifest_path
-        .as_deref()
-        .or(args.image_file.as_deref());
-    Ok(ironstar::cargo::commit_time(within).unwrap_or(0))
 }
 
 /// Build, then push what was built: the same image file, tags and layout.

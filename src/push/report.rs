@@ -1,7 +1,5 @@
 //! What a push tells the user on stderr: a line per step, and progress bars on a terminal.
 
-use std::io::IsTerminal as _;
-
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::digest::Digest;
@@ -9,7 +7,8 @@ use crate::registry::client::short;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {
-    /// Progress bars when stderr is a terminal, and a line per step.
+    /// Progress bars when stderr is a person's terminal ([`crate::stderr_is_styled`]), and a
+    /// line per step.
     Auto,
     Quiet,
 }
@@ -21,9 +20,8 @@ pub(crate) struct Reporter {
 
 impl Reporter {
     pub(crate) fn new(mode: ProgressMode) -> Self {
-        let tty = std::io::stderr().is_terminal();
         Reporter {
-            bars: (mode == ProgressMode::Auto && tty)
+            bars: (mode == ProgressMode::Auto && crate::stderr_is_styled())
                 .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             quiet: mode == ProgressMode::Quiet,
         }
