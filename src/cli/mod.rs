@@ -123,3 +123,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (unique argument names, valid
+    /// `requires`, …): a clash such as `publish` taking cargo's `--jobs` and the push's would
+    /// otherwise surface only when someone runs that command.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+}
