@@ -132,7 +132,7 @@ fn tokens_expiring_mid_push_are_renewed_without_resending_blobs() {
     let o = common::run(
         push_cmd(home.path())
             .args(["--repository", &format!("{}/slow/app", slow.addr())])
-            .args(["--plain-http", "-j", "1"])
+            .args(["--plain-http", "--upload-jobs", "1"])
             .env("REGISTRY_AUTH_FILE", &auth),
     );
     let out = expect_ok(&o, "a push slower than its tokens");
