@@ -32,7 +32,7 @@ WORK = os.path.join(ROOT, "target", "bench")
 IRONSTAR = os.path.join(ROOT, "target", "release", "ironstar")
 FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
 FIXTURE = os.path.join(ROOT, "bench", "fixture")
-LEVEL = 6  # ironstar's default deflate level, and the floor's
+LEVEL = 5  # ironstar's default deflate level (layer::DEFAULT_LEVEL); --level sets both tools'
 TIME = "/usr/bin/time"
 ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 MIB = 1 << 20
@@ -84,7 +84,7 @@ def fixture_binaries():
             for arch, triple in ARCHES.items()}
 
 
-# Pseudo-random bytes over a 16-symbol alphabet: deflate level 6 gets them to ~57 %,
+# Pseudo-random bytes over a 16-symbol alphabet: deflate gets them to ~57 %,
 # with real Huffman and match-finding work on every byte (no long runs to skip over).
 TABLE = bytes(0x40 | (b & 0x0F) for b in range(256))
 
@@ -264,7 +264,7 @@ def ironstar_build(bins, out, cache=None):
     """Cold (`--no-cache`: every layer compressed) or warm (`--cache-dir` already holding the
     layers: the binaries are hashed, nothing is compressed)."""
     rmtree(out)
-    cmd = [IRONSTAR, "build", "-o", out, "--tag", "latest"]
+    cmd = [IRONSTAR, "build", "-o", out, "--tag", "latest", "--compression-level", str(LEVEL)]
     cmd += ["--cache-dir", cache] if cache else ["--no-cache"]
     for arch, b in bins.items():
         cmd += ["--binary", f"linux/{arch}={b}"]
@@ -444,6 +444,7 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
     s = {
         "size_mb": size_mb,
         "rounds": nrounds,
+        "deflate_level": LEVEL,
         "delay_ms_per_request": delay * 1000,
         "loadavg_start_end": [load_start, os.getloadavg()],
         "input_bytes_per_platform": {a: os.path.getsize(b) for a, b in bins.items()},
@@ -566,6 +567,7 @@ def table(results):
 
 
 def main():
+    global LEVEL
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="fixture,5,50,500",
                     help="MiB per platform of synthetic input, or `fixture` for the real ~30 MB "
@@ -573,9 +575,13 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=20,
                     help="delay the proxy adds to every registry request (default 20)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--level", type=int, default=LEVEL,
+                    help=f"deflate level of ironstar and of the floor (default {LEVEL}, "
+                         "ironstar's default)")
     ap.add_argument("--rounds-500", type=int, default=3,
                     help="rounds for sizes >= 500 MB (default 3)")
     a = ap.parse_args()
+    LEVEL = a.level
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(WORK, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="buildah-", dir=WORK)

@@ -122,32 +122,45 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
             .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
             .ok()
     });
-    let built = inputs
-        .par_iter()
-        .map(|(p, path, size)| {
-            let (manifest, layer_size, cached) = build_platform(
-                &writer,
-                cache.as_ref(),
-                spec,
-                opts,
-                p,
-                path,
-                &created,
-                &labels,
-                &annotations,
-            )?;
-            let report = PlatformReport {
-                platform: p,
-                binary: path.clone(),
-                binary_size: *size,
-                layer_size,
-                manifest: manifest.digest.clone(),
-                cached,
-                sbom: None,
-            };
-            Ok((report, manifest))
-        })
-        .collect::<Result<Vec<_>, BuildError>>()?;
+    // The SBOM documents (a `cargo metadata` each on the `--cargo` path) are made beside the
+    // layers' compression, not after it.
+    let binaries: Vec<_> = inputs.iter().map(|(p, b, _)| (*p, b.as_path())).collect();
+    let (built, docs) = std::thread::scope(|s| {
+        let docs = opts
+            .sbom
+            .as_ref()
+            .map(|o| s.spawn(|| crate::sbom::artifact::documents(o, &binaries)));
+        let built = inputs
+            .par_iter()
+            .map(|(p, path, size)| {
+                let (manifest, layer_size, cached) = build_platform(
+                    &writer,
+                    cache.as_ref(),
+                    spec,
+                    opts,
+                    p,
+                    path,
+                    &created,
+                    &labels,
+                    &annotations,
+                )?;
+                let report = PlatformReport {
+                    platform: p,
+                    binary: path.clone(),
+                    binary_size: *size,
+                    layer_size,
+                    manifest: manifest.digest.clone(),
+                    cached,
+                    sbom: None,
+                };
+                Ok((report, manifest))
+            })
+            .collect::<Result<Vec<_>, BuildError>>();
+        let docs = docs.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        (built, docs)
+    });
+    let built = built?;
+    let docs = docs.transpose()?.unwrap_or_default();
     let (reports, manifests): (Vec<_>, Vec<_>) = built
         .into_iter()
         .map(|(r, m)| {
@@ -163,7 +176,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         size: index_bytes.len() as u64,
     };
     let mut reports = reports;
-    let referrers = attach_sboms(&writer, opts, &mut reports, &manifests, &created)?;
+    let referrers = attach_sboms(&writer, docs, &mut reports, &manifests, &created)?;
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
     let output = writer.commit(&crate::sbom::artifact::layout_index(
         &index_json,
@@ -180,24 +193,13 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
 /// The SBOMs `opts.sbom` asks for, written beside the image; each report says where its came from.
 fn attach_sboms(
     writer: &LayoutWriter,
-    opts: &BuildOptions,
+    docs: Vec<Option<crate::sbom::Document>>,
     reports: &mut [PlatformReport],
     manifests: &[(&Platform, BlobRef)],
     created: &str,
 ) -> Result<Vec<crate::sbom::artifact::Referrer>, BuildError> {
-    let Some(sbom) = &opts.sbom else {
-        return Ok(Vec::new());
-    };
-    let subjects: Vec<_> = reports
-        .iter()
-        .zip(manifests)
-        .map(|(r, (p, m))| crate::sbom::artifact::Subject {
-            platform: p,
-            binary: &r.binary,
-            manifest: m,
-        })
-        .collect();
-    let attached = crate::sbom::artifact::attach_all(writer, sbom, &subjects, created)?;
+    let subjects: Vec<&BlobRef> = manifests.iter().map(|(_, m)| m).collect();
+    let attached = crate::sbom::artifact::attach(writer, docs, &subjects, created)?;
     let mut referrers = Vec::new();
     for (report, a) in reports.iter_mut().zip(attached) {
         if let Some((referrer, origin)) = a {

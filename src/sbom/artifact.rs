@@ -160,24 +160,15 @@ pub(crate) fn layout_descriptor(d: &Value, what: &str) -> Result<Descriptor, Sbo
     })
 }
 
-/// One platform's binary and manifest, as a build attaches an SBOM to it.
-pub struct Subject<'a> {
-    pub platform: &'a crate::platform::Platform,
-    pub binary: &'a std::path::Path,
-    pub manifest: &'a BlobRef,
-}
-
-/// The SBOM of each subject that has a source (in parallel: `cargo metadata` is a process each),
-/// written into the layout. Per subject: the referrer and where its document came from.
-pub fn attach_all(
-    writer: &LayoutWriter,
+/// The SBOM document of each platform's binary that has a source, `None` where there is none.
+/// One thread a platform: the work is mostly waiting on `cargo metadata` or reading a section,
+/// and a build runs this beside its compression, so it must not hold rayon's workers.
+pub fn documents(
     opts: &super::SbomOptions,
-    subjects: &[Subject],
-    created: &str,
-) -> Result<Vec<Option<(Referrer, String)>>, SbomError> {
-    use rayon::prelude::*;
+    binaries: &[(&crate::platform::Platform, &std::path::Path)],
+) -> Result<Vec<Option<Document>>, SbomError> {
     for (platform, path) in &opts.files {
-        if !subjects.iter().any(|s| s.platform.to_string() == *platform) {
+        if !binaries.iter().any(|(p, _)| p.to_string() == *platform) {
             return Err(SbomError::UserFile {
                 platform: platform.clone(),
                 path: path.clone(),
@@ -185,14 +176,31 @@ pub fn attach_all(
             });
         }
     }
-    subjects
-        .par_iter()
-        .map(|s| {
-            let Some(doc) = super::for_platform(opts, s.platform, s.binary)? else {
-                return Ok(None);
-            };
-            let r = write(writer, &doc, s.manifest, created)?;
-            Ok(Some((r, doc.origin)))
+    std::thread::scope(|s| {
+        let handles: Vec<_> = binaries
+            .iter()
+            .map(|&(p, b)| s.spawn(move || super::for_platform(opts, p, b)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Each document written into the layout with its platform's manifest as `subject`: per
+/// platform, the referrer and where its document came from.
+pub fn attach(
+    writer: &LayoutWriter,
+    docs: Vec<Option<Document>>,
+    manifests: &[&BlobRef],
+    created: &str,
+) -> Result<Vec<Option<(Referrer, String)>>, LayoutError> {
+    docs.into_iter()
+        .zip(manifests)
+        .map(|(doc, manifest)| match doc {
+            Some(doc) => Ok(Some((write(writer, &doc, manifest, created)?, doc.origin))),
+            None => Ok(None),
         })
         .collect()
 }
