@@ -3,7 +3,8 @@
 # linux/arm64 with `--cargo` (no Nix), then take each platform's binary out of the layout with
 # skopeo and umoci (clients independent of ironstar), check it is static and for the right
 # machine, and run `ironstar --version` from it: natively on amd64, under qemu on arm64.
-# A second build of the same commit must give the same index digest. Last, the image is used
+# A second build of the same commit must give the same index digest, and so must ironstar running
+# on arm64 (under qemu) packing the same binaries as ironstar on amd64. Last, the image is used
 # the way CI uses it: podman runs the amd64 image (a scratch image: the binary and nothing else)
 # as a step would, and it pushes a layout from the mounted workspace to a loopback registry.
 #
@@ -58,6 +59,19 @@ again=$(target/release/ironstar -q build --no-cache --cargo images/ironstar.toml
   echo "not reproducible: $digest then $again" >&2
   exit 1
 }
+
+# The digest does not depend on the machine ironstar runs on: the arm64 ironstar (zlib-rs takes
+# its NEON code paths there) under qemu packs the same two binaries as the amd64 one, to the byte.
+pair=(--binary "linux/amd64=$tmp/amd64-rootfs/ironstar" --binary "linux/arm64=$tmp/arm64-rootfs/ironstar")
+on_amd64=$(SOURCE_DATE_EPOCH=1700000000 "$tmp/amd64-rootfs/ironstar" -q build --no-cache \
+  -o "$tmp/on-amd64" --tag x "${pair[@]}")
+on_arm64=$(SOURCE_DATE_EPOCH=1700000000 qemu-aarch64-static "$tmp/arm64-rootfs/ironstar" -q build \
+  --no-cache -o "$tmp/on-arm64" --tag x "${pair[@]}")
+[[ $on_amd64 == "$on_arm64" && $on_amd64 =~ ^sha256: ]] || {
+  echo "ironstar on amd64 packed $on_amd64, on arm64 $on_arm64" >&2
+  exit 1
+}
+echo "the same index from ironstar on amd64 and on arm64: $on_amd64" >&2
 
 # --- ironstar's image as a CI step: podman runs it, it pushes a layout to a loopback registry ---
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
