@@ -32,7 +32,7 @@ WORK = os.path.join(ROOT, "target", "bench")
 IRONSTAR = os.path.join(ROOT, "target", "release", "ironstar")
 FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
 FIXTURE = os.path.join(ROOT, "bench", "fixture")
-LEVEL = 5  # ironstar's default deflate level (layer::DEFAULT_LEVEL); --level sets both tools'
+LEVEL = None  # the deflate level of ironstar and of the floor: --level, else ironstar's default
 TIME = "/usr/bin/time"
 ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 MIB = 1 << 20
@@ -566,6 +566,16 @@ def table(results):
     return "\n".join(lines)
 
 
+def default_level():
+    """ironstar's default deflate level, as `ironstar build --help` states it."""
+    out = subprocess.run([IRONSTAR, "build", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"--compression-level[^\[]*\[default: (\d+)\]", out)
+    if not m:
+        raise SystemExit("bench: no default --compression-level in `ironstar build --help`")
+    return int(m.group(1))
+
+
 def main():
     global LEVEL
     ap = argparse.ArgumentParser()
@@ -575,13 +585,12 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=20,
                     help="delay the proxy adds to every registry request (default 20)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--level", type=int, default=LEVEL,
-                    help=f"deflate level of ironstar and of the floor (default {LEVEL}, "
-                         "ironstar's default)")
+    ap.add_argument("--level", type=int, default=None,
+                    help="deflate level of ironstar and of the floor (default: ironstar's)")
     ap.add_argument("--rounds-500", type=int, default=3,
                     help="rounds for sizes >= 500 MB (default 3)")
     a = ap.parse_args()
-    LEVEL = a.level
+    LEVEL = a.level if a.level is not None else default_level()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(WORK, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="buildah-", dir=WORK)
