@@ -33,5 +33,8 @@ callPackage ./package.nix {
 
     # CARGO_BUILD_TARGET (set by package.nix) names the target -Z build-std needs.
     cargoExtraArgs = "--locked -Z build-std=std,panic_abort";
+    # The smallest binary is this variant's point: LTO across std and every crate, though it
+    # slows deflate (the default build leaves LTO off for that reason, see Cargo.toml).
+    CARGO_PROFILE_RELEASE_LTO = "true";
   };
 }

@@ -11,7 +11,7 @@
 # Needs: rustup targets x86_64-unknown-linux-musl and aarch64-unknown-linux-musl; apt packages
 # skopeo, umoci, qemu-user-static, docker-registry, podman, runc; zig and cargo-zigbuild (ring
 # has C). All from scripts/install-deps.sh. Takes several minutes
-# (release: lto, codegen-units 1).
+# (release: codegen-units 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
