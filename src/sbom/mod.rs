@@ -196,15 +196,16 @@ pub fn for_platform(
     binary: &std::path::Path,
 ) -> Result<Option<Document>, SbomError> {
     let key = platform.to_string();
-    // The checksums: the given Cargo.lock, else the one above the binary (`target/` is usually
-    // in the crate). Any lock that names a registry crate's version has its one checksum.
-    let lock = opts
-        .lockfile
-        .clone()
-        .or_else(|| binary.parent().and_then(lockfile::find))
-        .and_then(|p| lockfile::Lockfile::load(&p).ok());
     let (graph, origin) = match auditable::read(binary) {
         Some(mut g) => {
+            // The checksums: the given Cargo.lock, else the one above the binary (`target/` is
+            // usually in the crate). Any lock that names a registry crate's version has its one
+            // checksum. Read only here: most binaries have no section to complete.
+            let lock = opts
+                .lockfile
+                .clone()
+                .or_else(|| binary.parent().and_then(lockfile::find))
+                .and_then(|p| lockfile::Lockfile::load(&p).ok());
             if let Some(l) = &lock {
                 g.add_checksums(l);
             }
