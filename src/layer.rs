@@ -170,11 +170,12 @@ impl Recipe {
 }
 
 /// A name for everything that decides the compressed bytes of a layer given its tar: the format,
-/// the level, and a fingerprint of this build's deflate output on a fixed sample (two blocks and a
-/// bit, so the dictionary carry-over is covered). A deflate upgrade that moves digests changes the
+/// the level, and a fingerprint of this build's deflate output on a fixed sample (a block and a
+/// bit, so the dictionary carry-over is covered; it is compressed at the start of every cached
+/// build, so no larger). A deflate upgrade that moves digests changes the
 /// fingerprint, so a layer cache never serves bytes an uncached build would not produce.
 pub fn encoding(level: u32) -> String {
-    let sample: Vec<u8> = (0..2 * BLOCK_SIZE as u32 + 4099)
+    let sample: Vec<u8> = (0..BLOCK_SIZE as u32 + 4099)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 511) as u8)
         .collect();
     let mut gz = ParallelGzip::new(HashWriter::new(io::sink()), level);
