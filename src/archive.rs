@@ -11,9 +11,10 @@ use oci_spec::image::MediaType;
 use serde::Deserialize;
 
 use crate::digest::{Digest, HashWriter};
-use crate::image::{self, BlobRef, ANNOTATION_TITLE};
+use crate::image::{self, BlobRef};
 use crate::layout::{Descriptor, Layout, LayoutError, ManifestBlob, ResolvedImage};
 use crate::layout::{OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
+use crate::oci::annotation;
 use crate::platform::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +147,11 @@ pub fn select(
             manifest: m.clone(),
             config,
             layers,
-            title: c.config.labels.unwrap_or_default().remove(ANNOTATION_TITLE),
+            title: c
+                .config
+                .labels
+                .unwrap_or_default()
+                .remove(annotation::TITLE),
         });
     }
     Err(ArchiveError::NoPlatform {

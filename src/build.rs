@@ -13,6 +13,7 @@ use crate::elf::{self, ElfError};
 use crate::image::{self, BlobRef, ImageError};
 use crate::layer::{self, Entry, EntryKind, Recipe};
 use crate::layout::{LayoutError, LayoutWriter};
+use crate::oci::annotation;
 use crate::platform::Platform;
 use crate::spec::{ImagePath, ImageSpec};
 
@@ -324,13 +325,13 @@ fn write_layer(
 /// The standard OCI keys ironstar knows, then the image file's own (which win).
 fn standard(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
-    m.insert(image::ANNOTATION_CREATED.to_string(), created.to_string());
-    m.insert(image::ANNOTATION_TITLE.to_string(), spec.name.clone());
+    m.insert(annotation::CREATED.to_string(), created.to_string());
+    m.insert(annotation::TITLE.to_string(), spec.name.clone());
     if let Some(v) = &spec.version {
-        m.insert(image::ANNOTATION_VERSION.to_string(), v.clone());
+        m.insert(annotation::VERSION.to_string(), v.clone());
     }
     if let Some(r) = &opts.revision {
-        m.insert(image::ANNOTATION_REVISION.to_string(), r.clone());
+        m.insert(annotation::REVISION.to_string(), r.clone());
     }
     m
 }
@@ -344,8 +345,8 @@ fn labels(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<Stri
 fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
     let mut m = standard(spec, created, opts);
     // The source link is shared: ghcr reads it from the index annotations.
-    if let Some(s) = spec.config.labels.get(image::ANNOTATION_SOURCE) {
-        m.insert(image::ANNOTATION_SOURCE.to_string(), s.clone());
+    if let Some(s) = spec.config.labels.get(annotation::SOURCE) {
+        m.insert(annotation::SOURCE.to_string(), s.clone());
     }
     m.extend(spec.annotations.clone());
     m

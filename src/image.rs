@@ -11,15 +11,9 @@ use oci_spec::image::{
 };
 
 use crate::digest::Digest;
-use crate::layout::ANNOTATION_REF_NAME;
+use crate::oci::annotation;
 use crate::platform::Platform;
 use crate::spec::RunConfig;
-
-pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
-pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
-pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
-pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
-pub const ANNOTATION_SOURCE: &str = "org.opencontainers.image.source";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -195,7 +189,7 @@ pub fn layout_index(index: &BlobRef, tags: &[String]) -> Result<Vec<u8>, ImageEr
         .map(|t| {
             let mut d = index.descriptor();
             d.set_annotations(Some(HashMap::from([(
-                ANNOTATION_REF_NAME.to_string(),
+                annotation::REF_NAME.to_string(),
                 t.clone(),
             )])));
             d

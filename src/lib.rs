@@ -1,6 +1,8 @@
 //! ironstar: pack fully static binaries into reproducible multi-arch OCI images and push them.
 //!
 //! One concept a module, in pipeline order:
+//! - [`digest`] and [`oci`]: the names every module speaks: digests, media types, annotation
+//!   keys, image references;
 //! - [`platform`]: the table of OCI platforms, Rust targets and ELF machines;
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
@@ -27,6 +29,7 @@ pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod load;
+pub mod oci;
 pub mod platform;
 pub mod push;
 pub mod registry;

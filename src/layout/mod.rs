@@ -14,18 +14,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::digest::Digest;
+use crate::oci::{annotation, media_type};
 
 mod write;
 pub use write::{BlobWriter, LayoutWriter};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_DOCKER_LIST: &str =
-    "application/vnd.docker.distribution.manifest.list.v2+json";
-pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Manifests and indexes are read into memory; the registry limit most share is 4 MiB.
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
@@ -222,7 +217,7 @@ impl Layout {
         let chosen = match tag {
             Some(t) => entries
                 .iter()
-                .find(|d| d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(t))
+                .find(|d| d.annotations.get(annotation::REF_NAME).map(String::as_str) == Some(t))
                 .ok_or_else(|| LayoutError::NoSuchTag {
                     layout: self.root.clone(),
                     tag: t.to_string(),
@@ -242,7 +237,7 @@ impl Layout {
         let tags = entries
             .iter()
             .filter(|d| d.digest == chosen.digest)
-            .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME).cloned())
+            .filter_map(|d| d.annotations.get(annotation::REF_NAME).cloned())
             .collect();
         let top = self.read_manifest(chosen)?;
         let top_raw = parse_json::<RawIndex>(&self.blob_path(&chosen.digest), &top.bytes)?;
@@ -352,13 +347,13 @@ impl Layout {
 fn tags_of(entries: &[Descriptor]) -> Vec<String> {
     entries
         .iter()
-        .filter_map(|d| d.annotations.get(ANNOTATION_REF_NAME).cloned())
+        .filter_map(|d| d.annotations.get(annotation::REF_NAME).cloned())
         .collect()
 }
 
-fn is_index(media_type: &str, raw: &RawIndex) -> bool {
-    matches!(media_type, MEDIA_TYPE_INDEX | MEDIA_TYPE_DOCKER_LIST)
-        || raw.media_type.as_deref() == Some(MEDIA_TYPE_INDEX)
+fn is_index(mt: &str, raw: &RawIndex) -> bool {
+    matches!(mt, media_type::INDEX | media_type::DOCKER_LIST)
+        || raw.media_type.as_deref() == Some(media_type::INDEX)
         || (raw.config.is_none() && !raw.manifests.is_empty())
 }
 

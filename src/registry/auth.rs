@@ -20,8 +20,8 @@ use url::Url;
 
 use super::credential::{Credential, FoundCredential};
 use super::error::{redact_url, summarise_error_body, RegistryError};
-use super::reference::{host_without_port, is_loopback};
 use super::transport::{read_limited, retrying, status_error};
+use crate::oci::reference::{host_without_port, is_loopback};
 
 /// A token whose lifetime the realm does not state is good for 60 s (the token spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);

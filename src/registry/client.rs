@@ -1,4 +1,4 @@
-//! [`Client`]: one repository of one registry, over a [`Transport`]. Its operations are split by
+//! [`Client`]: one repository of one registry, over a [`Session`]. Its operations are split by
 //! what they move: blobs in [`super::upload`], manifests and referrers in [`super::manifest`].
 
 use reqwest::{Method, StatusCode};
@@ -7,9 +7,10 @@ use url::Url;
 use super::auth::{may_send_credential, parse_challenge, plain_http_refusal};
 use super::credential::FoundCredential;
 use super::error::RegistryError;
-use super::reference::Repository;
-use super::transport::{header_str, Transport};
+use super::session::Session;
+use super::transport::header_str;
 use crate::digest::Digest;
+use crate::oci::reference::Repository;
 
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
 
@@ -46,7 +47,7 @@ impl Default for ClientOptions {
 #[derive(Debug)]
 pub struct Client {
     pub repository: Repository,
-    pub(crate) transport: Transport,
+    pub(crate) session: Session,
     pub(crate) chunk_size: Option<u64>,
 }
 
@@ -63,7 +64,7 @@ impl Client {
         let actions = if opts.pull_only { "pull" } else { "pull,push" };
         let scopes = vec![format!("repository:{}:{actions}", repository.path)];
         Ok(Client {
-            transport: Transport::new(
+            session: Session::new(
                 base,
                 opts.credential,
                 &repository.registry,
@@ -77,15 +78,15 @@ impl Client {
 
     /// `/v2/<repository>/<rest>`.
     pub(crate) fn repo_url(&self, rest: &str) -> Url {
-        self.transport
+        self.session
             .url(&format!("/v2/{}/{rest}", self.repository.path))
     }
 
     /// `GET /v2/`: checks the registry is there and learns its auth scheme.
     pub async fn ping(&self) -> Result<()> {
-        let url = self.transport.url("/v2/");
+        let url = self.session.url("/v2/");
         let resp = self
-            .transport
+            .session
             .request(Method::GET, url)
             .anonymous()
             .ok(&[StatusCode::OK, StatusCode::UNAUTHORIZED])
@@ -95,7 +96,7 @@ impl Client {
             return Ok(());
         }
         match header_str(&resp, "www-authenticate").and_then(parse_challenge) {
-            Some(c) => self.transport.auth.learn(c),
+            Some(c) => self.session.auth.learn(c),
             None => Err(RegistryError::Auth(format!(
                 "{}: 401 without a usable WWW-Authenticate challenge",
                 self.repository.registry

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
-use super::reference::Repository;
+use crate::oci::reference::Repository;
 
 /// A credential for one registry.
 #[derive(Clone, PartialEq, Eq)]

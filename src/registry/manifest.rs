@@ -10,12 +10,10 @@ use url::Url;
 
 use super::client::Client;
 use super::error::RegistryError;
-use super::reference::Tag;
 use super::transport::{header_str, read_at_most};
 use crate::digest::Digest;
-use crate::layout::{
-    MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
-};
+use crate::oci::media_type;
+use crate::oci::reference::Tag;
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -69,10 +67,10 @@ pub struct Fetched {
 
 fn accept_manifests() -> HeaderValue {
     let all = [
-        MEDIA_TYPE_INDEX,
-        MEDIA_TYPE_MANIFEST,
-        MEDIA_TYPE_DOCKER_LIST,
-        MEDIA_TYPE_DOCKER_MANIFEST,
+        media_type::INDEX,
+        media_type::MANIFEST,
+        media_type::DOCKER_LIST,
+        media_type::DOCKER_MANIFEST,
     ];
     HeaderValue::from_str(&all.join(", ")).expect("ascii")
 }
@@ -85,7 +83,7 @@ impl Client {
     /// The digest `target` resolves to, or `None` when the registry has no such manifest.
     pub async fn manifest_digest(&self, target: Target<'_>) -> Result<Option<Digest>> {
         let head = self
-            .transport
+            .session
             .request(Method::HEAD, self.manifest_url(target));
         let Some(resp) = head
             .header(ACCEPT, accept_manifests())
@@ -104,7 +102,7 @@ impl Client {
     /// The manifest or index `target` names, or `None` when the registry has none.
     pub async fn get_manifest(&self, target: Target<'_>) -> Result<Option<Fetched>> {
         let url = self.manifest_url(target);
-        let get = self.transport.request(Method::GET, url.clone());
+        let get = self.session.request(Method::GET, url.clone());
         let Some(resp) = get
             .header(ACCEPT, accept_manifests())
             .send_unless_404()
@@ -160,7 +158,7 @@ impl Client {
             RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
         })?;
         let resp = self
-            .transport
+            .session
             .request(Method::PUT, self.manifest_url(target))
             .header(CONTENT_TYPE, content_type)
             .bytes(Bytes::copy_from_slice(bytes))
@@ -182,8 +180,8 @@ impl Client {
     /// registries answer an unknown route), or a 200 that is not an image index.
     pub async fn referrers(&self, digest: &Digest) -> Result<Option<Bytes>> {
         let url = self.repo_url(&format!("referrers/{digest}"));
-        let get = self.transport.request(Method::GET, url.clone());
-        let accept = HeaderValue::from_static(MEDIA_TYPE_INDEX);
+        let get = self.session.request(Method::GET, url.clone());
+        let accept = HeaderValue::from_static(media_type::INDEX);
         let resp = match get.header(ACCEPT, accept).send_unless_404().await {
             Ok(Some(resp)) => resp,
             Ok(None) => return Ok(None),
@@ -191,7 +189,7 @@ impl Client {
             Err(e) => return Err(e),
         };
         let is_index =
-            header_str(&resp, "content-type").is_some_and(|t| t.starts_with(MEDIA_TYPE_INDEX));
+            header_str(&resp, "content-type").is_some_and(|t| t.starts_with(media_type::INDEX));
         if !is_index {
             return Ok(None);
         }

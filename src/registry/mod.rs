@@ -1,11 +1,13 @@
 //! The distribution-spec (v1.1) client a push needs, split as go-containerregistry splits
 //! `transport` from `remote`:
 //!
-//! - [`reference`](mod@reference): repositories, tags and references, with Docker Hub's normalisation;
 //! - [`credential`]: where a registry's credentials come from;
-//! - [`auth`]: `WWW-Authenticate` challenges, bearer tokens cached until they expire;
 //! - [`error`]: what can fail, and what is worth another try;
-//! - [`transport`]: TLS, the HTTP clients, one request builder with the retry policy;
+//! - [`transport`]: the bare HTTP side: TLS, the clients, sending one request, the retry policy;
+//! - [`auth`], over the bare transport: `WWW-Authenticate` challenges, bearer tokens cached
+//!   until they expire;
+//! - [`session`]: the two together, one request builder that authorises, answers a challenge
+//!   and retries;
 //! - [`client`]: one repository of one registry; [`upload`]: blobs; [`manifest`]: manifests and
 //!   the referrers API.
 
@@ -14,7 +16,7 @@ pub mod client;
 pub mod credential;
 pub mod error;
 pub mod manifest;
-pub mod reference;
+pub mod session;
 pub mod transport;
 pub mod upload;
 
@@ -22,5 +24,6 @@ pub use client::{Client, ClientOptions};
 pub use credential::{find_credential, Credential, FoundCredential};
 pub use error::RegistryError;
 pub use manifest::Target;
-pub use reference::{Reference, ReferenceError, Repository, Tag};
+// The reference types live in the base module `crate::oci`; named here too for the client's users.
+pub use crate::oci::reference::{Reference, ReferenceError, Repository, Tag};
 pub use upload::BlobOutcome;

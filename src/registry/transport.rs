@@ -1,14 +1,16 @@
-//! One registry's HTTP transport: TLS, the two `reqwest` clients, and [`Request`], the single
-//! place where a request is authorised, a challenge answered and a failure retried.
+//! One registry's bare HTTP transport: TLS, the two `reqwest` clients, sending one request, and
+//! the retry policy. Nothing here knows about credentials: [`super::auth`] is built on this, and
+//! [`super::session`] puts the two together (as go-containerregistry wraps its bare transport in
+//! its bearer one).
 //!
 //! Two clients share one rustls configuration (ring provider, webpki + native roots): one that
 //! may speak HTTP/2 for pings, HEADs and manifests, and an HTTP/1.1-only one for blob bodies
 //! (HTTP/2's shared flow-control window makes parallel uploads to Go registries crawl). Every
 //! request body has an explicit `Content-Length`; blob bodies stream from disk.
 //!
-//! Retries happen at one level only: [`Request::send`] retries a request by itself, and an
+//! Retries happen at one level only: a [`super::session::Request`] retries itself, and an
 //! operation made of several requests that must restart together (a blob upload session) sends
-//! each of them [`once`](Request::once) inside one [`Transport::retrying`] loop.
+//! each of them once inside one [`Transport::retrying`] loop.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -18,13 +20,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH};
+use reqwest::{Method, Response};
 use tracing::{debug, warn};
 use url::Url;
 
-use super::auth::{parse_challenge, Auth};
-use super::credential::FoundCredential;
 use super::error::{
     error_chain, parse_retry_after, redact_url, summarise_error_body, RegistryError,
 };
@@ -37,22 +37,21 @@ type Result<T, E = RegistryError> = std::result::Result<T, E>;
 /// Called with the number of bytes of a blob sent so far (restarts from 0 on a retried upload).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
 
-/// The HTTP side of one registry: clients, auth, retry policy.
+/// The bare HTTP side of one registry: clients, TLS, retry policy; no auth (the
+/// [`Session`](super::session::Session) above it authorises requests).
 #[derive(Debug)]
 pub struct Transport {
     base: Url,
     http: reqwest::Client,
     upload: reqwest::Client,
-    pub(crate) auth: Auth,
-    /// The token scopes a request asks for unless it says otherwise.
-    scopes: Vec<String>,
     max_attempts: u32,
     /// Whether the registry has answered anything yet: a refused connection before that means
     /// nothing listens (a wrong port, a registry not started), and is not retried.
     reached: AtomicBool,
 }
 
-enum Body {
+/// A request's body: every one is sent with an explicit `Content-Length`.
+pub enum Body {
     Empty,
     Bytes(Bytes),
     File {
@@ -71,19 +70,6 @@ impl Body {
             Body::File { len, .. } => *len,
         }
     }
-}
-
-/// One request being built; [`send`](Self::send) it.
-pub struct Request<'t> {
-    t: &'t Transport,
-    method: Method,
-    url: Url,
-    headers: HeaderMap,
-    body: Body,
-    scopes: Option<Vec<String>>,
-    ok: Vec<StatusCode>,
-    attempts: u32,
-    authenticate: bool,
 }
 
 /// The rustls configuration of both clients: webpki's roots, plus the system's (`SSL_CERT_FILE`,
@@ -207,21 +193,12 @@ pub(crate) async fn status_error(method: &Method, url: &Url, resp: Response) -> 
 }
 
 impl Transport {
-    pub fn new(
-        base: Url,
-        credential: Option<FoundCredential>,
-        registry: &str,
-        scopes: Vec<String>,
-        max_attempts: u32,
-    ) -> Result<Self> {
+    pub fn new(base: Url, max_attempts: u32) -> Result<Self> {
         let plain_http = base.scheme() == "http";
-        let http = build_client(false, plain_http)?;
         Ok(Transport {
-            auth: Auth::new(http.clone(), credential, registry, max_attempts.max(1)),
+            http: build_client(false, plain_http)?,
             upload: build_client(true, plain_http)?,
-            http,
             base,
-            scopes,
             max_attempts: max_attempts.max(1),
             reached: AtomicBool::new(false),
         })
@@ -232,23 +209,13 @@ impl Transport {
         self.base.join(path).expect("registry paths are valid URLs")
     }
 
-    /// A request to build and send; by default authorised with the default scopes, retried,
-    /// and expected to answer 200.
-    pub fn request(&self, method: Method, url: Url) -> Request<'_> {
-        Request {
-            t: self,
-            method,
-            url,
-            headers: HeaderMap::new(),
-            body: Body::Empty,
-            scopes: None,
-            ok: vec![StatusCode::OK],
-            attempts: self.max_attempts,
-            authenticate: true,
-        }
+    /// The client for requests without a file body (an auth realm's token requests too).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
-    fn same_origin(&self, url: &Url) -> bool {
+    /// Whether `url` is on the registry itself (credentials go nowhere else).
+    pub fn same_origin(&self, url: &Url) -> bool {
         url.scheme() == self.base.scheme()
             && url.host_str() == self.base.host_str()
             && url.port_or_known_default() == self.base.port_or_known_default()
@@ -268,43 +235,16 @@ impl Transport {
         self.max_attempts
     }
 
-    /// One attempt: authorise, send, answer one 401 challenge, map an unexpected status.
-    async fn send_once(&self, req: &Request<'_>) -> Result<Response> {
-        let scopes = req.scopes.as_deref().unwrap_or(&self.scopes);
-        let authorise = req.authenticate && self.same_origin(&req.url);
-        let mut answered = false;
-        loop {
-            let mut headers = req.headers.clone();
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(req.body.len()));
-            let sent_auth = match authorise {
-                true => self.auth.authorization(&req.url, scopes).await?,
-                false => None,
-            };
-            if let Some(v) = &sent_auth {
-                headers.insert(AUTHORIZATION, v.clone());
-            }
-            let resp = self.send_raw(req, headers).await?;
-            self.reached.store(true, Ordering::Relaxed);
-            let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && authorise && !answered {
-                if let Some(c) = header_str(&resp, "www-authenticate").and_then(parse_challenge) {
-                    answered = true;
-                    self.auth.answer(c, scopes, sent_auth.as_ref()).await?;
-                    continue;
-                }
-            }
-            if req.ok.contains(&status) {
-                return Ok(resp);
-            }
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                return Err(self.auth.refused(&req.method, &req.url, resp).await);
-            }
-            return Err(status_error(&req.method, &req.url, resp).await);
-        }
-    }
-
-    async fn send_raw(&self, req: &Request<'_>, headers: HeaderMap) -> Result<Response> {
-        let (client, body) = match &req.body {
+    /// Send one request, once, as it is: the caller adds any `Authorization`. Marks the
+    /// registry as reached when anything answers.
+    pub async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        headers: HeaderMap,
+        body: &Body,
+    ) -> Result<Response> {
+        let (client, payload) = match body {
             Body::Empty => (&self.http, reqwest::Body::from(Bytes::new())),
             Body::Bytes(b) => (&self.http, reqwest::Body::from(b.clone())),
             Body::File {
@@ -317,96 +257,29 @@ impl Transport {
                 file_body(path, *offset, *len, progress.clone()).await?,
             ),
         };
+        let mut headers = headers;
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
         let started = Instant::now();
         let sent = client
-            .request(req.method.clone(), req.url.clone())
+            .request(method.clone(), url.clone())
             .headers(headers)
-            .body(body)
+            .body(payload)
             .send()
             .await;
-        let (method, url, len) = (&req.method, redact_url(&req.url), req.body.len());
+        let (redacted, len) = (redact_url(url), body.len());
         let ms = started.elapsed().as_millis() as u64;
         match sent {
             Ok(resp) => {
+                self.reached.store(true, Ordering::Relaxed);
                 let status = resp.status().as_u16();
-                debug!(%method, %url, status, sent = len, ms, "request");
+                debug!(%method, url = %redacted, status, sent = len, ms, "request");
                 Ok(resp)
             }
             Err(e) => {
-                debug!(%method, %url, sent = len, ms, "request failed");
-                Err(RegistryError::transport(method, &req.url, e))
+                debug!(%method, url = %redacted, sent = len, ms, "request failed");
+                Err(RegistryError::transport(method, url, e))
             }
         }
-    }
-}
-
-impl Request<'_> {
-    pub fn header(mut self, name: impl Into<HeaderName>, value: HeaderValue) -> Self {
-        self.headers.insert(name.into(), value);
-        self
-    }
-
-    pub fn bytes(mut self, body: Bytes) -> Self {
-        self.body = Body::Bytes(body);
-        self
-    }
-
-    /// `len` bytes of `path` from `offset`, streamed; `progress` hears the blob's bytes sent
-    /// so far (counted from `offset`).
-    pub fn file(
-        mut self,
-        path: &Path,
-        offset: u64,
-        len: u64,
-        progress: Option<ProgressFn>,
-    ) -> Self {
-        self.body = Body::File {
-            path: path.to_path_buf(),
-            offset,
-            len,
-            progress,
-        };
-        self
-    }
-
-    /// Token scopes other than the transport's default.
-    pub fn scopes(mut self, scopes: Vec<String>) -> Self {
-        self.scopes = Some(scopes);
-        self
-    }
-
-    /// The statuses that are an answer (others are errors).
-    pub fn ok(mut self, statuses: &[StatusCode]) -> Self {
-        self.ok = statuses.to_vec();
-        self
-    }
-
-    /// One attempt only: the caller retries a larger operation.
-    pub fn once(mut self) -> Self {
-        self.attempts = 1;
-        self
-    }
-
-    /// No `Authorization`, no challenge answered (the ping that learns the scheme).
-    pub fn anonymous(mut self) -> Self {
-        self.authenticate = false;
-        self
-    }
-
-    /// [`send`](Self::send), with a 404 (and the statuses of [`ok`](Self::ok)) an answer:
-    /// `None` for the 404.
-    pub async fn send_unless_404(mut self) -> Result<Option<Response>> {
-        self.ok.push(StatusCode::NOT_FOUND);
-        let resp = self.send().await?;
-        Ok((resp.status() != StatusCode::NOT_FOUND).then_some(resp))
-    }
-
-    pub async fn send(self) -> Result<Response> {
-        let what = format!("{} {}", self.method, redact_url(&self.url));
-        let req = &self;
-        self.t
-            .retrying(&what, self.attempts, |_| self.t.send_once(req))
-            .await
     }
 }
 

@@ -11,9 +11,9 @@ use url::Url;
 
 use super::client::{short, Client};
 use super::error::{redact_url, RegistryError};
-use super::reference::Repository;
 use super::transport::{header_str, read_at_most, ProgressFn};
 use crate::digest::Digest;
+use crate::oci::reference::Repository;
 
 /// The chunk size when a registry refuses a blob in one `PUT` (413, as ACR does above ~20 MB):
 /// below ghcr.io's per-request limit (a `PATCH` near 4 MiB gets 416 there).
@@ -52,14 +52,14 @@ impl Client {
     /// Whether the repository holds the blob.
     pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let head = self.transport.request(Method::HEAD, url);
+        let head = self.session.request(Method::HEAD, url);
         Ok(head.send_unless_404().await?.is_some())
     }
 
     /// A blob of at most `max` bytes, checked against its digest; an error when absent.
     pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Bytes> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let get = self.transport.request(Method::GET, url.clone());
+        let get = self.session.request(Method::GET, url.clone());
         let Some(resp) = get
             .header(ACCEPT, HeaderValue::from_static("*/*"))
             .send_unless_404()
@@ -84,7 +84,7 @@ impl Client {
     /// One `HEAD`, not retried by itself (a blob push retries as a whole).
     async fn head_blob(&self, digest: &Digest) -> Result<bool> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let head = self.transport.request(Method::HEAD, url).once();
+        let head = self.session.request(Method::HEAD, url).once();
         Ok(head.send_unless_404().await?.is_some())
     }
 
@@ -104,8 +104,8 @@ impl Client {
         progress: Option<ProgressFn>,
     ) -> Result<BlobOutcome> {
         let what = format!("upload of blob {}", short(digest));
-        let attempts = self.transport.max_attempts();
-        self.transport
+        let attempts = self.session.max_attempts();
+        self.session
             .retrying(&what, attempts, |_| {
                 let progress = progress.clone();
                 async move {
@@ -153,7 +153,7 @@ impl Client {
     /// Cancel an upload session that is not needed; a registry that keeps it lets it expire.
     async fn cancel_upload(&self, session: Session) {
         let sent = self
-            .transport
+            .session
             .request(Method::DELETE, session.location)
             .ok(&[StatusCode::NO_CONTENT, StatusCode::OK, StatusCode::ACCEPTED])
             .once()
@@ -210,7 +210,7 @@ impl Client {
             format!("repository:{}:pull", from.path),
         ];
         let sent = self
-            .transport
+            .session
             .request(Method::POST, url.clone())
             .scopes(scopes)
             .ok(&[StatusCode::CREATED, StatusCode::ACCEPTED])
@@ -242,7 +242,7 @@ impl Client {
     async fn start_upload(&self) -> Result<Session> {
         let url = self.repo_url("blobs/uploads/");
         let resp = self
-            .transport
+            .session
             .request(Method::POST, url.clone())
             .ok(&[StatusCode::ACCEPTED])
             .once()
@@ -260,7 +260,7 @@ impl Client {
         progress: Option<ProgressFn>,
     ) -> Result<()> {
         let resp = self
-            .transport
+            .session
             .request(Method::PUT, with_digest(location, digest))
             .header(CONTENT_TYPE, octet_stream())
             .file(path, 0, size, progress)
@@ -289,7 +289,7 @@ impl Client {
             // `start-end`, inclusive, without a `bytes ` prefix: what distribution and ACR take.
             let range = HeaderValue::from_str(&format!("{offset}-{}", end - 1)).expect("ascii");
             let resp = self
-                .transport
+                .session
                 .request(Method::PATCH, location.clone())
                 .header(CONTENT_TYPE, octet_stream())
                 .header(reqwest::header::CONTENT_RANGE, range)
@@ -327,7 +327,7 @@ impl Client {
             offset = kept;
         }
         let resp = self
-            .transport
+            .session
             .request(Method::PUT, with_digest(location, digest))
             .header(CONTENT_TYPE, octet_stream())
             .ok(&[StatusCode::CREATED])

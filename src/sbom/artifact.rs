@@ -9,12 +9,11 @@ use serde_json::{json, Value};
 
 use super::{Document, SbomError};
 use crate::digest::Digest;
-use crate::image::{canonical, BlobRef, ANNOTATION_CREATED};
-use crate::layout::{Descriptor, Layout, LayoutError, LayoutWriter, MEDIA_TYPE_MANIFEST};
+use crate::image::{canonical, BlobRef};
+use crate::layout::{Descriptor, Layout, LayoutError, LayoutWriter};
+use crate::oci::{annotation, media_type};
 
-pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 pub const EMPTY: &[u8] = b"{}";
-const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 
 /// An SBOM manifest as `index.json` (and a referrers index) lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +27,7 @@ pub struct Referrer {
 impl Referrer {
     pub fn descriptor_json(&self) -> Value {
         let mut d = json!({
-            "mediaType": MEDIA_TYPE_MANIFEST,
+            "mediaType": media_type::MANIFEST,
             "digest": self.digest.to_string(),
             "size": self.size,
             "artifactType": self.artifact_type,
@@ -51,15 +50,15 @@ pub fn manifest(doc: &Document, doc_digest: &Digest, subject: &BlobRef, created:
         _ => "sbom.spdx.json",
     };
     let mut layer = descriptor(&doc.media_type, doc_digest, doc.bytes.len() as u64);
-    layer["annotations"] = json!({ ANNOTATION_TITLE: title });
+    layer["annotations"] = json!({ annotation::TITLE: title });
     canonical(&json!({
         "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
+        "mediaType": media_type::MANIFEST,
         "artifactType": doc.media_type,
-        "config": descriptor(MEDIA_TYPE_EMPTY, &Digest::of(EMPTY), EMPTY.len() as u64),
+        "config": descriptor(media_type::EMPTY, &Digest::of(EMPTY), EMPTY.len() as u64),
         "layers": [layer],
         "subject": descriptor(subject.media_type.as_ref(), &subject.digest, subject.size),
-        "annotations": { ANNOTATION_CREATED: created },
+        "annotations": { annotation::CREATED: created },
     }))
 }
 
@@ -77,7 +76,7 @@ pub fn write(
         digest: writer.put_blob(&bytes)?,
         size: bytes.len() as u64,
         artifact_type: doc.media_type.clone(),
-        annotations: BTreeMap::from([(ANNOTATION_CREATED.to_string(), created.to_string())]),
+        annotations: BTreeMap::from([(annotation::CREATED.to_string(), created.to_string())]),
     })
 }
 

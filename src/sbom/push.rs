@@ -10,7 +10,8 @@ use super::artifact::{self, LocalSbom};
 use super::SbomError;
 use crate::digest::Digest;
 use crate::image::canonical;
-use crate::layout::{Descriptor, Layout, ResolvedImage, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::layout::{Descriptor, Layout, ResolvedImage};
+use crate::oci::media_type;
 use crate::registry::client::short;
 use crate::registry::{Client, Tag, Target};
 
@@ -94,7 +95,7 @@ pub async fn push_sboms(
 /// Blobs, then the manifest; whether the registry said `OCI-Subject`.
 async fn push_one(repo: &Client, layout: &Layout, sbom: &LocalSbom) -> Result<bool, SbomError> {
     let empty = Descriptor {
-        media_type: artifact::MEDIA_TYPE_EMPTY.to_string(),
+        media_type: media_type::EMPTY.to_string(),
         digest: Digest::of(artifact::EMPTY),
         size: artifact::EMPTY.len() as u64,
         annotations: Default::default(),
@@ -114,7 +115,7 @@ async fn push_one(repo: &Client, layout: &Layout, sbom: &LocalSbom) -> Result<bo
     }
     let d = &sbom.referrer.digest;
     Ok(repo
-        .put_manifest_subject(Target::Digest(d), MEDIA_TYPE_MANIFEST, &sbom.manifest, d)
+        .put_manifest_subject(Target::Digest(d), media_type::MANIFEST, &sbom.manifest, d)
         .await?)
 }
 
@@ -124,7 +125,7 @@ async fn add_to_fallback(repo: &Client, sbom: &LocalSbom) -> Result<bool, SbomEr
     let current = repo.get_manifest(Target::Tag(&tag)).await?;
     let mut index = match &current {
         Some(m) => artifact::parse(&format!("referrers tag {tag}"), &m.bytes)?,
-        None => json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_INDEX, "manifests": []}),
+        None => json!({"schemaVersion": 2, "mediaType": media_type::INDEX, "manifests": []}),
     };
     let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
         return Err(SbomError::NotFound(format!(
@@ -142,7 +143,7 @@ async fn add_to_fallback(repo: &Client, sbom: &LocalSbom) -> Result<bool, SbomEr
     let bytes = canonical(&index);
     repo.put_manifest(
         Target::Tag(&tag),
-        MEDIA_TYPE_INDEX,
+        media_type::INDEX,
         &bytes,
         &Digest::of(&bytes),
     )

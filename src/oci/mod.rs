@@ -1,0 +1,28 @@
+//! The names the OCI specs give: media types, annotation keys, and image references. A base
+//! module: the image definition, the image JSON, the layout and the registry client all speak
+//! these names, and none of them owns them (so none has to import another for a constant).
+
+pub mod reference;
+
+pub use reference::{Reference, ReferenceError, Repository, Tag};
+
+/// Media types of the image-spec (and the Docker ones a registry may still answer with).
+pub mod media_type {
+    pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// The empty descriptor's (`{}`) of an artifact manifest without a config of its own.
+    pub const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+}
+
+/// Pre-defined annotation keys of the image-spec (`annotations.md`).
+pub mod annotation {
+    /// A tag's name in a layout's `index.json`.
+    pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+    pub const CREATED: &str = "org.opencontainers.image.created";
+    pub const TITLE: &str = "org.opencontainers.image.title";
+    pub const VERSION: &str = "org.opencontainers.image.version";
+    pub const REVISION: &str = "org.opencontainers.image.revision";
+    pub const SOURCE: &str = "org.opencontainers.image.source";
+}

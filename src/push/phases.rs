@@ -1,0 +1,268 @@
+//! A push in three steps, so that a caller pushing several images can run each step for all of
+//! them before the next, and move no tag until every image is up:
+//! [`check`] (the first round trip), [`Checked::upload`] (blobs, manifests, the index, SBOMs),
+//! [`Uploaded::tag`] (the tags that differ).
+
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+
+use super::blobs::BlobPush;
+use super::report::Reporter;
+use super::verify::Verification;
+use super::{blocking, PushError, PushOptions, PushOutcome};
+use crate::layout::{Layout, ManifestBlob, ResolvedImage};
+use crate::registry::client::short;
+use crate::registry::credential::find_credential;
+use crate::registry::{Client, ClientOptions, Repository, Tag, Target};
+
+/// A push after its first round trip: what the registry holds, and which tags must move.
+pub struct Checked<'a> {
+    opts: &'a PushOptions,
+    client: Arc<Client>,
+    layout: Layout,
+    image: ResolvedImage,
+    mount_from: Option<Repository>,
+    report: Reporter,
+    /// Hashing the blobs; `None` when the registry holds the index (nothing local is sent).
+    verification: Option<Verification>,
+    sboms: bool,
+    moving: Vec<Tag>,
+    outcome: PushOutcome,
+}
+
+/// A push whose content is all in the registry: only its tags are left to move.
+pub struct Uploaded<'a> {
+    checked: Checked<'a>,
+}
+
+/// The layout's image and the remote tags: those given, else the image's own, else `latest`.
+async fn open(opts: &PushOptions) -> Result<(Layout, ResolvedImage, Vec<Tag>), PushError> {
+    let (dir, image) = (opts.layout.clone(), opts.image.clone());
+    let (layout, resolved) = blocking(move || {
+        let layout = Layout::open(&dir)?;
+        let resolved = layout.resolve(image.as_deref())?;
+        Ok((layout, resolved))
+    })
+    .await?;
+    let mut tags = opts.tags.clone();
+    if tags.is_empty() {
+        tags = resolved
+            .tags
+            .iter()
+            .filter_map(|t| Tag::parse(t).ok())
+            .collect();
+    }
+    if tags.is_empty() {
+        tags.push(Tag::parse("latest").expect("a valid tag"));
+    }
+    Ok((layout, resolved, tags))
+}
+
+/// The first round trip: whether the registry holds the index, and where each tag points (no
+/// `/v2/` ping before it: its first answer tells what the ping would have). The blobs are hashed
+/// meanwhile.
+pub async fn check(opts: &PushOptions) -> Result<Checked<'_>, PushError> {
+    let mount_from = match &opts.mount_from {
+        Some(m) => Some(opts.repository.sibling(m).map_err(PushError::MountFrom)?),
+        None => None,
+    };
+    let report = Reporter::new(opts.progress);
+    let (layout, image, tags) = open(opts).await?;
+    let digest = image.top.descriptor.digest.clone();
+    let name = opts.repository.to_string();
+
+    let client = connect(opts).await?;
+    let mut outcome = PushOutcome {
+        image: format!("{name}@{digest}"),
+        digest: digest.clone(),
+        already_present: false,
+        blobs_uploaded: 0,
+        blobs_existing: 0,
+        blobs_mounted: 0,
+        tags_moved: Vec::new(),
+        tags_unchanged: Vec::new(),
+        sboms_pushed: 0,
+    };
+
+    // One round trip: whether the registry holds the index, and where each tag points. No
+    // `/v2/` ping before it: its first answer (a 401 challenge, a refused connection, plain
+    // http answered to https) tells what the ping would have.
+    // The blobs are hashed meanwhile; nothing of them goes out before that is done.
+    let verification = Verification::start(&layout, &image.blobs);
+    let (present, current) = tokio::try_join!(
+        client.manifest_digest(Target::Digest(&digest)),
+        try_join_all(tags.iter().map(|t| client.manifest_digest(Target::Tag(t)))),
+    )?;
+    let mut moving = Vec::new();
+    for (tag, at) in tags.into_iter().zip(current) {
+        if at.as_ref() == Some(&digest) {
+            report.line(format!("tag {tag} already points at {}", short(&digest)));
+            outcome.tags_unchanged.push(tag);
+        } else {
+            moving.push(tag);
+        }
+    }
+
+    let sboms = !opts.no_sbom && has_sboms(&layout, &image).await?;
+    let verification = match present {
+        Some(_) => {
+            drop(verification);
+            outcome.already_present = true;
+            report.line(format!(
+                "{name}@{digest} is already in the registry; no blob to send"
+            ));
+            None
+        }
+        None => Some(verification),
+    };
+    Ok(Checked {
+        opts,
+        client,
+        layout,
+        image,
+        mount_from,
+        report,
+        verification,
+        sboms,
+        moving,
+        outcome,
+    })
+}
+
+impl<'a> Checked<'a> {
+    /// Everything but the tags: unless the registry holds the index, the blobs (verified before
+    /// any byte goes out), the platform manifests, the index; then the SBOMs. With
+    /// `index_by_tag` and exactly one tag to move and nothing to send after the index, the index
+    /// goes up under that tag directly (its `PUT` is then the last step, as a tag's is); a caller
+    /// that moves the tags of several images together passes `false`.
+    pub async fn upload(mut self, index_by_tag: bool) -> Result<Uploaded<'a>, PushError> {
+        if let Some(verification) = self.verification.take() {
+            // Not waited for on the no-op path: there nothing local is sent (the registry holds
+            // every blob by digest already), and hashing hundreds of megabytes would make a
+            // re-push as slow as a build.
+            verification.finish().await?;
+            let blobs = BlobPush {
+                client: &self.client,
+                layout: &self.layout,
+                opts: self.opts,
+                mount_from: self.mount_from.as_ref(),
+                report: &self.report,
+            };
+            blobs.run(&self.image.blobs, &mut self.outcome).await?;
+            put_all(&self.client, &self.image.manifests, None, &self.report).await?;
+            let direct = (index_by_tag && self.moving.len() == 1 && !self.sboms)
+                .then(|| self.moving.pop())
+                .flatten();
+            let top = std::slice::from_ref(&self.image.top);
+            put_all(&self.client, top, direct.as_ref(), &self.report).await?;
+            self.outcome.tags_moved.extend(direct);
+        }
+        if self.sboms {
+            let line = |m: String| self.report.line(m);
+            let sent =
+                crate::sbom::push::push_sboms(&self.client, &self.layout, &self.image, &line)
+                    .await?;
+            self.outcome.sboms_pushed = sent.pushed;
+        }
+        Ok(Uploaded { checked: self })
+    }
+}
+
+impl Uploaded<'_> {
+    /// Point the tags that differ at the index, together; the push is done.
+    pub async fn tag(self) -> Result<PushOutcome, PushError> {
+        let mut c = self.checked;
+        point_tags(&c.client, &c.image, &c.moving, &c.report).await?;
+        c.outcome.tags_moved.append(&mut c.moving);
+        Ok(c.outcome)
+    }
+}
+
+/// The client, its credential found and its TLS roots read off the async threads (a credential
+/// helper is a process, the roots are files).
+async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
+    let (repository, explicit) = (opts.repository.clone(), opts.credential.clone());
+    let client_opts = ClientOptions {
+        plain_http: opts.plain_http,
+        chunk_size: opts.chunk_size,
+        max_attempts: opts.max_attempts.max(1),
+        credential: None,
+        pull_only: false,
+    };
+    blocking(move || {
+        let credential = find_credential(&repository, explicit)?;
+        let opts = ClientOptions {
+            credential,
+            ..client_opts
+        };
+        Ok(Arc::new(Client::new(&repository, opts)?))
+    })
+    .await
+}
+
+/// Point each of `tags` at the index, together (the caller skipped those that already do).
+async fn point_tags(
+    client: &Client,
+    image: &ResolvedImage,
+    tags: &[Tag],
+    report: &Reporter,
+) -> Result<(), PushError> {
+    let top = &image.top;
+    let (digest, mt) = (&top.descriptor.digest, &top.descriptor.media_type);
+    try_join_all(tags.iter().map(|tag| async move {
+        client
+            .put_manifest(Target::Tag(tag), mt, &top.bytes, digest)
+            .await?;
+        report.line(format!("tag {tag} -> {}", short(digest)));
+        Ok::<_, PushError>(())
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Each manifest of `manifests` by digest (or, for the one index, under `tag`), together,
+/// each checked against the digest the registry answers.
+async fn put_all(
+    client: &Client,
+    manifests: &[ManifestBlob],
+    tag: Option<&Tag>,
+    report: &Reporter,
+) -> Result<(), PushError> {
+    try_join_all(manifests.iter().map(|m| async move {
+        let d = &m.descriptor;
+        let target = tag.map_or(Target::Digest(&d.digest), Target::Tag);
+        client
+            .put_manifest(target, &d.media_type, &m.bytes, &d.digest)
+            .await?;
+        report.line(format!(
+            "{} {} pushed{}",
+            kind_of(&d.media_type),
+            short(&d.digest),
+            d.platform
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ));
+        if let Some(tag) = tag {
+            report.line(format!("tag {tag} -> {}", short(&d.digest)));
+        }
+        Ok::<_, PushError>(())
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
+async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
+    let (layout, image) = (layout.clone(), image.clone());
+    blocking(move || Ok(!crate::sbom::push::sboms_of(&layout, &image)?.is_empty())).await
+}
+
+fn kind_of(media_type: &str) -> &'static str {
+    if media_type.contains("index") || media_type.contains("list") {
+        "index"
+    } else {
+        "manifest"
+    }
+}
