@@ -1,6 +1,6 @@
 //! The image definition (`images/*.toml`, or `[package.metadata.ironstar]`): what goes in an
 //! image besides the binaries, and where each platform's binary comes from. Errors name the file
-//! and the line. [`file`] reads the format, [`path`] holds paths inside the image.
+//! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]).
 
 mod file;
 mod path;
