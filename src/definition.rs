@@ -34,6 +34,10 @@ pub struct Request {
     pub tags: Vec<String>,
     /// Build the binaries with cargo, as these options say.
     pub cargo: Option<CargoOptions>,
+    /// Rootfs items; `None`: the definition's.
+    pub rootfs: Option<Vec<spec::RootfsItem>>,
+    /// The base image; `None`: the definition's.
+    pub base: Option<crate::oci::Reference>,
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -74,6 +78,12 @@ impl Request {
             });
         }
         spec.set_binaries(&self.binaries);
+        if let Some(items) = &self.rootfs {
+            spec.rootfs = spec::RootfsItem::normalise(items.clone());
+        }
+        if let Some(base) = &self.base {
+            spec.base = Some(base.clone());
+        }
         if !self.tags.is_empty() {
             for t in &self.tags {
                 spec::check_tag(t).map_err(DefinitionError::Tag)?;

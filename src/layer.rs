@@ -1,7 +1,7 @@
 //! The layer: a deterministic tar stream, gzip-compressed in parallel, hashed on the way.
 //!
-//! Determinism: entries are sorted, every header field is set (numeric owner 0:0, no user or group
-//! names, mtime from `SOURCE_DATE_EPOCH`), and the gzip bytes depend only on the tar bytes. The
+//! Determinism: entries are sorted, every header field is set (numeric owner, 0:0 unless an entry
+//! says otherwise, no user or group names, mtime from `SOURCE_DATE_EPOCH`), and the gzip bytes depend only on the tar bytes. The
 //! deflate stream is cut pigz-style into fixed 512 KiB blocks, each compressed by a fresh
 //! compressor primed with the previous block's last 32 KiB and ended by a sync flush, so the output
 //! is the same whatever the write sizes (zlib-rs output otherwise varies with them) and whatever
@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
@@ -38,8 +39,16 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// What a layer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
-    File { source: PathBuf },
+    File {
+        source: PathBuf,
+    },
     Dir,
+    /// A file whose bytes ironstar holds (the rootfs items' data, [`crate::rootfs`]).
+    Data(Arc<[u8]>),
+    /// A symbolic link; `target` as written (relative, for the time zones' aliases).
+    Symlink {
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +56,37 @@ pub struct Entry {
     pub path: ImagePath,
     pub kind: EntryKind,
     pub mode: u32,
+    /// Numeric owner; root's by default (what every entry had before owners existed, so the
+    /// tar bytes, and digests, of such entries are unchanged).
+    pub owner: Owner,
+}
+
+/// A numeric owner, `uid:gid`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Entry {
+    /// A file of the build machine, owned by root.
+    pub fn file(path: ImagePath, source: PathBuf, mode: u32) -> Self {
+        Entry::root_owned(path, EntryKind::File { source }, mode)
+    }
+
+    /// An empty directory, owned by root.
+    pub fn dir(path: ImagePath, mode: u32) -> Self {
+        Entry::root_owned(path, EntryKind::Dir, mode)
+    }
+
+    fn root_owned(path: ImagePath, kind: EntryKind, mode: u32) -> Self {
+        Entry {
+            path,
+            kind,
+            mode,
+            owner: Owner::default(),
+        }
+    }
 }
 
 /// A layer's content and how to encode it.
@@ -74,11 +114,7 @@ impl Recipe {
         for e in &entries {
             for a in e.path.ancestors() {
                 if !entries.iter().any(|x| x.path == a) {
-                    parents.push(Entry {
-                        path: a,
-                        kind: EntryKind::Dir,
-                        mode: 0o755,
-                    });
+                    parents.push(Entry::dir(a, 0o755));
                 }
             }
         }
@@ -127,8 +163,8 @@ impl Recipe {
         for e in &self.entries {
             let mut h = tar::Header::new_gnu();
             h.set_mode(e.mode);
-            h.set_uid(0);
-            h.set_gid(0);
+            h.set_uid(e.owner.uid.into());
+            h.set_gid(e.owner.gid.into());
             h.set_mtime(self.mtime);
             h.set_username("")?;
             h.set_groupname("")?;
@@ -139,6 +175,16 @@ impl Recipe {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_size(0);
                     tar.append_data(&mut h, format!("{}/", e.path.relative()), io::empty())?;
+                }
+                EntryKind::Data(bytes) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(bytes.len() as u64);
+                    tar.append_data(&mut h, e.path.relative(), &bytes[..])?;
+                }
+                EntryKind::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    tar.append_link(&mut h, e.path.relative(), target)?;
                 }
                 EntryKind::File { source } => {
                     let f = File::open(source).map_err(|err| with_path(source, err))?;
@@ -444,16 +490,8 @@ mod golden {
             .collect();
         std::fs::write(&file, &data).unwrap();
         let entries = vec![
-            Entry {
-                path: ImagePath::parse("/usr/bin/app").unwrap(),
-                kind: EntryKind::File { source: file },
-                mode: 0o755,
-            },
-            Entry {
-                path: ImagePath::parse("/tmp").unwrap(),
-                kind: EntryKind::Dir,
-                mode: 0o1777,
-            },
+            Entry::file(ImagePath::parse("/usr/bin/app").unwrap(), file, 0o755),
+            Entry::dir(ImagePath::parse("/tmp").unwrap(), 0o1777),
         ];
         let recipe = Recipe::new(entries, 1_700_000_000, DEFAULT_LEVEL).unwrap();
         let mut out = crate::digest::HashWriter::new(Vec::new());

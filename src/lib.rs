@@ -7,6 +7,8 @@
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
 //! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`rootfs`]: the files of the rootfs items (CA roots, time zones, a non-root user, /tmp);
+//! - [`base`]: a base image: pulled, kept, and its config merged under ours;
 //! - [`cache`]: layers already compressed, and where blobs were pushed;
 //! - [`image`]: config, manifest and index JSON in canonical form;
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
@@ -19,6 +21,7 @@
 //!   or docker.
 
 pub mod archive;
+pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cargo;
@@ -33,6 +36,7 @@ pub mod oci;
 pub mod platform;
 pub mod push;
 pub mod registry;
+pub mod rootfs;
 pub mod sbom;
 pub mod spec;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ExtraFile, ImagePath, ImageSpec, Location, RunConfig, SpecError};
+use super::{ExtraFile, ImagePath, ImageSpec, Location, RootfsItem, RunConfig, SpecError};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 
 type Result<T, E = SpecError> = std::result::Result<T, E>;
@@ -39,6 +39,8 @@ pub(super) struct RawSpec {
     stop_signal: Option<String>,
     #[serde(default)]
     files: Vec<RawFile>,
+    rootfs: Option<Vec<Spanned<String>>>,
+    base: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +109,31 @@ impl Source<'_> {
             config,
             annotations: raw.annotations,
             files: self.files(raw.files)?,
+            rootfs: self.rootfs(raw.rootfs.unwrap_or_default())?,
+            base: self.base(raw.base)?,
         })
+    }
+
+    /// `rootfs = ["ca-certificates", …]`: known items, in their canonical order.
+    fn rootfs(&self, raw: Vec<Spanned<String>>) -> Result<Vec<RootfsItem>> {
+        let items = raw
+            .iter()
+            .map(|s| RootfsItem::parse(s.get_ref()).map_err(|m| self.invalid(Some(s.span()), m)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RootfsItem::normalise(items))
+    }
+
+    /// `base = "REGISTRY/REPO[:TAG][@sha256:…]"`.
+    fn base(&self, raw: Option<Spanned<String>>) -> Result<Option<crate::oci::Reference>> {
+        raw.map(|s| {
+            crate::oci::Reference::parse(s.get_ref()).map_err(|e| {
+                self.invalid(
+                    Some(s.span()),
+                    format!("base: {e}; write it as REGISTRY/REPO[:TAG][@sha256:…]"),
+                )
+            })
+        })
+        .transpose()
     }
 
     fn name(&self, name: Option<Spanned<String>>, default: Option<&str>) -> Result<String> {

@@ -1,9 +1,11 @@
 //! The image definition (`images/*.toml`, or `[package.metadata.ironstar]`): what goes in an
 //! image besides the binaries, and where each platform's binary comes from. Errors name the file
-//! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]).
+//! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]),
+//! `rootfs` the rootfs items ([`RootfsItem`]).
 
 mod file;
 mod path;
+mod rootfs;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +17,7 @@ use crate::platform::Platform;
 
 pub use file::check_tag;
 pub use path::ImagePath;
+pub use rootfs::{parse_rootfs_flag, RootfsItem};
 
 /// Where a problem in a definition file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +91,10 @@ pub struct ImageSpec {
     /// Annotations for the image index (and `index.json`).
     pub annotations: BTreeMap<String, String>,
     pub files: Vec<ExtraFile>,
+    /// The rootfs items, in [`RootfsItem::ALL`]'s order, each once.
+    pub rootfs: Vec<RootfsItem>,
+    /// The image our layers go on top of; `None`: `FROM scratch`.
+    pub base: Option<crate::oci::Reference>,
 }
 
 impl ImageSpec {
@@ -226,6 +233,29 @@ mode = 0o1777
         assert_eq!(s.files[0].mode, 0o1777);
         assert_eq!(s.files[0].path.relative(), "tmp");
         assert_eq!(s.config.exposed_ports, ["53/udp", "8080"]);
+        assert!(s.rootfs.is_empty() && s.base.is_none());
+    }
+
+    #[test]
+    fn reads_rootfs_items_and_a_base() {
+        let s = parse(
+            "name = \"app\"\nrootfs = [\"tmp\", \"ca-certificates\", \"tmp\"]\nbase = \"127.0.0.1:5000/base:v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.rootfs, [RootfsItem::CaCertificates, RootfsItem::Tmp]);
+        let base = s.base.unwrap();
+        assert_eq!(base.repository.to_string(), "127.0.0.1:5000/base");
+        let e = parse("name = \"app\"\nrootfs = [\"tzdat\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images/x.toml:2:11:") && e.contains("tzdata"),
+            "{e}"
+        );
+        let e = parse("name = \"app\"\nbase = \"Bad Ref\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("images/x.toml:2:8:"), "{e}");
     }
 
     #[test]
