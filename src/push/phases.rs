@@ -23,6 +23,8 @@ pub struct Checked<'a> {
     layout: Layout,
     image: ResolvedImage,
     mount_from: Option<Repository>,
+    /// The base image's repository, a mount source for its layers.
+    base: Option<Repository>,
     report: Reporter,
     /// Hashing the blobs; `None` when the registry holds the index (nothing local is sent).
     verification: Option<Verification>,
@@ -116,12 +118,14 @@ pub async fn check(opts: &PushOptions) -> Result<Checked<'_>, PushError> {
         }
         None => Some(verification),
     };
+    let base = super::blobs::base_repository(&image, &opts.repository);
     Ok(Checked {
         opts,
         client,
         layout,
         image,
         mount_from,
+        base,
         report,
         verification,
         sboms,
@@ -147,6 +151,7 @@ impl<'a> Checked<'a> {
                 layout: &self.layout,
                 opts: self.opts,
                 mount_from: self.mount_from.as_ref(),
+                base: self.base.as_ref(),
                 report: &self.report,
             };
             blobs.run(&self.image.blobs, &mut self.outcome).await?;
