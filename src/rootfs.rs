@@ -252,7 +252,19 @@ pub fn content_size(item: RootfsItem) -> (u64, usize) {
     (bytes, entries.len())
 }
 
-/// `--rootfs`'s help: each item, what it holds, where its data comes from.
+/// An item's size: its files' bytes, and its layer alone at the default deflate level (all
+/// four together: 185.8 KiB). Stated, not computed, so that `--help` costs no start-up time; a
+/// unit test checks the figures against the data.
+pub fn size(item: RootfsItem) -> &'static str {
+    match item {
+        RootfsItem::CaCertificates => "162.8 KiB, layer 97.8 KiB",
+        RootfsItem::Tzdata => "216.7 KiB in 346 files and 253 links, layer 87.1 KiB",
+        RootfsItem::Nonroot => "192 B, layer 293 B",
+        RootfsItem::Tmp => "layer 73 B",
+    }
+}
+
+/// `--rootfs`'s help: each item, what it holds, where its data comes from, its size.
 pub fn help() -> String {
     let mut s = String::from(
         "Rootfs items to add (comma-separated; replaces the image file's `rootfs`), in a layer \
@@ -260,11 +272,11 @@ pub fn help() -> String {
     );
     for i in RootfsItem::ALL {
         s.push_str(&format!("\n  {}: {}", i.name(), i.holds()));
-        if let Some(v) = version(i) {
-            s.push_str(&format!(" [{v}]"));
+        match version(i) {
+            Some(v) => s.push_str(&format!(" [{v}; {}]", size(i))),
+            None => s.push_str(&format!(" [{}]", size(i))),
         }
     }
-    s.push_str("\nSizes in the README (\"Rootfs items\").");
     s
 }
 
@@ -281,6 +293,43 @@ mod tests {
                 lock.contains(&entry),
                 "Cargo.lock has no {name} {version}: update the constant in src/rootfs.rs"
             );
+        }
+    }
+
+    #[test]
+    fn the_stated_sizes_are_the_data_s() {
+        for item in RootfsItem::ALL {
+            let entries = item_entries(item);
+            let (bytes, _) = content_size(item);
+            let files = entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::Data(_)))
+                .count();
+            let links = entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
+                .count();
+            let recipe =
+                crate::layer::Recipe::new(entries, MTIME, crate::layer::DEFAULT_LEVEL).unwrap();
+            let mut out = crate::digest::HashWriter::new(std::io::sink());
+            recipe.write(&mut out).unwrap();
+            let (_, _, layer) = out.finish();
+            let stated = size(item);
+            let want_layer = format!("layer {}", crate::human_bytes(layer));
+            assert!(
+                stated.ends_with(&want_layer),
+                "{item}: {stated}, not {want_layer}"
+            );
+            if bytes > 0 {
+                assert!(
+                    stated.starts_with(&crate::human_bytes(bytes)),
+                    "{item}: {stated}, {bytes} B"
+                );
+            }
+            if links > 0 {
+                let counts = format!("{files} files and {links} links");
+                assert!(stated.contains(&counts), "{item}: {stated}, not {counts}");
+            }
         }
     }
 

@@ -113,8 +113,11 @@ fn push_bases(registry: &Registry) {
 fn build(dir: &Path, base: &str, cache: Option<&Path>, out: &Path) -> std::process::Output {
     let f = fixtures();
     let mut c = ironstar();
+    // The README's definition, its base replaced by the test registry's.
     c.env("HOME", dir)
-        .args(["build", "--base", base, "--base-plain-http", "--binary"])
+        .arg("build")
+        .arg(repo().join("images/on-base.toml"))
+        .args(["--base", base, "--base-plain-http", "--binary"])
         .arg(format!("linux/amd64={}", f.amd64.display()))
         .arg("--binary")
         .arg(format!("linux/arm64={}", f.arm64.display()))
@@ -198,7 +201,7 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
             .args(["load", "--layout"])
             .arg(&layout)
             .args(["--platform", platform]));
-        assert_eq!(podman.run("hello:latest"), format!("hello from {arch}\n"));
+        assert_eq!(podman.run("service:latest"), format!("hello from {arch}\n"));
         let shell = ok(podman.cmd().args([
             "run",
             "--rm",
@@ -206,7 +209,7 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
             "none",
             "--entrypoint",
             "/bin/sh",
-            "hello:latest",
+            "service:latest",
             "-c",
             "echo \"$BASE_GREETING\"; uname -m",
         ]));

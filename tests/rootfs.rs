@@ -262,3 +262,44 @@ fn podman_runs_programs_that_see_every_item_on_amd64_and_arm64() {
         );
     }
 }
+
+#[test]
+fn the_readme_s_service_image_runs_as_nonroot_on_both_arches() {
+    let f = fixtures();
+    let layout = tempfile::tempdir().unwrap();
+    ok(ironstar()
+        .arg("build")
+        .arg(repo().join("images/service.toml"))
+        .arg("--binary")
+        .arg(format!("linux/amd64={}", f.amd64.display()))
+        .arg("--binary")
+        .arg(format!("linux/arm64={}", f.arm64.display()))
+        .arg("-o")
+        .arg(layout.path()));
+    let podman = Podman::new();
+    let mut platforms = vec![("linux/amd64", "x86_64")];
+    if binfmt_arm64() {
+        platforms.push(("linux/arm64", "aarch64"));
+    }
+    for (platform, arch) in platforms {
+        ok(podman
+            .env(&mut ironstar())
+            .args(["load", "--layout"])
+            .arg(layout.path())
+            .args(["--platform", platform]));
+        let out = ok(podman.cmd().args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "FIXTURE_REPORT=1",
+            "service:latest",
+        ]));
+        assert!(
+            out.starts_with(&format!("hello from {arch}\nargs: --version\n")),
+            "{out}"
+        );
+        assert!(out.contains("\nuid: 65532\n"), "{platform}: {out}");
+    }
+}

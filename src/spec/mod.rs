@@ -288,7 +288,7 @@ mode = 0o1777
         assert!(ImageSpec::load_cargo_metadata(&manifest, "svc")
             .unwrap()
             .is_none());
-        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\n";
+        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\nrootfs = [\"tmp\"]\n";
         std::fs::write(&manifest, format!("{head}{meta}")).unwrap();
         let s = ImageSpec::load_cargo_metadata(&manifest, "svc")
             .unwrap()
@@ -298,12 +298,13 @@ mode = 0o1777
             ("svc", &["v1".to_string()][..])
         );
         assert_eq!(s.platforms[0].to_string(), "linux/arm64");
+        assert_eq!(s.rootfs, [RootfsItem::Tmp]);
         std::fs::write(&manifest, format!("{head}{meta}\nplatform = 1\n")).unwrap();
         let e = ImageSpec::load_cargo_metadata(&manifest, "svc")
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with(&format!("{}:9:1:", manifest.display())),
+            e.starts_with(&format!("{}:10:1:", manifest.display())),
             "{e}"
         );
     }
