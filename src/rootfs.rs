@@ -38,7 +38,12 @@ pub fn entries(items: &[RootfsItem]) -> Vec<Entry> {
 fn item_entries(item: RootfsItem) -> Vec<Entry> {
     match item {
         RootfsItem::CaCertificates => vec![data(CA_BUNDLE, ca_bundle(), 0o644)],
-        RootfsItem::Tzdata => tzdata(),
+        RootfsItem::Tzdata => {
+            // Made once a process (~25 ms: timezone-data walks its archive on every lookup), so
+            // the images of one workspace build share the work.
+            static ZONES: std::sync::OnceLock<Vec<Entry>> = std::sync::OnceLock::new();
+            ZONES.get_or_init(tzdata).clone()
+        }
         RootfsItem::Nonroot => nonroot(),
         RootfsItem::Tmp => vec![Entry::dir(path("/tmp"), 0o1777)],
     }
