@@ -70,8 +70,8 @@ impl Buildah {
 }
 
 /// Both arches' base as one index in an OCI layout, and the amd64 one alone, pushed by skopeo to
-/// `registry` as `base:v1` and `base:amd64-only`.
-fn push_bases(registry: &Registry) {
+/// `registry` as `base:v1` and `base:amd64-only` (`creds`: `user:password`).
+fn push_bases(registry: &Registry, creds: Option<&str>) {
     let (bb_amd64, bb_arm64) = busybox();
     let b = Buildah::new();
     b.base("amd64", &bb_amd64, "base-amd64");
@@ -100,13 +100,13 @@ fn push_bases(registry: &Registry) {
     b.run(&["push", "--format", "oci", "base-amd64", &one]);
     require_tool("skopeo", "skopeo");
     for (src, tag) in [(both, "v1"), (one, "amd64-only")] {
-        ok(Command::new("skopeo").args([
-            "copy",
-            "--all",
-            "--dest-tls-verify=false",
-            &src,
-            &format!("docker://{}/base:{tag}", registry.addr()),
-        ]));
+        let mut c = Command::new("skopeo");
+        c.args(["copy", "--all", "--dest-tls-verify=false"]);
+        if let Some(creds) = creds {
+            c.args(["--dest-creds", creds]);
+        }
+        ok(c.arg(&src)
+            .arg(format!("docker://{}/base:{tag}", registry.addr())));
     }
 }
 
@@ -115,6 +115,9 @@ fn build(dir: &Path, base: &str, cache: Option<&Path>, out: &Path) -> std::proce
     let mut c = ironstar();
     // The README's definition, its base replaced by the test registry's.
     c.env("HOME", dir)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
         .arg("build")
         .arg(repo().join("images/on-base.toml"))
         .args(["--base", base, "--base-plain-http", "--binary"])
@@ -152,7 +155,7 @@ fn images(layout: &Path) -> Vec<(serde_json::Value, serde_json::Value)> {
 #[test]
 fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
     let registry = Registry::start(Auth::None);
-    push_bases(&registry);
+    push_bases(&registry, None);
     let dir = tempfile::tempdir().unwrap();
     let base = format!("{}/base:v1", registry.addr());
     let layout = dir.path().join("app");
@@ -287,6 +290,39 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
     assert_eq!(first, second);
     let (manifest, _) = &images(&dir.path().join("p2"))[1];
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_base_behind_auth_is_pulled_with_the_push_s_credentials() {
+    let registry = Registry::start(Auth::Basic {
+        user: "carol".into(),
+        password: "base-s3cret".into(),
+    });
+    push_bases(&registry, Some("carol:base-s3cret"));
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{}/base:v1", registry.addr());
+    let o = build(dir.path(), &base, None, &dir.path().join("refused"));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&registry.addr()) && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    // ~/.docker/config.json, as a push reads it.
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("carol:base-s3cret");
+    std::fs::create_dir_all(dir.path().join(".docker")).unwrap();
+    std::fs::write(
+        dir.path().join(".docker/config.json"),
+        serde_json::json!({"auths": {registry.addr(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let layout = dir.path().join("app");
+    expect(
+        &build(dir.path(), &base, None, &layout),
+        "build on a base behind auth",
+    );
+    assert_eq!(images(&layout).len(), 2);
 }
 
 fn base_index_digest(registry: &Registry) -> String {
