@@ -14,7 +14,7 @@ use crate::digest::{Digest, HashWriter};
 use crate::image::{self, BlobRef};
 use crate::layout::{Descriptor, Layout, LayoutError, ManifestBlob, ResolvedImage};
 use crate::layout::{OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
-use crate::oci::annotation;
+use crate::oci::{annotation, media_type};
 use crate::platform::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -163,24 +163,68 @@ pub fn select(
 
 /// Write `image` as a docker-archive named `repo_tags` (`name:tag`), as `docker load` and
 /// `podman load` read it: `manifest.json` and the blobs under `blobs/sha256/` (the layout of
-/// `docker save` since Docker 25). Layers stay gzip-compressed; both engines take that.
+/// `docker save` since Docker 25). gzip layers stay gzip-compressed (every engine takes that);
+/// zstd layers go in as the plain tar they hold, named by its digest (the diff id), as
+/// `docker save` writes every layer: engines that cannot read zstd (Docker before 23) load it too,
+/// and decompressing zstd costs little.
 pub fn write_docker_archive<W: Write>(
     layout: &Layout,
     image: &PlatformImage,
     repo_tags: &[String],
     out: W,
 ) -> Result<W> {
-    let path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
-    let manifest = serde_json::json!([{
-        "Config": path(&image.config),
-        "RepoTags": repo_tags,
-        "Layers": image.layers.iter().map(path).collect::<Vec<_>>(),
-    }]);
+    let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
     let mut blobs = vec![image.config.clone()];
-    blobs.extend(image.layers.iter().cloned());
+    let mut unpacked = Vec::new();
+    let mut layers = Vec::new();
+    for l in &image.layers {
+        if l.media_type == media_type::LAYER_ZSTD {
+            let (tar, size) = unzstd(layout, l)?;
+            layers.push(path(&tar));
+            unpacked.push(Unpacked {
+                blob: l.clone(),
+                tar,
+                size,
+            });
+        } else {
+            layers.push(path(&l.digest));
+            blobs.push(l.clone());
+        }
+    }
+    let manifest = serde_json::json!([{
+        "Config": path(&image.config.digest),
+        "RepoTags": repo_tags,
+        "Layers": layers,
+    }]);
     let mut files = BTreeMap::new();
     files.insert("manifest.json".to_string(), image::canonical(&manifest));
-    write_tar(layout, &files, &blobs, out)
+    write_tar(layout, &files, &blobs, &unpacked, out)
+}
+
+/// A zstd layer decompressed into the archive: the blob, and its tar's digest and size.
+struct Unpacked {
+    blob: Descriptor,
+    tar: Digest,
+    size: u64,
+}
+
+/// Decompress the zstd blob `d`, checking it against its name: the digest and size of the tar.
+fn unzstd(layout: &Layout, d: &Descriptor) -> Result<(Digest, u64)> {
+    let malformed = |e: io::Error| ArchiveError::Malformed {
+        layout: layout.root().to_path_buf(),
+        digest: d.digest.to_string(),
+        problem: format!("not a zstd stream: {e}"),
+    };
+    let mut reader = HashReader::new(layout.open_blob(d)?);
+    let mut tar = HashWriter::new(io::sink());
+    let mut decoder = zstd::stream::read::Decoder::new(&mut reader).map_err(malformed)?;
+    io::copy(&mut decoder, &mut tar).map_err(malformed)?;
+    drop(decoder);
+    // The decoder stops at the last frame's end; the digest covers every byte.
+    io::copy(&mut reader, &mut io::sink()).map_err(malformed)?;
+    reader.check(layout, d)?;
+    let (_, digest, size) = tar.finish();
+    Ok((digest, size))
 }
 
 /// Write the whole of `resolved` (its index, every platform) as an oci-archive: the OCI layout of
@@ -202,14 +246,16 @@ pub fn write_oci_archive<W: Write>(layout: &Layout, resolved: &ResolvedImage, ou
     let mut blobs = vec![top.clone()];
     blobs.extend(resolved.manifests.iter().map(|m| m.descriptor.clone()));
     blobs.extend(resolved.blobs.iter().cloned());
-    write_tar(layout, &files, &blobs, out)
+    write_tar(layout, &files, &blobs, &[], out)
 }
 
-/// The tar: `files` and `blobs/sha256/<hex>` of each blob (once), in path order.
+/// The tar: `files`, `blobs/sha256/<hex>` of each blob and of each unpacked layer (once), in path
+/// order.
 fn write_tar<W: Write>(
     layout: &Layout,
     files: &BTreeMap<String, Vec<u8>>,
     blobs: &[Descriptor],
+    unpacked: &[Unpacked],
     out: W,
 ) -> Result<W> {
     let mut entries: BTreeMap<String, Entry> = files
@@ -221,12 +267,16 @@ fn write_tar<W: Write>(
     for d in blobs {
         entries.insert(format!("blobs/sha256/{}", d.digest.hex()), Entry::Blob(d));
     }
+    for u in unpacked {
+        entries.insert(format!("blobs/sha256/{}", u.tar.hex()), Entry::Unpacked(u));
+    }
     let mut tar = tar::Builder::new(out);
     for (path, entry) in entries {
         let (size, mode, kind) = match entry {
             Entry::Dir => (0, 0o755, tar::EntryType::Directory),
             Entry::Bytes(b) => (b.len() as u64, 0o644, tar::EntryType::Regular),
             Entry::Blob(d) => (d.size, 0o644, tar::EntryType::Regular),
+            Entry::Unpacked(u) => (u.size, 0o644, tar::EntryType::Regular),
         };
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
@@ -245,16 +295,53 @@ fn write_tar<W: Write>(
                 reader.check(layout, d)?;
                 Ok(())
             }
+            Entry::Unpacked(u) => {
+                append_unpacked(layout, &mut tar, &mut h, &path, u)?;
+                Ok(())
+            }
         }
         .map_err(ArchiveError::Write)?;
     }
     tar.into_inner().map_err(ArchiveError::Write)
 }
 
+/// Append the tar a zstd layer holds, decompressed again as it goes in; both the blob and what
+/// came out are checked against what the first pass found ([`unzstd`]).
+fn append_unpacked<W: Write>(
+    layout: &Layout,
+    tar: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    path: &str,
+    u: &Unpacked,
+) -> Result<()> {
+    let malformed = |e: io::Error| ArchiveError::Malformed {
+        layout: layout.root().to_path_buf(),
+        digest: u.blob.digest.to_string(),
+        problem: format!("not a zstd stream: {e}"),
+    };
+    let mut blob = HashReader::new(layout.open_blob(&u.blob)?);
+    let decoder = zstd::stream::read::Decoder::new(&mut blob).map_err(malformed)?;
+    let mut out = HashReader::new(decoder.take(u.size));
+    tar.append_data(h, path, &mut out)
+        .map_err(ArchiveError::Write)?;
+    let (_, digest, len) = out.hash.finish();
+    drop(out.inner);
+    io::copy(&mut blob, &mut io::sink()).map_err(malformed)?;
+    blob.check(layout, &u.blob)?;
+    match digest == u.tar && len == u.size {
+        true => Ok(()),
+        false => Err(ArchiveError::Corrupt {
+            layout: layout.root().to_path_buf(),
+            digest: u.blob.digest.to_string(),
+        }),
+    }
+}
+
 enum Entry<'a> {
     Dir,
     Bytes(&'a [u8]),
     Blob(&'a Descriptor),
+    Unpacked(&'a Unpacked),
 }
 
 /// A reader that hashes and counts what it yields.

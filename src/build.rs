@@ -9,10 +9,11 @@ use rayon::prelude::*;
 
 use crate::base::{Base, BaseError};
 use crate::cache::LayerCache;
+use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::elf::{self, ElfError};
 use crate::image::{self, BlobRef, ImageError, LayerHistory};
-use crate::layer::{self, Entry, Recipe};
+use crate::layer::{Entry, Recipe};
 use crate::layout::{LayoutError, LayoutWriter};
 use crate::oci::annotation;
 use crate::platform::Platform;
@@ -30,6 +31,8 @@ pub enum BuildError {
     Image(#[from] ImageError),
     #[error("{0}")]
     Layer(String),
+    #[error("{0}")]
+    Compression(String),
     #[error("writing the layer for {platform}: {source}")]
     Write {
         platform: String,
@@ -56,7 +59,9 @@ pub struct BuildOptions {
     pub output: PathBuf,
     /// Seconds since the epoch for `created` and every file mtime.
     pub source_date_epoch: i64,
-    pub compression_level: u32,
+    /// The level for the image's compression ([`ImageSpec::compression`]); `None`: that
+    /// algorithm's default ([`crate::compress::Algorithm::default_level`]).
+    pub compression_level: Option<u32>,
     /// `org.opencontainers.image.revision`, e.g. the git commit.
     pub revision: Option<String>,
     /// The layer cache's directory ([`crate::cache::default_dir`] is the usual one); `None` for no
@@ -114,6 +119,7 @@ pub struct BuildReport {
 struct Shared<'a> {
     writer: &'a LayoutWriter,
     cache: Option<&'a LayerCache>,
+    compression: Compression,
     spec: &'a ImageSpec,
     opts: &'a BuildOptions,
     created: &'a str,
@@ -142,6 +148,8 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         let info = elf::check(path, p)?;
         inputs.push((p, path.clone(), info.size));
     }
+    let compression = Compression::new(spec.compression, opts.compression_level)
+        .map_err(BuildError::Compression)?;
     let created = image::rfc3339(opts.source_date_epoch)?;
     let labels = labels(spec, &created, opts);
     let annotations = annotations(spec, &created, opts);
@@ -154,7 +162,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
 
     let writer = LayoutWriter::create(&opts.output)?;
     let cache = opts.cache_dir.as_deref().and_then(|dir| {
-        LayerCache::open(dir, &layer::encoding(opts.compression_level))
+        LayerCache::open(dir, &compression.encoding())
             .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
             .ok()
     });
@@ -162,7 +170,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         true => None,
         false => {
             let entries = crate::rootfs::entries(&spec.rootfs);
-            let recipe = Recipe::new(entries, crate::rootfs::MTIME, opts.compression_level)
+            let recipe = Recipe::new(entries, crate::rootfs::MTIME, compression)
                 .map_err(BuildError::Layer)?;
             Some(write_layer(
                 &writer,
@@ -175,6 +183,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let shared = Shared {
         writer: &writer,
         cache: cache.as_ref(),
+        compression,
         spec,
         opts,
         created: &created,
@@ -290,7 +299,7 @@ fn build_platform(
         None => Entry::dir(f.path.clone(), f.mode),
     }));
     let mtime = opts.source_date_epoch as u64;
-    let recipe = Recipe::new(entries, mtime, opts.compression_level).map_err(BuildError::Layer)?;
+    let recipe = Recipe::new(entries, mtime, ctx.compression).map_err(BuildError::Layer)?;
     let what = platform.to_string();
     let (layer, diff_id, cached) = write_layer(writer, ctx.cache, &recipe, &what)?;
     let layer_size = layer.size;
@@ -387,19 +396,20 @@ fn write_layer(
         platform: platform.to_string(),
         source,
     };
-    let gzip = |digest, size| BlobRef {
-        media_type: MediaType::ImageLayerGzip,
+    let blob_ref = |digest, size| BlobRef {
+        media_type: recipe.compression.media_type(),
         digest,
         size,
     };
-    // With a cache, a first pass hashes the tar alone (a fraction of deflate's cost) for the key.
+    // With a cache, a first pass hashes the tar alone (a fraction of compression's cost) for the
+    // key.
     let probe = match cache {
         Some(c) => {
             let probe = recipe.diff_id().map_err(write_err)?;
             if let Some(hit) = c.get(&probe.diff_id) {
                 tracing::debug!("{platform}: layer {} from the cache", hit.digest);
                 writer.put_blob_file(&hit.path, &hit.digest)?;
-                return Ok((gzip(hit.digest, hit.size), probe.diff_id, true));
+                return Ok((blob_ref(hit.digest, hit.size), probe.diff_id, true));
             }
             Some(probe)
         }
@@ -414,7 +424,7 @@ fn write_layer(
             c.put(&written.diff_id, &writer.blob_path(&digest), &digest);
         }
     }
-    Ok((gzip(digest, size), written.diff_id, false))
+    Ok((blob_ref(digest, size), written.diff_id, false))
 }
 
 /// The standard OCI keys ironstar knows, then the image file's own (which win).
@@ -458,7 +468,7 @@ mod tests {
         let opts = BuildOptions {
             output: dir.path().join("out"),
             source_date_epoch: -1,
-            compression_level: 1,
+            compression_level: None,
             revision: None,
             cache_dir: None,
             sbom: None,

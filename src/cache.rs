@@ -51,7 +51,7 @@ pub struct Hit {
 
 impl LayerCache {
     /// Open (creating it) the cache under `root` for layers of `encoding`
-    /// ([`crate::layer::encoding`]).
+    /// ([`crate::compress::Compression::encoding`]).
     pub fn open(root: &Path, encoding: &str) -> io::Result<Self> {
         let layers = root.join("layers");
         let dir = layers.join(encoding);

@@ -38,6 +38,8 @@ pub struct Request {
     pub rootfs: Option<Vec<spec::RootfsItem>>,
     /// The base image; `None`: the definition's.
     pub base: Option<crate::oci::Reference>,
+    /// How the layers are compressed; `None`: the definition's.
+    pub compression: Option<crate::compress::Algorithm>,
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -83,6 +85,9 @@ impl Request {
         }
         if let Some(base) = &self.base {
             spec.base = Some(base.clone());
+        }
+        if let Some(c) = self.compression {
+            spec.compression = c;
         }
         if !self.tags.is_empty() {
             for t in &self.tags {

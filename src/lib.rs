@@ -6,7 +6,7 @@
 //! - [`platform`]: the table of OCI platforms, Rust targets and ELF machines;
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
-//! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`layer`] and [`compress`]: the deterministic tar layer, gzip- or zstd-compressed;
 //! - [`rootfs`]: the files of the rootfs items (CA roots, time zones, a non-root user, /tmp);
 //! - [`base`]: a base image: pulled, kept, and its config merged under ours;
 //! - [`cache`]: layers already compressed, and where blobs were pushed;
@@ -25,6 +25,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cargo;
+pub mod compress;
 pub mod definition;
 pub mod digest;
 pub mod elf;

@@ -314,8 +314,7 @@ mod tests {
                 .iter()
                 .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
                 .count();
-            let recipe =
-                crate::layer::Recipe::new(entries, MTIME, crate::layer::DEFAULT_LEVEL).unwrap();
+            let recipe = crate::layer::Recipe::new(entries, MTIME, Default::default()).unwrap();
             let mut out = crate::digest::HashWriter::new(std::io::sink());
             recipe.write(&mut out).unwrap();
             let (_, _, layer) = out.finish();
@@ -350,7 +349,7 @@ mod tests {
     #[test]
     fn zones_are_files_or_links_to_them_and_the_table_names_only_zones() {
         let entries = tzdata();
-        let recipe = crate::layer::Recipe::new(entries.clone(), MTIME, 1).unwrap();
+        let recipe = crate::layer::Recipe::new(entries.clone(), MTIME, Default::default()).unwrap();
         assert!(recipe.entries.len() > 500);
         let monaco = entries
             .iter()

@@ -26,9 +26,13 @@ pub struct BuildArgs {
         value_delimiter = ','
     )]
     pub tags: Vec<String>,
-    /// Deflate level, 0 (store) to 9 (smallest).
-    #[arg(long, default_value_t = ironstar::layer::DEFAULT_LEVEL, value_parser = clap::value_parser!(u32).range(0..=9))]
-    pub compression_level: u32,
+    /// How layers are compressed: gzip (every runtime reads it) or zstd (faster to build and to
+    /// unpack; needs containerd 1.5+, Docker 23+, podman 3+) [default: the image file's
+    /// `compression`, else gzip].
+    #[arg(long, value_name = "gzip|zstd")]
+    pub compression: Option<ironstar::compress::Algorithm>,
+    #[arg(long, value_name = "N", help = level_help())]
+    pub compression_level: Option<u32>,
     #[command(flatten)]
     pub cache: super::CacheArgs,
     #[command(flatten)]
@@ -126,6 +130,21 @@ impl CargoArgs {
     }
 }
 
+/// `--compression-level`'s help, from the library's ranges and defaults.
+fn level_help() -> String {
+    use ironstar::compress::Algorithm;
+    let one = |a: Algorithm| {
+        let r = a.levels();
+        let d = a.default_level();
+        format!("{a} {} to {} [default: {d}]", r.start(), r.end())
+    };
+    format!(
+        "Compression level (higher: smaller, slower): {}; {}",
+        one(Algorithm::Gzip),
+        one(Algorithm::Zstd)
+    )
+}
+
 fn parse_platform(s: &str) -> Result<&'static Platform, String> {
     Platform::parse(s).map_err(|e| e.to_string())
 }
@@ -151,6 +170,7 @@ impl BuildArgs {
                 .then(|| self.cargo_args.options(self.image_file.clone())),
             rootfs: self.rootfs.clone(),
             base: self.base.clone(),
+            compression: self.compression,
         }
     }
 }

@@ -12,6 +12,9 @@ pub mod media_type {
     pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     /// The empty descriptor's (`{}`) of an artifact manifest without a config of its own.
     pub const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    /// Layers: a tar, gzip- or zstd-compressed (zstd since image-spec 1.1).
+    pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
     pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 }

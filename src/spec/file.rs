@@ -41,6 +41,7 @@ pub(super) struct RawSpec {
     files: Vec<RawFile>,
     rootfs: Option<Vec<Spanned<String>>>,
     base: Option<Spanned<String>>,
+    compression: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -111,7 +112,19 @@ impl Source<'_> {
             files: self.files(raw.files)?,
             rootfs: self.rootfs(raw.rootfs.unwrap_or_default())?,
             base: self.base(raw.base)?,
+            compression: self.compression(raw.compression)?,
         })
+    }
+
+    /// `compression = "gzip" | "zstd"`; default gzip.
+    fn compression(&self, raw: Option<Spanned<String>>) -> Result<crate::compress::Algorithm> {
+        raw.map(|s| {
+            s.get_ref()
+                .parse()
+                .map_err(|m| self.invalid(Some(s.span()), m))
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
     }
 
     /// `rootfs = ["ca-certificates", …]`: known items, in their canonical order.

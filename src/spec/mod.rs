@@ -95,6 +95,9 @@ pub struct ImageSpec {
     pub rootfs: Vec<RootfsItem>,
     /// The image our layers go on top of; `None`: `FROM scratch`.
     pub base: Option<crate::oci::Reference>,
+    /// How ironstar's layers (the rootfs items' and the binary's) are compressed; a base's
+    /// layers keep their own.
+    pub compression: crate::compress::Algorithm,
 }
 
 impl ImageSpec {
@@ -234,6 +237,20 @@ mode = 0o1777
         assert_eq!(s.files[0].path.relative(), "tmp");
         assert_eq!(s.config.exposed_ports, ["53/udp", "8080"]);
         assert!(s.rootfs.is_empty() && s.base.is_none());
+        assert_eq!(s.compression, crate::compress::Algorithm::Gzip);
+    }
+
+    #[test]
+    fn reads_the_compression() {
+        let s = parse("name = \"app\"\ncompression = \"zstd\"\n").unwrap();
+        assert_eq!(s.compression, crate::compress::Algorithm::Zstd);
+        let e = parse("name = \"app\"\ncompression = \"xz\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images/x.toml:2:15:") && e.contains("gzip or zstd"),
+            "{e}"
+        );
     }
 
     #[test]
