@@ -134,6 +134,29 @@ fn fixture_crate(name: &str, host: bool) -> Fixtures {
     }
 }
 
+/// The fixture binaries with `mib` MiB of seeded, half-compressible bytes appended (the ELFs still
+/// run: the loader ignores trailing bytes), in `dir`: layers of several gzip blocks and zstd
+/// frames. `(amd64, arm64)`.
+pub fn padded_fixtures(dir: &Path, mib: usize) -> (PathBuf, PathBuf) {
+    let f = fixtures();
+    let pad = |src: &Path, name: &str| {
+        let mut bytes = std::fs::read(src).unwrap();
+        let mut x: u32 = 0x1234_5678;
+        bytes.extend((0..mib << 20).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            0x40 | (x & 0x0f) as u8
+        }));
+        let out = dir.join(name);
+        std::fs::write(&out, bytes).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+        out
+    };
+    (pad(&f.amd64, "hello-amd64"), pad(&f.arm64, "hello-arm64"))
+}
+
 /// `ironstar build` of the two fixture binaries into `out`; returns the index digest.
 pub fn build_layout(out: &Path) -> String {
     let f = fixtures();
@@ -311,10 +334,27 @@ pub fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).expect("valid JSON")
 }
 
-/// The files of a gzip-compressed tar layer: (path, mode, uid, gid, mtime, contents).
-pub fn layer_entries(gz: &[u8]) -> Vec<(String, u32, u64, u64, u64, Vec<u8>)> {
+/// The tar a gzip- or zstd-compressed layer holds (told apart by their magic numbers).
+pub fn unpack_layer(layer: &[u8]) -> Vec<u8> {
     use std::io::Read;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut tar = Vec::new();
+    match layer.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        true => zstd::stream::read::Decoder::new(layer)
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap(),
+        false => flate2::read::GzDecoder::new(layer)
+            .read_to_end(&mut tar)
+            .unwrap(),
+    };
+    tar
+}
+
+/// The files of a gzip- or zstd-compressed tar layer: (path, mode, uid, gid, mtime, contents).
+pub fn layer_entries(layer: &[u8]) -> Vec<(String, u32, u64, u64, u64, Vec<u8>)> {
+    use std::io::Read;
+    let tar = unpack_layer(layer);
+    let mut ar = tar::Archive::new(&tar[..]);
     ar.entries()
         .unwrap()
         .map(|e| {

@@ -1,11 +1,12 @@
 //! The tests' one harness: `common` (the ironstar command, fixtures, the OCI schemas, layout
-//! readers), `cli` (push commands), a real `docker-registry` (distribution) on loopback, a small
+//! readers), `cli` (push commands), a private containerd, a real `docker-registry` (distribution) on loopback, a small
 //! token server, a fault-injecting HTTP/1.1 proxy and an in-process fake registry. Every process
 //! and thread is stopped on drop; all traffic stays on 127.0.0.1.
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod common;
+pub mod containerd;
 pub mod fake;
 pub mod proxy;
 pub mod registry;
