@@ -209,20 +209,20 @@ struct Unpacked {
 }
 
 /// Decompress the zstd blob `d`, checking it against its name: the digest and size of the tar.
+/// A blob that does not hash to its name is corrupt, whatever the decoder made of it.
 fn unzstd(layout: &Layout, d: &Descriptor) -> Result<(Digest, u64)> {
-    let malformed = |e: io::Error| ArchiveError::Malformed {
+    let mut reader = HashReader::new(layout.open_blob(d)?);
+    let mut tar = HashWriter::new(io::sink());
+    let decoded = zstd::stream::read::Decoder::new(&mut reader)
+        .and_then(|mut decoder| io::copy(&mut decoder, &mut tar));
+    // The decoder stops at the last frame's end (or at an error); the digest covers every byte.
+    let drained = io::copy(&mut reader, &mut io::sink());
+    reader.check(layout, d)?;
+    decoded.and(drained).map_err(|e| ArchiveError::Malformed {
         layout: layout.root().to_path_buf(),
         digest: d.digest.to_string(),
         problem: format!("not a zstd stream: {e}"),
-    };
-    let mut reader = HashReader::new(layout.open_blob(d)?);
-    let mut tar = HashWriter::new(io::sink());
-    let mut decoder = zstd::stream::read::Decoder::new(&mut reader).map_err(malformed)?;
-    io::copy(&mut decoder, &mut tar).map_err(malformed)?;
-    drop(decoder);
-    // The decoder stops at the last frame's end; the digest covers every byte.
-    io::copy(&mut reader, &mut io::sink()).map_err(malformed)?;
-    reader.check(layout, d)?;
+    })?;
     let (_, digest, size) = tar.finish();
     Ok((digest, size))
 }

@@ -195,3 +195,99 @@ fn a_layer_two_platforms_share_survives_a_warm_cache() {
     assert_eq!(third, first);
     every_blob_hashes_to_its_name(layout_blobs("two"));
 }
+
+/// gzip and zstd layers of the same binaries live under encodings of their own: a zstd build
+/// after a gzip one compresses anew (never serves the gzip bytes under a zstd media type), each
+/// is then served from its own entries, and a cached build is the uncached one byte for byte.
+#[test]
+fn the_cache_never_mixes_gzip_and_zstd_layers() {
+    let f = fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let build = |out: &str, extra: &[&str]| {
+        let o = run(ironstar()
+            .env_remove("IRONSTAR_NO_CACHE")
+            .arg("build")
+            .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+            .arg(format!("--binary=linux/arm64={}", f.arm64.display()))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("-o")
+            .arg(tmp.path().join(out))
+            .args(extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let layers: Vec<String> = {
+            let layout = tmp.path().join(out);
+            let top = json(&fs::read(layout.join("index.json")).unwrap());
+            let index = json(&blob(
+                &layout,
+                top["manifests"][0]["digest"].as_str().unwrap(),
+            ));
+            index["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let m = json(&blob(&layout, m["digest"].as_str().unwrap()));
+                    let l = &m["layers"][0];
+                    let bytes = blob(&layout, l["digest"].as_str().unwrap());
+                    // The media type says what the bytes are.
+                    let zstd = bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+                    let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+                    let mt = l["mediaType"].as_str().unwrap().to_string();
+                    assert!(
+                        (mt.ends_with("+zstd") && zstd) || (mt.ends_with("+gzip") && gzip),
+                        "{mt}"
+                    );
+                    mt
+                })
+                .collect()
+        };
+        (
+            digest_line(&stdout(&o)),
+            stderr(&o).matches("(cached)").count(),
+            layers,
+        )
+    };
+    let encodings = || -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(cache.join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (gzip, hits, _) = build("gzip", &[]);
+    assert_eq!(hits, 0);
+    let (zstd, hits, layers) = build("zstd", &["--compression", "zstd"]);
+    assert_eq!(hits, 0, "zstd served from gzip entries");
+    assert!(layers.iter().all(|l| l.ends_with("+zstd")));
+    assert_ne!(zstd, gzip);
+    let names = encodings();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].starts_with("gzip-4-") && names[1].starts_with("zstd-3-"),
+        "{names:?}"
+    );
+    assert_eq!(cache_entries(&cache).len(), 4);
+
+    // Each served from its own entries, as built without a cache.
+    let (again, hits, layers) = build("zstd-again", &["--compression", "zstd"]);
+    assert_eq!((again.as_str(), hits), (zstd.as_str(), 2));
+    assert!(layers.iter().all(|l| l.ends_with("+zstd")));
+    let (again, hits, layers) = build("gzip-again", &[]);
+    assert_eq!((again.as_str(), hits), (gzip.as_str(), 2));
+    assert!(layers.iter().all(|l| l.ends_with("+gzip")));
+    let (fresh, hits, _) = build("zstd-fresh", &["--compression", "zstd", "--no-cache"]);
+    assert_eq!((fresh.as_str(), hits), (zstd.as_str(), 0));
+    // Another zstd level is another encoding again.
+    let (l9, hits, _) = build(
+        "zstd-9",
+        &["--compression", "zstd", "--compression-level", "9"],
+    );
+    assert_eq!(hits, 0);
+    assert_ne!(l9, zstd);
+    assert_eq!(encodings().len(), 3);
+}

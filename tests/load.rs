@@ -162,3 +162,96 @@ fn a_corrupt_blob_fails_the_load_and_leaves_no_file() {
         "a partial archive was left"
     );
 }
+
+/// A zstd image (layers of several frames): loaded into podman and run on both architectures;
+/// its docker-archive carries each layer as the plain tar it holds, named by the diff id (what
+/// `docker save` writes: any engine loads it, also those that cannot read zstd), and podman loads
+/// that file; `--all` keeps the zstd blobs as they are, and podman loads and runs that too. A
+/// corrupt zstd layer fails the load in one line.
+#[test]
+fn a_zstd_image_loads_as_plain_tar_layers_and_as_an_oci_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (amd64, arm64) = padded_fixtures(tmp.path(), 5);
+    let layout = tmp.path().join("layout");
+    ok(ironstar()
+        .args(["build", "--compression", "zstd", "-o"])
+        .arg(&layout)
+        .arg(format!("--binary=linux/amd64={}", amd64.display()))
+        .arg(format!("--binary=linux/arm64={}", arm64.display())));
+    let podman = Podman::new();
+    let mut arches = vec![("amd64", "x86_64")];
+    if binfmt_arm64() {
+        arches.push(("arm64", "aarch64"));
+    }
+    for (arch, uname) in &arches {
+        let platform = format!("linux/{arch}");
+        let loaded = ok(podman
+            .env(&mut ironstar())
+            .args(["load", "--platform", &platform, "--layout"])
+            .arg(&layout));
+        assert_eq!(loaded, "localhost/hello-amd64:latest\n");
+        assert_eq!(podman.run("hello-amd64"), format!("hello from {uname}\n"));
+    }
+
+    let file = tmp.path().join("amd64.tar");
+    ok(ironstar()
+        .args(["load", "--platform", "linux/amd64", "--layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(&file));
+    let mut ar = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut files = std::collections::BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+        files.insert(e.path().unwrap().to_string_lossy().into_owned(), bytes);
+    }
+    let manifest = json(&files["manifest.json"]);
+    let config = json(&files[manifest[0]["Config"].as_str().unwrap()]);
+    let layer_path = manifest[0]["Layers"][0].as_str().unwrap();
+    let tar = &files[layer_path];
+    let diff_id = ironstar::Digest::of(tar).to_string();
+    assert_eq!(config["rootfs"]["diff_ids"][0], diff_id.as_str());
+    assert_eq!(layer_path, format!("blobs/sha256/{}", &diff_id[7..]));
+    assert!(
+        tar.len() > 5 << 20 && tar[257..262] == *b"ustar",
+        "a plain tar"
+    );
+    let loaded = ok(podman.cmd().args(["load", "-q", "-i"]).arg(&file));
+    assert!(loaded.contains("localhost/hello-amd64:latest"), "{loaded}");
+    assert_eq!(podman.run("hello-amd64"), "hello from x86_64\n");
+
+    let all = tmp.path().join("all.tar");
+    ok(ironstar()
+        .args(["load", "--all", "--layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(&all));
+    let podman = Podman::new();
+    // podman names an oci-archive's image after its ref.name (the tag): run it by what it says.
+    let loaded = ok(podman.cmd().args(["load", "-q", "-i"]).arg(&all));
+    let name = loaded.trim().rsplit(": ").next().unwrap();
+    assert_eq!(podman.run(name), "hello from x86_64\n");
+
+    // Corrupt every zstd layer (its last byte: a frame's checksum): one line, no file.
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let layer = e.unwrap().path();
+        let mut bytes = std::fs::read(&layer).unwrap();
+        if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            *bytes.last_mut().unwrap() ^= 1;
+            std::fs::write(&layer, bytes).unwrap();
+        }
+    }
+    let out = tmp.path().join("corrupt.tar");
+    let o = run(ironstar()
+        .args(["load", "--platform", "linux/amd64", "--layout"])
+        .arg(&layout)
+        .arg("-o")
+        .arg(&out));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("does not hash to its name"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}

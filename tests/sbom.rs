@@ -669,3 +669,36 @@ fn a_registry_with_the_referrers_api_gets_no_referrers_tag() {
         );
     }
 }
+
+/// A zstd image carries the same SBOMs: made from `.dep-v0`, read from its layout, pushed with
+/// it, and read back from the registry; the image's layers are zstd, the SBOM documents are not
+/// layers of the image and keep their own media type.
+#[test]
+fn a_zstd_image_has_the_same_sboms_in_the_layout_and_the_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("z");
+    let (digest, log) = auditable_build(&out, &["--compression", "zstd"]);
+    assert!(log.contains("linux/arm64 from .dep-v0"), "{log}");
+    check_layout(&out, &digest);
+    let index = json(&blob(&out, &digest));
+    for m in index["manifests"].as_array().unwrap() {
+        let m = json(&blob(&out, m["digest"].as_str().unwrap()));
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+    }
+    let gzip = tmp.path().join("g");
+    auditable_build(&gzip, &[]);
+    for platform in ["linux/amd64", "linux/arm64"] {
+        // The SBOM of a binary does not depend on how its layer is compressed.
+        assert_eq!(sbom_of(&out, platform), sbom_of(&gzip, platform));
+    }
+    let reg = Registry::start(Auth::None);
+    push(&out, &reg, "zstd-sbom", &[]);
+    let remote = run(ironstar()
+        .args(["sbom", "--plain-http", "--platform", "linux/arm64"])
+        .arg(format!("{}/zstd-sbom:latest", reg.addr())));
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert_eq!(remote.stdout, sbom_of(&out, "linux/arm64"));
+}
