@@ -10,17 +10,20 @@ $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installin
 # docker-registry: the real registry of the push tests; apache2-utils: htpasswd; openssl: the token
 # server's key; skopeo, umoci: independent OCI clients; qemu-user-static: runs arm64 binaries;
 # nix-bin: nix-instantiate for the flake checks;
-# podman, runc: a real container runtime; golang-github-opencontainers-image-spec-dev: the OCI
+# podman, runc: a real container runtime; containerd (containerd, ctr): the zstd tests' and the
+# benchmark's other puller; golang-github-opencontainers-image-spec-dev: the OCI
 # JSON schemas the tests validate against; python3-venv: the Python tools below; buildah and
 # busybox-static: the base image another tool makes for the base-image tests.
 $sudo apt-get install -y -qq \
   ca-certificates git curl build-essential pkg-config \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
-  nix-bin podman runc golang-github-opencontainers-image-spec-dev \
+  nix-bin podman runc containerd golang-github-opencontainers-image-spec-dev \
   buildah busybox-static \
   python3 python3-venv >/dev/null
-# The package starts a registry on :5000 where systemd runs; the tests start their own.
+# The packages start a registry on :5000 and a system containerd where systemd runs; the tests
+# and the benchmark start private ones.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+$sudo systemctl disable --now containerd >/dev/null 2>&1 || true
 
 # arm64 images under podman run through qemu and binfmt_misc. systemd registers qemu-user-static's
 # entries at boot; where systemd does not run (containers, CI sandboxes), register them here.
