@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""ironstar side-by-side benchmark (issues 7 and 15): build vs buildah and vs the deflate
+"""ironstar side-by-side benchmark (issues 7, 15 and 21): build vs buildah and vs the deflate
 floor (zlib-rs alone, bench/floor.rs), push and no-op re-push vs skopeo through a proxy that
-adds a round-trip delay to every request (requests and round trips counted), peak RSS.
+adds a round-trip delay to every request (requests and round trips counted), peak RSS; and the
+puller's side (bench/pull.py): containerd and podman pulling ironstar's and buildah's gzip and
+zstd images.
 Every figure that matters is a ratio of two tools measured in the same round on the same
 inputs; tools alternate order from round to round and the medians over rounds are reported.
 
@@ -26,6 +28,7 @@ import time
 import urllib.request
 
 from delay_proxy import DelayProxy, round_trips
+import pull
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "bench")
@@ -33,6 +36,8 @@ IRONSTAR = os.path.join(ROOT, "target", "release", "ironstar")
 FLOOR = os.path.join(ROOT, "target", "release", "examples", "floor")
 FIXTURE = os.path.join(ROOT, "bench", "fixture")
 LEVEL = None  # the deflate level of ironstar and of the floor: --level, else ironstar's default
+ZSTD_LEVEL = None  # ironstar's zstd level: --zstd-level, else ironstar's default
+PULL_SIZES = ("fixture",)  # the sizes whose round also builds zstd images and times pulls
 TIME = "/usr/bin/time"
 ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 MIB = 1 << 20
@@ -260,11 +265,16 @@ def stop_all(*_):
 # ---------------------------------------------------------------- the tools
 
 
-def ironstar_build(bins, out, cache=None):
+def ironstar_build(bins, out, cache=None, zstd=False):
     """Cold (`--no-cache`: every layer compressed) or warm (`--cache-dir` already holding the
-    layers: the binaries are hashed, nothing is compressed)."""
+    layers: the binaries are hashed, nothing is compressed); gzip at LEVEL, or zstd."""
     rmtree(out)
-    cmd = [IRONSTAR, "build", "-o", out, "--tag", "latest", "--compression-level", str(LEVEL)]
+    cmd = [IRONSTAR, "build", "-o", out, "--tag", "latest"]
+    if zstd:
+        cmd += ["--compression", "zstd"]
+        cmd += ["--compression-level", str(ZSTD_LEVEL)] if ZSTD_LEVEL else []
+    else:
+        cmd += ["--compression-level", str(LEVEL)]
     cmd += ["--cache-dir", cache] if cache else ["--no-cache"]
     for arch, b in bins.items():
         cmd += ["--binary", f"linux/{arch}={b}"]
@@ -274,8 +284,11 @@ def ironstar_build(bins, out, cache=None):
     return r
 
 
-def buildah_build(bins, out, scratch):
-    """The same image the buildah way, every step timed (storage setup excluded)."""
+def buildah_build(bins, out, scratch, zstd=False):
+    """The same image the buildah way, every step timed (storage setup excluded). zstd: buildah
+    1.28's `manifest push` cannot choose a compression, so each arch's image is pushed with
+    `buildah push --compression-format zstd` into the one OCI layout under its arch's name (no
+    index)."""
     rmtree(out)
     root = os.path.join(scratch, "root")
     runroot = os.path.join(scratch, "runroot")
@@ -301,6 +314,11 @@ def buildah_build(bins, out, scratch):
         img = f"localhost/bench-{arch}"
         step("commit", "--format", "oci", c, img)
         images.append(img)
+    if zstd:
+        for arch, img in zip(bins, images):
+            step("push", "--compression-format", "zstd", "--format", "oci", img,
+                 f"oci:{out}:{arch}")
+        return {"wall": wall, "rss_kib": rss}
     step("manifest", "create", "localhost/bench-list")
     for img in images:
         step("manifest", "add", "localhost/bench-list", img)
@@ -377,6 +395,23 @@ def push_pair(tool, layout, name, delay):
     return f, r
 
 
+def pull_round(i, delay, layouts):
+    """The puller's side of one round: the four images pushed (untimed) to one registry behind
+    the delay proxy, then every (puller, image) pull timed from fresh state."""
+    reg = Registry(f"pull-{i}", delay)
+    try:
+        def run(cmd):
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        refs = pull.publish(reg, layouts, run)
+        r = pull.pull_all(refs, reg, WORK, timed, STARTED, i)
+    finally:
+        reg.stop()
+    log("    pull " + " ".join(
+        f"{k} {v['wall']:.3f}s" + (f" (unpack {v['unpack']:.3f}s)" if v.get("unpack") else "")
+        for k, v in sorted(r.items())))
+    return r
+
+
 # ---------------------------------------------------------------- rounds
 
 
@@ -402,6 +437,9 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
         subprocess.run(["cat", b], stdout=subprocess.DEVNULL, check=True)
     lay_i = os.path.join(WORK, "layouts", f"{size_mb}-ironstar")
     lay_b = os.path.join(WORK, "layouts", f"{size_mb}-buildah")
+    lay_iz = os.path.join(WORK, "layouts", f"{size_mb}-ironstar-zstd")
+    lay_bz = os.path.join(WORK, "layouts", f"{size_mb}-buildah-zstd")
+    pulls = str(size_mb) in PULL_SIZES
     cache = os.path.join(WORK, "cache", str(size_mb))
     rmtree(cache)
     ironstar_build(bins, lay_i, cache)  # fills the cache the warm builds read
@@ -413,6 +451,9 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
                        ("ironstar_warm", lambda: ironstar_build(bins, lay_i, cache)),
                        ("buildah", lambda: buildah_build(bins, lay_b, scratch)),
                        ("floor", lambda: floor(bins))]
+        if pulls:
+            build_steps += [("ironstar_zstd", lambda: ironstar_build(bins, lay_iz, zstd=True)),
+                            ("buildah_zstd", lambda: buildah_build(bins, lay_bz, scratch, True))]
         k = i % len(build_steps)
         for name, fn in build_steps[k:] + build_steps[:k]:
             r[name] = fn()
@@ -423,6 +464,9 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
             first, again = push_pair(fn, lay_i, f"{size_mb}-{name}-{i}", delay)
             r[f"{name}_push"] = first
             r[f"{name}_repush"] = again
+        if pulls:
+            r["pull"] = pull_round(i, delay, {"ironstar_gzip": lay_i, "ironstar_zstd": lay_iz,
+                                              "buildah_gzip": lay_b, "buildah_zstd": lay_bz})
         log("    build ironstar %.2fs (cpu %.2fs, warm %.3fs) buildah %.2fs floor %.2fs (cpu %.2fs)"
             " | push ironstar %.2fs (%d req, %d rt) skopeo %.2fs (%d req, %d rt) | re-push "
             "ironstar %.3fs (%d req) skopeo %.3fs (%d req)" % (
@@ -506,6 +550,18 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
         },
         "raw": rounds,
     }
+    if pulls:
+        s["layer_bytes"]["ironstar_zstd"] = layer_bytes(lay_iz)
+        s["layer_bytes"]["buildah_zstd"] = layer_bytes(lay_bz)
+        s["median_seconds"]["ironstar_zstd_build"] = med(rounds, "ironstar_zstd", "wall")
+        s["median_seconds"]["buildah_zstd_build"] = med(rounds, "buildah_zstd", "wall")
+        s["median_cpu_seconds"]["ironstar_zstd_build"] = med(rounds, "ironstar_zstd", "cpu")
+        s["ratios"]["zstd_build_vs_gzip"] = ratio_med(rounds, ("ironstar_zstd", "wall"),
+                                                      ("ironstar", "wall"))
+        s["ratios"]["zstd_build_vs_buildah_zstd"] = ratio_med(
+            rounds, ("ironstar_zstd", "wall"), ("buildah_zstd", "wall"))
+        s["ironstar_zstd_digests"] = sorted({r["ironstar_zstd"]["digest"] for r in rounds})
+        s["pull"] = pull.summary(rounds, med, ratio_med)
     return s
 
 
@@ -534,6 +590,7 @@ def machine():
         "ironstar": ver([IRONSTAR, "--version"]), "skopeo": ver(["skopeo", "--version"]),
         "buildah": ver(["buildah", "--version"]), "gzip": ver(["gzip", "--version"]),
         "registry": ver(["docker-registry", "--version"]),
+        "containerd": ver(["containerd", "--version"]), "podman": ver(["podman", "--version"]),
     }
 
 
@@ -570,14 +627,14 @@ def default_level():
     """ironstar's default deflate level, as `ironstar build --help` states it."""
     out = subprocess.run([IRONSTAR, "build", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    m = re.search(r"--compression-level[^\[]*\[default: (\d+)\]", out)
+    m = re.search(r"--compression-level[^\[]*?gzip \d+ to \d+\s+\[default: (\d+)\]", out)
     if not m:
         raise SystemExit("bench: no default --compression-level in `ironstar build --help`")
     return int(m.group(1))
 
 
 def main():
-    global LEVEL
+    global LEVEL, ZSTD_LEVEL, PULL_SIZES
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="fixture,5,50,500",
                     help="MiB per platform of synthetic input, or `fixture` for the real ~30 MB "
@@ -587,10 +644,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--level", type=int, default=None,
                     help="deflate level of ironstar and of the floor (default: ironstar's)")
+    ap.add_argument("--zstd-level", type=int, default=None,
+                    help="ironstar's zstd level (default: ironstar's)")
+    ap.add_argument("--pull-sizes", default="fixture",
+                    help="sizes whose rounds also build zstd images and time containerd and "
+                         "podman pulls (default fixture; empty for none)")
     ap.add_argument("--rounds-500", type=int, default=3,
                     help="rounds for sizes >= 500 MB (default 3)")
     a = ap.parse_args()
     LEVEL = a.level if a.level is not None else default_level()
+    ZSTD_LEVEL = a.zstd_level
+    PULL_SIZES = tuple(x for x in a.pull_sizes.split(",") if x)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(WORK, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="buildah-", dir=WORK)
@@ -615,6 +679,9 @@ def main():
     with open(path, "w") as f:
         json.dump(out, f, indent=2)
     print(table(results))
+    if any("pull" in r for r in results):
+        print("\nThe puller's side (host platform, fresh state each pull):\n")
+        print(pull.table(results))
     print(f"\nJSON: {os.path.relpath(path, ROOT)}")
 
 

@@ -95,7 +95,12 @@ class DelayProxy:
         body = request_body(h)
         up = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=300,
                                         blocksize=CHUNK)
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP}
+        # Repeated headers (podman sends one Accept per media type) joined, not dropped: a dict
+        # of the last one made the registry refuse podman's manifest GET.
+        headers = {}
+        for k, v in h.headers.items():
+            if k.lower() not in HOP:
+                headers[k] = f"{headers[k]}, {v}" if k in headers else v
         up.request(h.command, h.path, body=body, headers=headers)
         r = up.getresponse()
         h.send_response_only(r.status, r.reason)

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# ironstar benchmark (issues 7, 15): ironstar vs buildah / skopeo / the zlib-rs deflate floor.
+# ironstar benchmark (issues 7, 15, 21): ironstar vs buildah / skopeo / the zlib-rs deflate floor,
+# and the puller's side: containerd and podman pulling gzip and zstd images.
 #   bash bench/run.sh [--sizes fixture,5,50,500] [--rounds N] [--rounds-500 N] [--delay-ms 20]
-# Needs: docker-registry, skopeo, buildah, GNU time (/usr/bin/time, Debian package `time`),
+#                     [--level N] [--zstd-level N] [--pull-sizes fixture]
+# Needs: docker-registry, skopeo, buildah, containerd (+ ctr), podman, GNU time (/usr/bin/time,
+# Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
 # builds bench/fixture from crates.io the first time).
 # Writes inputs, layouts, registries under target/bench/, JSON to target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for t in docker-registry skopeo buildah python3 rustc cargo; do
+for t in docker-registry skopeo buildah containerd ctr podman python3 rustc cargo; do
   command -v "$t" >/dev/null || { echo "bench: missing $t" >&2; exit 1; }
 done
 [ -x /usr/bin/time ] || { echo "bench: missing GNU time (apt-get install time)" >&2; exit 1; }
 cargo build --release --quiet --bins --example floor
 mkdir -p target/bench
 py=""
-cleanup() { [ -n "$py" ] && kill "$py" 2>/dev/null; wait 2>/dev/null || true; }
+# (`|| true`: a kill of the finished python fails, and under `set -e` that made a successful run
+# exit 1.)
+cleanup() { { [ -n "$py" ] && kill "$py" 2>/dev/null; } || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 python3 bench/bench.py "$@" &
 py=$!
