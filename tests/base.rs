@@ -111,6 +111,16 @@ fn push_bases(registry: &Registry, creds: Option<&str>) {
 }
 
 fn build(dir: &Path, base: &str, cache: Option<&Path>, out: &Path) -> std::process::Output {
+    build_with(dir, base, cache, out, &[])
+}
+
+fn build_with(
+    dir: &Path,
+    base: &str,
+    cache: Option<&Path>,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
     let f = fixtures();
     let mut c = ironstar();
     // The README's definition, its base replaced by the test registry's.
@@ -125,7 +135,8 @@ fn build(dir: &Path, base: &str, cache: Option<&Path>, out: &Path) -> std::proce
         .arg("--binary")
         .arg(format!("linux/arm64={}", f.arm64.display()))
         .arg("-o")
-        .arg(out);
+        .arg(out)
+        .args(extra);
     if let Some(cache) = cache {
         c.env_remove("IRONSTAR_NO_CACHE")
             .arg("--cache-dir")
@@ -344,4 +355,60 @@ fn raw(reference: &str) -> Vec<u8> {
     ]));
     assert!(o.status.success(), "skopeo inspect: {}", stderr(&o));
     o.stdout
+}
+
+/// zstd composes with a base: the base's gzip layers stay as pulled (bytes and media type), the
+/// rootfs items' layer and the binary's are zstd, and podman runs the mixed image.
+#[test]
+fn zstd_layers_go_on_top_of_a_gzip_base() {
+    let registry = Registry::start(Auth::None);
+    push_bases(&registry, None);
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("{}/base:v1", registry.addr());
+    let layout = dir.path().join("app");
+    let extra = ["--compression", "zstd", "--rootfs", "tmp"];
+    let o = build_with(dir.path(), &base, None, &layout, &extra);
+    expect(&o, "a zstd build on the base");
+    let base_index = json(&raw(&base));
+    for (i, (manifest, _)) in images(&layout).iter().enumerate() {
+        let base_manifest = json(&raw(&format!(
+            "{}/base@{}",
+            registry.addr(),
+            base_index["manifests"][i]["digest"].as_str().unwrap()
+        )));
+        let types: Vec<&str> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["mediaType"].as_str().unwrap())
+            .collect();
+        let base_layer = &base_manifest["layers"][0];
+        assert_eq!(manifest["layers"][0]["digest"], base_layer["digest"]);
+        assert_eq!(types[0], base_layer["mediaType"].as_str().unwrap());
+        assert!(types[0].ends_with("+gzip"), "{types:?}");
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        assert_eq!(
+            types[1..],
+            [zstd, zstd],
+            "the rootfs layer, then the binary's"
+        );
+    }
+    let podman = Podman::new();
+    ok(podman
+        .env(&mut ironstar())
+        .args(["load", "--platform", "linux/amd64", "--layout"])
+        .arg(&layout));
+    assert_eq!(podman.run("service:latest"), "hello from x86_64\n");
+    let shell = ok(podman.cmd().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        "service:latest",
+        "-c",
+        "echo \"$BASE_GREETING\"; test -d /tmp && echo tmp",
+    ]));
+    assert_eq!(shell, "from the base\ntmp\n");
 }

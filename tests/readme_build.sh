@@ -4,7 +4,7 @@
 # skopeo and umoci (clients independent of ironstar), check it is static and for the right
 # machine, and run `ironstar --version` from it: natively on amd64, under qemu on arm64.
 # A second build of the same commit must give the same index digest, and so must ironstar running
-# on arm64 (under qemu) packing the same binaries as ironstar on amd64. Last, the image is used
+# on arm64 (under qemu) packing the same binaries as ironstar on amd64 (gzip and zstd layers). Last, the image is used
 # the way CI uses it: podman runs the amd64 image (a scratch image: the binary and nothing else)
 # as a step would, and it pushes a layout from the mounted workspace to a loopback registry.
 #
@@ -72,6 +72,17 @@ on_arm64=$(SOURCE_DATE_EPOCH=1700000000 qemu-aarch64-static "$tmp/arm64-rootfs/i
   exit 1
 }
 echo "the same index from ironstar on amd64 and on arm64: $on_amd64" >&2
+# The same for zstd layers: libzstd built for each target (its x86 and aarch64 code paths) makes
+# the same frames.
+on_amd64=$(SOURCE_DATE_EPOCH=1700000000 "$tmp/amd64-rootfs/ironstar" -q build --no-cache \
+  --compression zstd -o "$tmp/on-amd64-zstd" --tag x "${pair[@]}")
+on_arm64=$(SOURCE_DATE_EPOCH=1700000000 qemu-aarch64-static "$tmp/arm64-rootfs/ironstar" -q build \
+  --no-cache --compression zstd -o "$tmp/on-arm64-zstd" --tag x "${pair[@]}")
+[[ $on_amd64 == "$on_arm64" && $on_amd64 =~ ^sha256: ]] || {
+  echo "zstd: ironstar on amd64 packed $on_amd64, on arm64 $on_arm64" >&2
+  exit 1
+}
+echo "zstd: the same index from ironstar on amd64 and on arm64: $on_amd64" >&2
 
 # --- ironstar's image as a CI step: podman runs it, it pushes a layout to a loopback registry ---
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
