@@ -30,13 +30,14 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
 fi
 
 # zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
-# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), from
+# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), cryptography
+# and pynacl (tests/cosign_check.py, the signing tests' independent verifier), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
 venv="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/venv"
 python3 -m venv "$venv"
 "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
   ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0 spdx-tools==0.8.5 \
-  "cyclonedx-python-lib[json-validation]==11.12.0"
+  "cyclonedx-python-lib[json-validation]==11.12.0" cryptography==50.0.2 pynacl==1.6.2
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"

@@ -39,6 +39,8 @@ pub enum BuildError {
     BadEpoch(String),
     #[error("SBOM: {0}")]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
 }
 
 /// How to build, beyond what the image definition says.
@@ -55,6 +57,8 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// Attach an SBOM to each platform's manifest ([`crate::sbom`]); `None` for none.
     pub sbom: Option<crate::sbom::SbomOptions>,
+    /// Sign the index and every platform manifest into the layout ([`crate::sign::layout`]).
+    pub sign: Option<crate::sign::layout::LayoutSigning>,
 }
 
 impl BuildOptions {
@@ -178,11 +182,22 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     };
     let mut reports = reports;
     let referrers = attach_sboms(&writer, docs, &mut reports, &manifests, &created)?;
+    let signatures = match &opts.sign {
+        Some(signing) => {
+            let subjects: Vec<_> = std::iter::once((index.clone(), None))
+                .chain(
+                    manifests
+                        .iter()
+                        .map(|(p, m)| (m.digest.clone(), Some(p.to_string()))),
+                )
+                .collect();
+            crate::sign::layout::write(&writer, signing, &subjects)?
+        }
+        None => Vec::new(),
+    };
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
-    let output = writer.commit(&crate::sbom::artifact::layout_index(
-        &index_json,
-        &referrers,
-    ))?;
+    let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
+    let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
     Ok(BuildReport {
         index,
         output,
@@ -366,6 +381,7 @@ mod tests {
             revision: None,
             cache_dir: None,
             sbom: None,
+            sign: None,
         };
         let err = build(&ImageSpec::default(), &opts).unwrap_err();
         assert!(

@@ -15,6 +15,7 @@
 //! - [`cargo`]: cross-building a crate for every platform of an image;
 //! - [`definition`]: which image definition a build uses (file, Cargo.toml metadata, flags);
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
+//! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
 //!   or docker.
 
@@ -34,6 +35,7 @@ pub mod platform;
 pub mod push;
 pub mod registry;
 pub mod sbom;
+pub mod sign;
 pub mod spec;
 
 pub use digest::Digest;

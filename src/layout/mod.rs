@@ -201,10 +201,11 @@ impl Layout {
                 reason: format!("schemaVersion {}", raw.schema_version),
             });
         }
-        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) are not images.
+        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) and signature manifests
+        // ([`crate::sign::layout`]) are not images.
         raw.manifests
             .into_iter()
-            .filter(|d| d.artifact_type.is_none())
+            .filter(|d| d.artifact_type.is_none() && !is_signature_entry(d))
             .map(|d| descriptor(&path, d))
             .collect()
     }
@@ -342,6 +343,14 @@ impl Layout {
             io_err(path)(e)
         }
     }
+}
+
+/// An entry tagged as cosign tags signatures, `sha256-<64 hex>.sig`: no image.
+fn is_signature_entry(d: &RawDescriptor) -> bool {
+    d.annotations
+        .get(annotation::REF_NAME)
+        .and_then(|t| t.strip_prefix("sha256-")?.strip_suffix(".sig"))
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn tags_of(entries: &[Descriptor]) -> Vec<String> {
