@@ -442,6 +442,22 @@ fn a_layout_signed_at_build_is_pushed_with_no_key() {
         err.contains("no signature verifies"),
         "built/app's are not sent: {err}"
     );
+
+    // publish signs for the repository it pushes to (--repository over the file's).
+    let home = tempfile::tempdir().unwrap();
+    let published = format!("{addr}/pub/app");
+    expect_ok(
+        &run(cmd(home.path())
+            .env("COSIGN_PASSWORD", PASSWORD)
+            .arg("publish")
+            .arg(&file)
+            .arg("--output")
+            .arg(tmp.path().join("published"))
+            .args(["--plain-http", "--repository", &published, "--sign-key"])
+            .arg(a.join("cosign.key"))),
+        "publish --sign-key",
+    );
+    py_verify(&addr, "pub/app", "latest", a, &published).unwrap();
 }
 
 #[test]

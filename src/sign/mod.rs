@@ -55,6 +55,9 @@ pub enum SignError {
     Identity(String),
     #[error("{0}")]
     Verify(String),
+    /// The registry refused a signature manifest.
+    #[error("{0}")]
+    Put(String),
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
     #[error("signatures: {0}")]

@@ -98,14 +98,16 @@ pub struct Staged {
 /// of the manifests that change. Runs beside the image's own uploads: nothing here is visible
 /// until [`Staged::commit`].
 pub async fn stage(client: &Client, sigs: &ImageSignatures) -> Result<Staged, SignError> {
-    let current = try_join_all(sigs.subjects.iter().map(|(d, _, _)| async move {
+    // A subject with nothing to add (no key, and the layout holds none for it) is not asked for.
+    let subjects: Vec<_> = sigs.subjects.iter().filter(|s| !s.2.is_empty()).collect();
+    let current = try_join_all(subjects.iter().map(|(d, _, _)| async move {
         let tag = signature_tag(d);
         let got = client.get_manifest(Target::Tag(&tag)).await?;
         Ok::<_, SignError>((tag, got))
     }))
     .await?;
     let mut manifests = Vec::new();
-    for ((digest, platform, layers), (tag, got)) in sigs.subjects.iter().zip(current) {
+    for ((digest, platform, layers), (tag, got)) in subjects.into_iter().zip(current) {
         let what = format!("{}:{tag}", client.repository);
         let existing = got
             .as_ref()
@@ -170,7 +172,7 @@ impl Staged {
                 .put_manifest(Target::Tag(tag), &w.media_type, &w.manifest, &w.digest)
                 .await
                 .map_err(|e| {
-                    SignError::Verify(format!("putting the signature tag {tag} of {subject}: {e}"))
+                    SignError::Put(format!("putting the signature tag {tag} of {subject}: {e}"))
                 })?;
             line(format!(
                 "signature {} -> {tag} ({} new)",
