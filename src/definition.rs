@@ -8,7 +8,7 @@ use crate::build::{BuildError, BuildOptions};
 use crate::cargo::{self, CargoError, CargoOptions, CargoOutput, Selection};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 use crate::sbom::CargoSource;
-use crate::spec::{self, ImageSpec, SpecError};
+use crate::spec::{self, ImageSpec, SourcePolicy, SpecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
@@ -34,6 +34,8 @@ pub struct Request {
     pub tags: Vec<String>,
     /// Build the binaries with cargo, as these options say.
     pub cargo: Option<CargoOptions>,
+    /// Where the definition's `files[].source` may be (`--allow-outside-sources`).
+    pub sources: SourcePolicy,
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -87,9 +89,10 @@ impl Request {
     /// metadata, else the binaries given, else (with cargo) the package's name and defaults.
     fn base(&self, selection: Option<&Selection>) -> Result<ImageSpec, DefinitionError> {
         if let Some(f) = &self.image_file {
-            return Ok(ImageSpec::load(f)?);
+            return Ok(ImageSpec::load_with(f, self.sources)?);
         }
-        if let Some(spec) = selection.map(Selection::image_spec).transpose()?.flatten() {
+        let from_metadata = selection.map(|s| s.image_spec(self.sources));
+        if let Some(spec) = from_metadata.transpose()?.flatten() {
             return Ok(spec);
         }
         ImageSpec::from_binaries(&self.binaries).or_else(|e| match selection {

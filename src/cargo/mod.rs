@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::platform::Platform;
-use crate::spec::{ImageSpec, SpecError};
+use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
 pub use run::has_debug_info;
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
@@ -196,8 +196,8 @@ impl Selection {
 
     /// The image definition under `[package.metadata.ironstar]` of the package's Cargo.toml,
     /// named after the package unless it says otherwise.
-    pub fn image_spec(&self) -> Result<Option<ImageSpec>, SpecError> {
-        ImageSpec::load_cargo_metadata(&self.package_manifest, &self.package)
+    pub fn image_spec(&self, sources: SourcePolicy) -> Result<Option<ImageSpec>, SpecError> {
+        ImageSpec::load_cargo_metadata(&self.package_manifest, &self.package, sources)
     }
 }
 

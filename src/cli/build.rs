@@ -44,6 +44,10 @@ pub struct BuildArgs {
     /// Platforms to build, comma-separated (overrides the image file's).
     #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
     pub platforms: Vec<&'static Platform>,
+    /// Take `files[].source` from anywhere on this machine, not only from the definition's
+    /// directory, workspace or repository.
+    #[arg(long)]
+    pub allow_outside_sources: bool,
 }
 
 /// With --cargo: which package to build and how, in cargo's own spelling.
@@ -136,6 +140,10 @@ impl BuildArgs {
             cargo: self
                 .cargo
                 .then(|| self.cargo_args.options(self.image_file.clone())),
+            sources: match self.allow_outside_sources {
+                true => spec::SourcePolicy::Anywhere,
+                false => spec::SourcePolicy::Confined,
+            },
         }
     }
 }
