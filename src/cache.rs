@@ -114,6 +114,7 @@ impl LayerCache {
                 let tmp = tempfile::Builder::new()
                     .prefix(".partial-")
                     .tempfile_in(&dir)?;
+                let _on_signal = crate::interrupt::temp_file(tmp.path());
                 fs::copy(layer, tmp.path())?;
                 tmp.persist(&dest).map_err(|e| e.error)?;
                 Ok(())

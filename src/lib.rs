@@ -26,6 +26,7 @@ pub mod definition;
 pub mod digest;
 pub mod elf;
 pub mod image;
+pub mod interrupt;
 pub mod layer;
 pub mod layout;
 pub mod load;

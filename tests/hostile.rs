@@ -198,3 +198,152 @@ fn nul_bytes_in_config_strings_are_refused_where_they_stand() {
         assert!(!out.exists(), "{line}");
     }
 }
+
+/// The amd64 fixture with `mib` MiB of pseudo-random bytes after it: still a static ELF, and
+/// slow enough to pack that a signal lands in the middle.
+fn big_binary(dir: &Path, mib: usize) -> std::path::PathBuf {
+    use std::io::Write;
+    let big = dir.join("big");
+    fs::copy(&fixtures().amd64, &big).unwrap();
+    let mut file = fs::OpenOptions::new().append(true).open(&big).unwrap();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for b in chunk.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&chunk).unwrap();
+    }
+    big
+}
+
+/// Names in `dir` starting with `prefix`.
+fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Wait (at most 60 s) until `ready` holds.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn send(signal: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn sigterm_sighup_and_sigint_during_a_build_remove_its_temporary_layout() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("img");
+    let first = build_layout(&out);
+    let index_before = fs::read(out.join("index.json")).unwrap();
+    let big = big_binary(tmp.path(), 300);
+    for (signal, number) in [("TERM", 15), ("HUP", 1), ("INT", 2)] {
+        let mut child = ironstar()
+            .arg("build")
+            .arg(format!("--binary=linux/amd64={}", big.display()))
+            .arg("-o")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Once its temporary layout holds part of the layer.
+        wait_for("the temporary layout", || {
+            names_with(tmp.path(), ".img.tmp-").iter().any(|n| {
+                fs::read_dir(tmp.path().join(n).join("blobs/sha256"))
+                    .is_ok_and(|mut d| d.next().is_some())
+            })
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        send(signal, child.id());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(number),
+            "SIG{signal}: ended by {status}, not by the signal (finished before it?)"
+        );
+        let left = names_with(tmp.path(), ".img");
+        assert!(left.is_empty(), "SIG{signal} left {left:?}");
+        assert_eq!(fs::read(out.join("index.json")).unwrap(), index_before);
+        assert!(out.join("blobs/sha256").join(&first[7..]).is_file());
+    }
+}
+
+/// Processes whose command line contains `token`.
+fn processes_with(token: &str) -> Vec<String> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline
+                .contains(token)
+                .then(|| format!("{}: {cmdline}", e.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_during_a_cargo_build_kills_and_reaps_cargo_and_its_compilers() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    // A rustc wrapper that waits: cargo's first rustc call hangs there, a grandchild of ironstar.
+    let token = format!("3600.{}", std::process::id());
+    let wrapper = tmp.path().join("slow-rustc");
+    fs::write(&wrapper, format!("#!/bin/sh\nsleep {token}\nexec \"$@\"\n")).unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = ironstar()
+        .env("RUSTC_WRAPPER", &wrapper)
+        .args(["build", "--cargo", "--offline", "--platform", "linux/amd64"])
+        .arg("--manifest-path")
+        .arg(repo().join("tests/fixtures/hello/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(tmp.path().join("target"))
+        .arg("-o")
+        .arg(tmp.path().join("img"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("cargo to call the wrapper", || {
+        !processes_with(&token).is_empty()
+    });
+    send("TERM", child.id());
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(15), "ended by {status}");
+    // cargo (its command line names the target directory), the wrapper and its sleep: killed
+    // with their group. Only init's reaping of the orphaned grandchildren is waited for.
+    let target = tmp.path().join("target").display().to_string();
+    let left = || [processes_with(&token), processes_with(&target)].concat();
+    let started = std::time::Instant::now();
+    while !left().is_empty() && started.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(left().is_empty(), "left running: {:?}", left());
+    assert!(names_with(tmp.path(), ".img").is_empty());
+}

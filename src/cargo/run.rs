@@ -23,19 +23,37 @@ struct Message {
     executable: Option<PathBuf>,
 }
 
-/// The cargo child: killed and reaped if dropped before it was waited for, so no early return
-/// (a bad message, a broken pipe, a panic) leaves a build running.
-struct Running(Option<Child>);
+/// The cargo child, leading its own process group (its compilers are in it): the group is
+/// killed and cargo reaped if dropped before it was waited for, so no early return (a bad
+/// message, a broken pipe, a panic) leaves a build running, and on SIGINT, SIGTERM or SIGHUP
+/// ([`crate::interrupt`]) likewise.
+struct Running {
+    child: Option<Child>,
+    _on_signal: Option<crate::interrupt::Registered>,
+}
 
 impl Running {
+    fn spawn(cmd: &mut Command) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt as _;
+        let child = cmd.process_group(0).spawn()?;
+        let on_signal = crate::interrupt::process_group(child.id());
+        Ok(Running {
+            child: Some(child),
+            _on_signal: Some(on_signal),
+        })
+    }
+
     fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
-        self.0.take().expect("not yet waited for").wait()
+        self.child.take().expect("not yet waited for").wait()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -60,12 +78,15 @@ pub(super) fn run(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().map_err(|source| CargoError::Spawn {
+    let mut child = Running::spawn(&mut cmd).map_err(|source| CargoError::Spawn {
         command: shown.to_string(),
         source,
     })?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(Some(child));
+    let stdout = child
+        .child
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("piped stdout");
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut stderr = std::io::stderr();
     for line in BufReader::new(stdout).lines() {
@@ -155,7 +176,10 @@ mod tests {
         let child = Command::new("sleep").arg("60").spawn().unwrap();
         let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
         assert!(proc_dir.exists());
-        drop(Running(Some(child)));
+        drop(Running {
+            child: Some(child),
+            _on_signal: None,
+        });
         // Killed and waited for: not even a zombie is left.
         assert!(!proc_dir.exists());
     }

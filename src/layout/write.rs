@@ -33,6 +33,8 @@ struct Staging {
     lock: PathBuf,
     _held: File,
     keep_dir: bool,
+    /// Removed on SIGINT, SIGTERM or SIGHUP too ([`crate::interrupt`]).
+    _on_signal: crate::interrupt::Registered,
 }
 
 impl Staging {
@@ -48,11 +50,13 @@ impl Staging {
             .map_err(|e| io_err(&lock)(e.into()))?;
         let name = lock.to_string_lossy();
         let dir = PathBuf::from(name.strip_suffix(".lock").unwrap_or(&name));
+        let on_signal = crate::interrupt::temp_dir(&dir, &lock);
         let mut staging = Staging {
             dir,
             lock,
             _held: held,
             keep_dir: true, // not ours until created
+            _on_signal: on_signal,
         };
         fs::create_dir(&staging.dir).map_err(io_err(&staging.dir))?;
         staging.keep_dir = false;
@@ -172,8 +176,11 @@ impl LayoutWriter {
         let index = self.tmp.path().join("index.json");
         fs::write(&index, index_json).map_err(io_err(&index))?;
         set_mode(&index, FILE_MODE)?;
-        // Moved into place, or on failure removed (by the drop): either way under the lock.
+        // Moved into place, or on failure removed (by the drop): either way under the lock, and
+        // never cut in half by a signal's cleanup.
+        let critical = crate::interrupt::critical();
         swap_into_place(self.tmp.path(), &self.output)?;
+        drop(critical);
         self.tmp.keep_dir = true;
         Ok(std::mem::take(&mut self.output))
     }
