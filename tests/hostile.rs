@@ -347,3 +347,82 @@ fn sigterm_during_a_cargo_build_kills_and_reaps_cargo_and_its_compilers() {
     assert!(left().is_empty(), "left running: {:?}", left());
     assert!(names_with(tmp.path(), ".img").is_empty());
 }
+
+/// A tmpfs of `size` mounted at `dir` while this lives; `None` (the reason printed) where this
+/// process may not mount.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let o = run(std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir));
+        if !o.status.success() {
+            eprintln!(
+                "skipped: cannot mount a {size} tmpfs at {} (needs root or CAP_SYS_ADMIN): {}",
+                dir.display(),
+                stderr(&o).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_names_the_path_and_whether_it_was_the_output_or_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = big_binary(tmp.path(), 4);
+    let small = tmp.path().join("small");
+    let Some(_mounted) = Tmpfs::mount(&small, "1m") else {
+        return;
+    };
+    // The output on the full disk: the failed file, as the output's, and what to do.
+    let out = small.join("img");
+    let o = run(ironstar()
+        .arg("build")
+        .arg(format!("--binary=linux/amd64={}", big.display()))
+        .arg("-o")
+        .arg(&out));
+    let err = one_line_failure(
+        &o,
+        &[
+            "writing the output layout: ",
+            &format!("{}/.img.tmp-", small.display()),
+            "No space left on device",
+            "another --output",
+        ],
+    );
+    assert!(err.contains("/blobs/sha256/"), "{err}");
+    assert!(names_with(&small, "").is_empty(), "left on the disk: {err}");
+
+    // The cache on the full disk: the build goes on, and says where the cache could not write.
+    let out = tmp.path().join("img");
+    let o = run(ironstar()
+        .env_remove("IRONSTAR_NO_CACHE")
+        .arg("build")
+        .arg(format!("--binary=linux/amd64={}", big.display()))
+        .arg("--cache-dir")
+        .arg(small.join("cache"))
+        .arg("-o")
+        .arg(&out));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("layer cache"))
+        .unwrap_or_else(|| panic!("no word of the cache: {err}"));
+    assert!(
+        warning.contains(&format!("{}/layers/", small.join("cache").display()))
+            && warning.contains("No space left on device")
+            && warning.contains("--no-cache"),
+        "{warning}"
+    );
+}

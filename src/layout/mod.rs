@@ -33,6 +33,16 @@ pub enum LayoutError {
         #[source]
         source: io::Error,
     },
+    /// Writing the layout being built failed: where, and (when the disk is full) what to do.
+    #[error(
+        "writing the output layout: {path}: {source}{}",
+        if crate::storage_full(source) { "; free space there or give another --output" } else { "" }
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "{0}: not an OCI image layout (no `oci-layout` file); build one with `ironstar build`"
     )]
