@@ -426,3 +426,103 @@ fn a_full_disk_names_the_path_and_whether_it_was_the_output_or_the_cache() {
         "{warning}"
     );
 }
+
+/// Copy the layout `from` to `to` (plain files), then replace `rel` in it by a link to a copy of
+/// itself outside the layout: same bytes, same size, so only the link itself can be refused.
+fn layout_with_link(from: &Path, to: &Path, rel: &str) {
+    let copy = |src: &Path, dst: &Path| {
+        fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+        for name in ["oci-layout", "index.json"] {
+            fs::copy(src.join(name), dst.join(name)).unwrap();
+        }
+        for e in fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+            fs::copy(e.path(), dst.join("blobs/sha256").join(e.file_name())).unwrap();
+        }
+    };
+    copy(from, to);
+    let outside = to.with_extension("outside");
+    fs::copy(to.join(rel), &outside).unwrap();
+    fs::remove_file(to.join(rel)).unwrap();
+    std::os::unix::fs::symlink(&outside, to.join(rel)).unwrap();
+}
+
+#[test]
+fn symlinks_in_a_layout_are_refused_by_push_load_and_sbom() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures();
+    let bom = tmp.path().join("bom.json");
+    fs::write(&bom, br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#).unwrap();
+    let layout = tmp.path().join("good");
+    ok(ironstar()
+        .arg("build")
+        .arg(format!("--binary=linux/amd64={}", f.amd64.display()))
+        .arg(format!("--sbom=linux/amd64={}", bom.display()))
+        .arg("-o")
+        .arg(&layout));
+    let top = json(&fs::read(layout.join("index.json")).unwrap());
+    let hex = |v: &serde_json::Value| v.as_str().unwrap()["sha256:".len()..].to_string();
+    let index = json(&blob(
+        &layout,
+        top["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let manifest = json(&blob(
+        &layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let sbom = json(&blob(
+        &layout,
+        top["manifests"][1]["digest"].as_str().unwrap(),
+    ));
+    let layer = format!("blobs/sha256/{}", hex(&manifest["layers"][0]["digest"]));
+    let document = format!("blobs/sha256/{}", hex(&sbom["layers"][0]["digest"]));
+    let reg = support::registry::Registry::start(support::registry::Auth::None);
+    let home = tmp.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    // As support::cli::push_cmd, with a layout of our own.
+    let push = |layout: &Path| {
+        let mut c = ironstar();
+        c.env("HOME", &home)
+            .env("DOCKER_CONFIG", home.join(".docker"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_OUTPUT")
+            .stdin(std::process::Stdio::null())
+            .arg("push")
+            .arg("--layout")
+            .arg(layout)
+            .arg("--plain-http")
+            .arg("--repository")
+            .arg(format!("{}/hostile/app", reg.addr()));
+        c
+    };
+
+    for (n, rel) in ["index.json", "oci-layout", &layer, &document]
+        .into_iter()
+        .enumerate()
+    {
+        let bad = tmp.path().join(format!("bad{n}"));
+        layout_with_link(&layout, &bad, rel);
+        let linked = bad.join(rel).display().to_string();
+        let expect = [linked.as_str(), "symbolic link"];
+        let push = run(&mut push(&bad));
+        one_line_failure(&push, &expect);
+        if rel != document {
+            let load = run(ironstar()
+                .args(["load", "--platform", "linux/amd64", "--layout"])
+                .arg(&bad)
+                .arg("--output")
+                .arg(tmp.path().join(format!("bad{n}.tar"))));
+            one_line_failure(&load, &expect);
+        }
+        if rel != layer {
+            let sbom = run(ironstar()
+                .args(["sbom", "--platform", "linux/amd64", "--layout"])
+                .arg(&bad));
+            one_line_failure(&sbom, &expect);
+        }
+    }
+    // Nothing was pushed, and the layout without links goes through.
+    let good = run(&mut push(&layout));
+    assert!(good.status.success(), "{}", stderr(&good));
+}
