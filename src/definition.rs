@@ -69,7 +69,7 @@ impl Request {
             if spec.name.is_empty() {
                 spec.name = out.name.clone().unwrap_or_else(|| "image".into());
             }
-            let source = CargoSource::of(&sel, &opts.features);
+            let source = CargoSource::of(&sel, &opts.features).compiled(out.units.clone());
             built = Some(Built {
                 output: out,
                 source,
@@ -109,14 +109,23 @@ impl Request {
 
     /// `SOURCE_DATE_EPOCH`, or with cargo the last commit's time, or 0.
     pub fn source_date_epoch(&self) -> Result<i64, DefinitionError> {
+        Ok(self.source_date_epoch_noted()?.0)
+    }
+
+    /// [`source_date_epoch`](Self::source_date_epoch), and a note to show when cargo's crate
+    /// has no commit to date it by (so it is 0: 1970-01-01) and `SOURCE_DATE_EPOCH` is unset.
+    pub fn source_date_epoch_noted(&self) -> Result<(i64, Option<String>), DefinitionError> {
         let Some(opts) = self.cargo.as_ref() else {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         };
         if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         }
         let within = opts.manifest_path.as_deref().or(self.image_file.as_deref());
-        Ok(cargo::commit_time(within).unwrap_or(0))
+        Ok(match cargo::commit_time(within) {
+            Some(t) => (t, None),
+            None => (0, Some(cargo::no_commit_note(within))),
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Running the build: the cargo child, its JSON messages, and the binaries they name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +21,47 @@ struct Message {
     target: Option<Target>,
     #[serde(default)]
     executable: Option<PathBuf>,
+    #[serde(default)]
+    filenames: Vec<PathBuf>,
+}
+
+/// The units cargo compiled (fresh ones included: cargo reports every unit of the build), by
+/// package id: what went into each target's binaries, and what ran on the build machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Units {
+    /// Per Rust target: the packages compiled for it (`<target-dir>/<triple>/…`).
+    pub by_target: BTreeMap<String, BTreeSet<String>>,
+    /// Packages compiled for the build machine: build scripts, proc-macros and what they use
+    /// (`<target-dir>/<profile>/…`), shared by every target of the build.
+    pub host: BTreeSet<String>,
+    /// The proc-macro packages among them (reached by normal dependency edges).
+    pub proc_macros: BTreeSet<String>,
+}
+
+impl Units {
+    /// Record one `compiler-artifact` message.
+    fn add(&mut self, msg: &Message, target_dir: &Path, triples: &[&str]) {
+        let Some(id) = &msg.package_id else { return };
+        let triple = msg.filenames.iter().find_map(|f| {
+            let first = f.strip_prefix(target_dir).ok()?.components().next()?;
+            triples
+                .iter()
+                .find(|t| first.as_os_str() == std::ffi::OsStr::new(t))
+        });
+        match triple {
+            Some(t) => {
+                let set = self.by_target.entry(t.to_string()).or_default();
+                set.insert(id.clone());
+            }
+            None => {
+                self.host.insert(id.clone());
+                let kinds = msg.target.iter().flat_map(|t| &t.kind);
+                if kinds.into_iter().any(|k| k == "proc-macro") {
+                    self.proc_macros.insert(id.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The cargo child, leading its own process group (its compilers are in it): the group is
@@ -65,14 +106,17 @@ pub(super) struct Wanted<'a> {
     pub package_id: &'a str,
     pub bin: &'a str,
     pub platforms: &'a [&'static Platform],
+    /// The `--target-dir`, to tell target units from host units.
+    pub target_dir: &'a Path,
 }
 
-/// Run `cmd` (a cargo build with JSON messages on stdout) and return the binaries by platform.
+/// Run `cmd` (a cargo build with JSON messages on stdout): the binaries by platform, and the
+/// units compiled.
 pub(super) fn run(
     mut cmd: Command,
     shown: &str,
     want: &Wanted,
-) -> Result<BTreeMap<String, PathBuf>> {
+) -> Result<(BTreeMap<String, PathBuf>, Units)> {
     // Stdout carries cargo's JSON messages and nothing else reaches ours; cargo's progress and
     // the compilers' diagnostics go to our stderr.
     cmd.stdin(Stdio::null())
@@ -88,6 +132,8 @@ pub(super) fn run(
         .and_then(|c| c.stdout.take())
         .expect("piped stdout");
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut units = Units::default();
+    let triples: Vec<&str> = want.platforms.iter().map(|p| p.rust_target).collect();
     let mut stderr = std::io::stderr();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -97,6 +143,9 @@ pub(super) fn run(
             continue;
         }
         let msg: Message = serde_json::from_str(&line)?;
+        if msg.reason == "compiler-artifact" {
+            units.add(&msg, want.target_dir, &triples);
+        }
         if let Some((p, exe)) = artifact(msg, want, shown)? {
             tracing::debug!("{p}: built {}", exe.display());
             found.insert(p.to_string(), exe);
@@ -117,7 +166,7 @@ pub(super) fn run(
             });
         }
     }
-    Ok(found)
+    Ok((found, units))
 }
 
 /// The wanted binary a message announces, and its platform.

@@ -156,7 +156,10 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
 fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
     let request = args.request();
     let (spec, built) = request.resolve()?;
-    let source_date_epoch = request.source_date_epoch()?;
+    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    if let Some(note) = note.filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output
