@@ -155,7 +155,14 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let writer = LayoutWriter::create(&opts.output)?;
     let cache = opts.cache_dir.as_deref().and_then(|dir| {
         LayerCache::open(dir, &layer::encoding(opts.compression_level))
-            .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
+            .map_err(|e| match crate::storage_full(&e) {
+                true => tracing::warn!(
+                    "layer cache: {}: {e}; building without it (free space there, or use \
+                     --no-cache or another --cache-dir)",
+                    dir.display()
+                ),
+                false => tracing::debug!("no layer cache: {}: {e}", dir.display()),
+            })
             .ok()
     });
     let rootfs = match spec.rootfs.is_empty() {
@@ -383,9 +390,19 @@ fn write_layer(
     recipe: &Recipe,
     platform: &str,
 ) -> Result<(BlobRef, Digest, bool), BuildError> {
-    let write_err = |source| BuildError::Write {
-        platform: platform.to_string(),
-        source,
+    // A failed write into the layout says so itself (the blob's path, the output's); any other
+    // error is the layer's.
+    let write_err = |source: std::io::Error| match source.get_ref() {
+        Some(e) if e.is::<LayoutError>() => BuildError::Layout(
+            *source
+                .into_inner()
+                .and_then(|e| e.downcast().ok())
+                .expect("checked"),
+        ),
+        _ => BuildError::Write {
+            platform: platform.to_string(),
+            source,
+        },
     };
     let gzip = |digest, size| BlobRef {
         media_type: MediaType::ImageLayerGzip,

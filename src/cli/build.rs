@@ -53,6 +53,10 @@ pub struct BuildArgs {
     /// Pull the base over plain http (a loopback test registry).
     #[arg(long)]
     pub base_plain_http: bool,
+    /// Take `files[].source` from anywhere on this machine, not only from the definition's
+    /// directory, workspace or repository.
+    #[arg(long)]
+    pub allow_outside_sources: bool,
 }
 
 fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
@@ -151,6 +155,10 @@ impl BuildArgs {
                 .then(|| self.cargo_args.options(self.image_file.clone())),
             rootfs: self.rootfs.clone(),
             base: self.base.clone(),
+            sources: match self.allow_outside_sources {
+                true => spec::SourcePolicy::Anywhere,
+                false => spec::SourcePolicy::Confined,
+            },
         }
     }
 }
@@ -163,7 +171,10 @@ pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
 fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
     let request = args.request();
     let (spec, built) = request.resolve()?;
-    let source_date_epoch = request.source_date_epoch()?;
+    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    if let Some(note) = note.filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output

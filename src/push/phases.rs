@@ -259,9 +259,18 @@ async fn put_all(
 }
 
 /// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
+/// A document that is a link (or no file) is refused now, before any blob goes out; its
+/// content is checked when it is pushed.
 async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
     let (layout, image) = (layout.clone(), image.clone());
-    blocking(move || Ok(!crate::sbom::push::sboms_of(&layout, &image)?.is_empty())).await
+    blocking(move || {
+        let sboms = crate::sbom::push::sboms_of(&layout, &image)?;
+        for s in &sboms {
+            crate::layout::open_in_layout(&layout.blob_path(&s.document.digest))?;
+        }
+        Ok(!sboms.is_empty())
+    })
+    .await
 }
 
 fn kind_of(media_type: &str) -> &'static str {
