@@ -46,6 +46,23 @@ pub struct BuildArgs {
     /// Platforms to build, comma-separated (overrides the image file's).
     #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
     pub platforms: Vec<&'static Platform>,
+    /// Rootfs items, comma-separated: ca-certificates, tzdata, nonroot, tmp (replaces the image file's `rootfs`).
+    #[arg(long, value_name = "ITEM,...", value_delimiter = ',', value_parser = spec::parse_rootfs_flag, long_help = ironstar::rootfs::help())]
+    pub rootfs: Option<Vec<ironstar::spec::RootfsItem>>,
+    /// The image to build on, REGISTRY/REPO[:TAG][@sha256:…] (replaces the image file's `base`); a pinned digest already in the cache is used offline.
+    #[arg(long, value_name = "REFERENCE", value_parser = parse_reference)]
+    pub base: Option<ironstar::oci::Reference>,
+    /// Pull the base over plain http (a loopback test registry).
+    #[arg(long)]
+    pub base_plain_http: bool,
+    /// Take `files[].source` from anywhere on this machine, not only from the definition's
+    /// directory, workspace or repository.
+    #[arg(long)]
+    pub allow_outside_sources: bool,
+}
+
+fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
+    ironstar::oci::Reference::parse(s).map_err(|e| e.to_string())
 }
 
 /// With --cargo: which package to build and how, in cargo's own spelling.
@@ -138,6 +155,12 @@ impl BuildArgs {
             cargo: self
                 .cargo
                 .then(|| self.cargo_args.options(self.image_file.clone())),
+            rootfs: self.rootfs.clone(),
+            base: self.base.clone(),
+            sources: match self.allow_outside_sources {
+                true => spec::SourcePolicy::Anywhere,
+                false => spec::SourcePolicy::Confined,
+            },
         }
     }
 }
@@ -165,7 +188,10 @@ fn run_spec(
         }
         None => None,
     };
-    let source_date_epoch = request.source_date_epoch()?;
+    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    if let Some(note) = note.filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output
@@ -183,6 +209,10 @@ fn run_spec(
             source_date_epoch,
         ),
         sign,
+        base: ironstar::base::BaseOptions {
+            plain_http: args.base_plain_http,
+            max_attempts: 0,
+        },
     };
     let report = ironstar::build::build(&spec, &opts)
         .with_context(|| format!("building image `{}`", spec.name))?;
@@ -196,6 +226,19 @@ fn run_spec(
                 if p.cached { " (cached)" } else { "" },
                 p.manifest
             );
+        }
+        if let Some((size, cached)) = report.rootfs {
+            let items: Vec<&str> = spec.rootfs.iter().map(|i| i.name()).collect();
+            eprintln!(
+                "{:<14} layer {:>10}{}  ({})",
+                "rootfs",
+                ironstar::human_bytes(size),
+                if cached { " (cached)" } else { "" },
+                items.join(", ")
+            );
+        }
+        if let Some((reference, digest, layers)) = &report.base {
+            eprintln!("{:<14} {reference} = {digest} ({layers} layers)", "base");
         }
         super::sbom::summary(&report, args.sbom.no_sbom);
         if let Some(s) = &opts.sign {

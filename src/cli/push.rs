@@ -97,7 +97,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     let spec = args
         .image_file
         .as_deref()
-        .map(ImageSpec::load)
+        .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
         .transpose()?;
     let plan = Plan::new(
         spec.as_ref(),

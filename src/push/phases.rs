@@ -23,6 +23,8 @@ pub struct Checked<'a> {
     layout: Layout,
     image: ResolvedImage,
     mount_from: Option<Repository>,
+    /// The base image's repository, a mount source for its layers.
+    base: Option<Repository>,
     report: Reporter,
     /// Hashing the blobs; `None` when the registry holds the index (nothing local is sent).
     verification: Option<Verification>,
@@ -123,12 +125,14 @@ pub async fn check(opts: &PushOptions) -> Result<Checked<'_>, PushError> {
         }
         None => Some(verification),
     };
+    let base = super::blobs::base_repository(&image, &opts.repository);
     Ok(Checked {
         opts,
         client,
         layout,
         image,
         mount_from,
+        base,
         report,
         verification,
         sboms,
@@ -203,6 +207,7 @@ impl<'a> Checked<'a> {
             layout: &self.layout,
             opts: self.opts,
             mount_from: self.mount_from.as_ref(),
+            base: self.base.as_ref(),
             report: &self.report,
         };
         blobs.run(&self.image.blobs, &mut self.outcome).await?;
@@ -302,9 +307,18 @@ async fn put_all(
 }
 
 /// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
+/// A document that is a link (or no file) is refused now, before any blob goes out; its
+/// content is checked when it is pushed.
 async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
     let (layout, image) = (layout.clone(), image.clone());
-    blocking(move || Ok(!crate::sbom::push::sboms_of(&layout, &image)?.is_empty())).await
+    blocking(move || {
+        let sboms = crate::sbom::push::sboms_of(&layout, &image)?;
+        for s in &sboms {
+            crate::layout::open_in_layout(&layout.blob_path(&s.document.digest))?;
+        }
+        Ok(!sboms.is_empty())
+    })
+    .await
 }
 
 fn kind_of(media_type: &str) -> &'static str {

@@ -75,10 +75,7 @@ pub fn read(
     subjects: &[(Digest, Option<String>)],
 ) -> Result<ImageSignatures, SignError> {
     let path = layout.root().join("index.json");
-    let bytes = std::fs::read(&path).map_err(|source| SignError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = crate::layout::read_in_layout(&path)?;
     let index: Value = serde_json::from_slice(&bytes).map_err(|e| SignError::Malformed {
         what: path.display().to_string(),
         problem: e.to_string(),
