@@ -35,26 +35,29 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
 fi
 
 # The arm64 busybox of the base-image tests' arm64 base (a shell for qemu to run): Debian's own
-# package, unpacked beside the venv, not installed (dpkg learns the arm64 architecture for it).
+# package, unpacked beside the venv, not installed. apt reads arm64 package lists into a private
+# directory for it, so the machine's dpkg never learns a foreign architecture.
 bb="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/busybox-arm64"
 if [ ! -x "$bb/bin/busybox" ]; then
-  $sudo dpkg --add-architecture arm64
-  $sudo apt-get update -qq || true
   tmp=$(mktemp -d) && chmod 755 "$tmp"
-  (cd "$tmp" && apt-get download -qq busybox-static:arm64 2>/dev/null) &&
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+  arm64="-o Dir::State::Lists=$tmp/lists -o Dir::Cache=$tmp/cache -o APT::Architecture=arm64 -o APT::Architectures::=arm64"
+  # shellcheck disable=SC2086 # $arm64 is a list of options
+  { apt-get $arm64 update -qq && (cd "$tmp" && apt-get $arm64 download -qq busybox-static:arm64); } >/dev/null 2>&1 &&
     mkdir -p "$bb" && dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$bb" ||
     echo "install-deps: no arm64 busybox-static: the base-image tests cannot make their arm64 base" >&2
   rm -rf "$tmp"
 fi
 
 # zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
-# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), from
+# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), cryptography
+# and pynacl (tests/cosign_check.py, the signing tests' independent verifier), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
 venv="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/venv"
 python3 -m venv "$venv"
 "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
   ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0 spdx-tools==0.8.5 \
-  "cyclonedx-python-lib[json-validation]==11.12.0"
+  "cyclonedx-python-lib[json-validation]==11.12.0" cryptography==50.0.2 pynacl==1.6.2
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"

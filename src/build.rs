@@ -44,6 +44,8 @@ pub enum BuildError {
     #[error("SBOM: {0}")]
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    #[error(transparent)]
     Base(#[from] BaseError),
     #[error("base {reference}: its config for {platform} is not JSON: {message}")]
     BaseConfig {
@@ -69,6 +71,8 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// Attach an SBOM to each platform's manifest ([`crate::sbom`]); `None` for none.
     pub sbom: Option<crate::sbom::SbomOptions>,
+    /// Sign the index and every platform manifest into the layout ([`crate::sign::layout`]).
+    pub sign: Option<crate::sign::layout::LayoutSigning>,
     /// How to pull the image definition's `base`, if it has one.
     pub base: crate::base::BaseOptions,
 }
@@ -163,7 +167,14 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let writer = LayoutWriter::create(&opts.output)?;
     let cache = opts.cache_dir.as_deref().and_then(|dir| {
         LayerCache::open(dir, &compression.encoding())
-            .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
+            .map_err(|e| match crate::storage_full(&e) {
+                true => tracing::warn!(
+                    "layer cache: {}: {e}; building without it (free space there, or use \
+                     --no-cache or another --cache-dir)",
+                    dir.display()
+                ),
+                false => tracing::debug!("no layer cache: {}: {e}", dir.display()),
+            })
             .ok()
     });
     let rootfs = match spec.rootfs.is_empty() {
@@ -237,11 +248,22 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     };
     let mut reports = reports;
     let referrers = attach_sboms(&writer, docs, &mut reports, &manifests, &created)?;
+    let signatures = match &opts.sign {
+        Some(signing) => {
+            let subjects: Vec<_> = std::iter::once((index.clone(), None))
+                .chain(
+                    manifests
+                        .iter()
+                        .map(|(p, m)| (m.digest.clone(), Some(p.to_string()))),
+                )
+                .collect();
+            crate::sign::layout::write(&writer, signing, &subjects)?
+        }
+        None => Vec::new(),
+    };
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
-    let output = writer.commit(&crate::sbom::artifact::layout_index(
-        &index_json,
-        &referrers,
-    ))?;
+    let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
+    let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
     Ok(BuildReport {
         index,
         output,
@@ -392,9 +414,19 @@ fn write_layer(
     recipe: &Recipe,
     platform: &str,
 ) -> Result<(BlobRef, Digest, bool), BuildError> {
-    let write_err = |source| BuildError::Write {
-        platform: platform.to_string(),
-        source,
+    // A failed write into the layout says so itself (the blob's path, the output's); any other
+    // error is the layer's.
+    let write_err = |source: std::io::Error| match source.get_ref() {
+        Some(e) if e.is::<LayoutError>() => BuildError::Layout(
+            *source
+                .into_inner()
+                .and_then(|e| e.downcast().ok())
+                .expect("checked"),
+        ),
+        _ => BuildError::Write {
+            platform: platform.to_string(),
+            source,
+        },
     };
     let blob_ref = |digest, size| BlobRef {
         media_type: recipe.compression.media_type(),
@@ -472,6 +504,7 @@ mod tests {
             revision: None,
             cache_dir: None,
             sbom: None,
+            sign: None,
             base: Default::default(),
         };
         let err = build(&ImageSpec::default(), &opts).unwrap_err();

@@ -96,15 +96,22 @@ impl LayerCache {
 
     /// Keep `layer` (a finished blob whose digest is `digest`) as the layer of `diff_id`.
     /// Failures only cost a later cache miss, so they are logged, not returned.
+    /// A full disk is worth a warning naming the cache's path (the build goes on).
     pub fn put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) {
-        if let Err(e) = self.try_put(diff_id, layer, digest) {
-            tracing::debug!("not cached: {}: {e}", layer.display());
+        let dir = self.entry_dir(diff_id);
+        match self.try_put(&dir, layer, digest) {
+            Err(e) if crate::storage_full(&e) => tracing::warn!(
+                "layer cache: writing {}: {e}; the layer is not cached (free space there, or \
+                 use --no-cache or another --cache-dir)",
+                dir.display()
+            ),
+            Err(e) => tracing::debug!("not cached: {} in {}: {e}", layer.display(), dir.display()),
+            Ok(()) => {}
         }
     }
 
-    fn try_put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) -> io::Result<()> {
-        let dir = self.entry_dir(diff_id);
-        fs::create_dir_all(&dir)?;
+    fn try_put(&self, dir: &Path, layer: &Path, digest: &Digest) -> io::Result<()> {
+        fs::create_dir_all(dir)?;
         let dest = dir.join(digest.hex());
         if dest.exists() {
             return Ok(());
@@ -116,7 +123,8 @@ impl LayerCache {
             Err(_) => {
                 let tmp = tempfile::Builder::new()
                     .prefix(".partial-")
-                    .tempfile_in(&dir)?;
+                    .tempfile_in(dir)?;
+                let _on_signal = crate::interrupt::temp_file(tmp.path());
                 fs::copy(layer, tmp.path())?;
                 tmp.persist(&dest).map_err(|e| e.error)?;
                 Ok(())

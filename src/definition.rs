@@ -8,7 +8,7 @@ use crate::build::{BuildError, BuildOptions};
 use crate::cargo::{self, CargoError, CargoOptions, CargoOutput, Selection};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 use crate::sbom::CargoSource;
-use crate::spec::{self, ImageSpec, SpecError};
+use crate::spec::{self, ImageSpec, SourcePolicy, SpecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
@@ -40,6 +40,8 @@ pub struct Request {
     pub base: Option<crate::oci::Reference>,
     /// How the layers are compressed; `None`: the definition's.
     pub compression: Option<crate::compress::Algorithm>,
+    /// Where the definition's `files[].source` may be (`--allow-outside-sources`).
+    pub sources: SourcePolicy,
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -73,7 +75,7 @@ impl Request {
             if spec.name.is_empty() {
                 spec.name = out.name.clone().unwrap_or_else(|| "image".into());
             }
-            let source = CargoSource::of(&sel, &opts.features);
+            let source = CargoSource::of(&sel, &opts.features).compiled(out.units.clone());
             built = Some(Built {
                 output: out,
                 source,
@@ -102,9 +104,10 @@ impl Request {
     /// metadata, else the binaries given, else (with cargo) the package's name and defaults.
     fn base(&self, selection: Option<&Selection>) -> Result<ImageSpec, DefinitionError> {
         if let Some(f) = &self.image_file {
-            return Ok(ImageSpec::load(f)?);
+            return Ok(ImageSpec::load_with(f, self.sources)?);
         }
-        if let Some(spec) = selection.map(Selection::image_spec).transpose()?.flatten() {
+        let from_metadata = selection.map(|s| s.image_spec(self.sources));
+        if let Some(spec) = from_metadata.transpose()?.flatten() {
             return Ok(spec);
         }
         ImageSpec::from_binaries(&self.binaries).or_else(|e| match selection {
@@ -121,14 +124,23 @@ impl Request {
 
     /// `SOURCE_DATE_EPOCH`, or with cargo the last commit's time, or 0.
     pub fn source_date_epoch(&self) -> Result<i64, DefinitionError> {
+        Ok(self.source_date_epoch_noted()?.0)
+    }
+
+    /// [`source_date_epoch`](Self::source_date_epoch), and a note to show when cargo's crate
+    /// has no commit to date it by (so it is 0: 1970-01-01) and `SOURCE_DATE_EPOCH` is unset.
+    pub fn source_date_epoch_noted(&self) -> Result<(i64, Option<String>), DefinitionError> {
         let Some(opts) = self.cargo.as_ref() else {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         };
         if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         }
         let within = opts.manifest_path.as_deref().or(self.image_file.as_deref());
-        Ok(cargo::commit_time(within).unwrap_or(0))
+        Ok(match cargo::commit_time(within) {
+            Some(t) => (t, None),
+            None => (0, Some(cargo::no_commit_note(within))),
+        })
     }
 }
 

@@ -37,6 +37,8 @@ pub struct BuildArgs {
     pub cache: super::CacheArgs,
     #[command(flatten)]
     pub sbom: super::sbom::SbomArgs,
+    #[command(flatten)]
+    pub sign: super::sign::SignArgs,
     /// Source revision recorded as org.opencontainers.image.revision.
     #[arg(long, env = "IRONSTAR_REVISION")]
     pub revision: Option<String>,
@@ -57,6 +59,10 @@ pub struct BuildArgs {
     /// Pull the base over plain http (a loopback test registry).
     #[arg(long)]
     pub base_plain_http: bool,
+    /// Take `files[].source` from anywhere on this machine, not only from the definition's
+    /// directory, workspace or repository.
+    #[arg(long)]
+    pub allow_outside_sources: bool,
 }
 
 fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
@@ -171,19 +177,41 @@ impl BuildArgs {
             rootfs: self.rootfs.clone(),
             base: self.base.clone(),
             compression: self.compression,
+            sources: match self.allow_outside_sources {
+                true => spec::SourcePolicy::Anywhere,
+                false => spec::SourcePolicy::Confined,
+            },
         }
     }
 }
 
 pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
-    Ok(run_spec(args, quiet)?.0)
+    Ok(run_spec(args, None, quiet)?.0)
 }
 
-/// Build; the report and the image definition it was built from.
-fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
+/// Build; the report and the image definition it was built from. With --sign-key, the
+/// signatures name `repository` (publish's destination), else the image file's.
+fn run_spec(
+    args: &BuildArgs,
+    repository: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<(BuildReport, ImageSpec)> {
+    // The key first: a wrong password fails before cargo runs.
+    let signer = args.sign.signer()?;
     let request = args.request();
     let (spec, built) = request.resolve()?;
-    let source_date_epoch = request.source_date_epoch()?;
+    let sign = match signer {
+        Some(signer) => {
+            let r = repository.filter(|r| !r.is_empty());
+            let identity = super::sign::identity(r.or(spec.repository.as_deref()))?;
+            Some(ironstar::sign::layout::LayoutSigning { signer, identity })
+        }
+        None => None,
+    };
+    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    if let Some(note) = note.filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let output = args
         .output
@@ -200,6 +228,7 @@ fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, Image
             search_from,
             source_date_epoch,
         ),
+        sign,
         base: ironstar::base::BaseOptions {
             plain_http: args.base_plain_http,
             max_attempts: 0,
@@ -232,6 +261,13 @@ fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, Image
             eprintln!("{:<14} {reference} = {digest} ({layers} layers)", "base");
         }
         super::sbom::summary(&report, args.sbom.no_sbom);
+        if let Some(s) = &opts.sign {
+            eprintln!(
+                "signed: the index and {} platform manifest(s), for {}",
+                report.platforms.len(),
+                s.identity
+            );
+        }
         eprintln!(
             "index {} -> {} (tags: {})",
             report.index,
@@ -253,9 +289,19 @@ fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, Image
 
 /// Build, then push what was built: the same image file, tags and layout.
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let (report, spec) = run_spec(&args.build, quiet)?;
+    let repository = args.registry.repository.as_deref();
+    let (report, spec) = run_spec(&args.build, repository, quiet)?;
     let plan =
         ironstar::push::Plan::built(&report, Some(&spec), args.registry.repository.as_deref())?;
     let no_sbom = args.build.sbom.no_sbom;
-    super::push::run_plan(plan, &args.registry, &args.build.cache, no_sbom, quiet)
+    // Signed by the build, for this push's repository: the push sends what the layout holds.
+    let signing = super::push::Signing::default();
+    super::push::run_plan(
+        plan,
+        &args.registry,
+        &args.build.cache,
+        no_sbom,
+        signing,
+        quiet,
+    )
 }

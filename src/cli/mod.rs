@@ -5,6 +5,7 @@ pub mod build;
 pub mod load;
 pub mod push;
 pub mod sbom;
+pub mod sign;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,9 @@ pub enum Command {
     Publish(build::PublishArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),
+    /// Check the cosign signatures of an image's index and every platform manifest, in a
+    /// registry or a layout.
+    Verify(sign::VerifyArgs),
     /// Put one platform of a layout into the local podman or docker image store (or a
     /// docker-archive file), to run it by name; --all writes a multi-platform oci-archive.
     Load(load::LoadArgs),
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => load::run(&args),
         Command::Publish(args) => build::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
+        Command::Verify(args) => sign::verify(&args, cli.quiet),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;
             for b in &binaries {

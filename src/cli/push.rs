@@ -35,6 +35,11 @@ pub struct PushArgs {
     /// Push no SBOM of the layout.
     #[arg(long, env = "IRONSTAR_NO_SBOM", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_sbom: bool,
+    #[command(flatten)]
+    pub sign: super::sign::SignArgs,
+    /// Push no signature: neither sign nor send the layout's own.
+    #[arg(long, conflicts_with = "sign_key")]
+    pub no_sign: bool,
 }
 
 /// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
@@ -84,10 +89,15 @@ pub struct RegistryArgs {
 /// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout. `quiet` (the global `-q`)
 /// silences the per-step lines and progress bars.
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
+    // Before anything else: a wrong password fails here, before any request.
+    let signing = Signing {
+        signer: args.sign.signer()?,
+        no_sign: args.no_sign,
+    };
     let spec = args
         .image_file
         .as_deref()
-        .map(ImageSpec::load)
+        .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
         .transpose()?;
     let plan = Plan::new(
         spec.as_ref(),
@@ -95,7 +105,21 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
         args.registry.repository.as_deref(),
         &tag_list(&args.tags),
     )?;
-    run_plan(plan, &args.registry, &args.cache, args.no_sbom, quiet)
+    run_plan(
+        plan,
+        &args.registry,
+        &args.cache,
+        args.no_sbom,
+        signing,
+        quiet,
+    )
+}
+
+/// What a push signs with, or whether it sends no signature.
+#[derive(Debug, Default)]
+pub struct Signing {
+    pub signer: Option<std::sync::Arc<dyn ironstar::sign::Signer>>,
+    pub no_sign: bool,
 }
 
 /// Push `plan` with the registry and cache flags (and the layout's SBOMs unless `no_sbom`):
@@ -105,6 +129,7 @@ pub fn run_plan(
     registry: &RegistryArgs,
     cache: &super::CacheArgs,
     no_sbom: bool,
+    signing: Signing,
     quiet: bool,
 ) -> anyhow::Result<()> {
     let credential = match (&registry.username, registry.password_stdin) {
@@ -138,6 +163,8 @@ pub fn run_plan(
             ProgressMode::Auto
         },
         no_sbom,
+        signer: signing.signer,
+        no_sign: signing.no_sign,
         ..PushOptions::from_plan(plan)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

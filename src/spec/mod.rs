@@ -3,6 +3,7 @@
 //! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]),
 //! `rootfs` the rootfs items ([`RootfsItem`]).
 
+mod confine;
 mod file;
 mod path;
 mod rootfs;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 use crate::platform::Platform;
 
+pub use confine::SourcePolicy;
 pub use file::check_tag;
 pub use path::ImagePath;
 pub use rootfs::{parse_rootfs_flag, RootfsItem};
@@ -101,28 +103,42 @@ pub struct ImageSpec {
 }
 
 impl ImageSpec {
-    /// Read and check the definition at `path`.
+    /// Read and check the definition at `path`, its `files[].source` confined
+    /// ([`SourcePolicy::Confined`]).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, SourcePolicy::Confined)
+    }
+
+    /// Read and check the definition at `path`, its sources as `sources` says.
+    pub fn load_with(path: &Path, sources: SourcePolicy) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, sources)
     }
 
     /// Parse a definition; `path` names it in errors and anchors its relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        Self::parse_with(path, text, SourcePolicy::Confined)
+    }
+
+    fn parse_with(path: &Path, text: &str, sources: SourcePolicy) -> Result<Self> {
         let raw: file::RawSpec = toml::from_str(text).map_err(|e| SpecError::Invalid {
             at: file::location(path, text, e.span()),
             message: e.message().trim().to_string(),
         })?;
-        file::Source { path, text }.spec(raw, None)
+        file::Source::new(path, text, sources).spec(raw, None)
     }
 
     /// The definition under `[package.metadata.ironstar]` of the Cargo.toml at `path`, if any,
     /// with the same keys as a definition file; `name` defaults to `package`. Errors name
     /// Cargo.toml with line and column.
-    pub fn load_cargo_metadata(path: &Path, package: &str) -> Result<Option<Self>> {
+    pub fn load_cargo_metadata(
+        path: &Path,
+        package: &str,
+        sources: SourcePolicy,
+    ) -> Result<Option<Self>> {
         #[derive(Deserialize)]
         struct Manifest {
             package: Option<Package>,
@@ -144,7 +160,7 @@ impl ImageSpec {
             message: e.message().trim().to_string(),
         })?;
         let raw = manifest.package.and_then(|p| p.metadata?.ironstar);
-        let source = file::Source { path, text: &text };
+        let source = file::Source::new(path, &text, sources);
         raw.map(|raw| source.spec(raw, Some(package))).transpose()
     }
 
@@ -302,12 +318,14 @@ mode = 0o1777
         let manifest = tmp.path().join("Cargo.toml");
         let head = "[package]\nname = \"svc\"\nversion = \"1.0.0\"\n\n";
         std::fs::write(&manifest, head).unwrap();
-        assert!(ImageSpec::load_cargo_metadata(&manifest, "svc")
-            .unwrap()
-            .is_none());
+        assert!(
+            ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
+                .unwrap()
+                .is_none()
+        );
         let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\nrootfs = [\"tmp\"]\n";
         std::fs::write(&manifest, format!("{head}{meta}")).unwrap();
-        let s = ImageSpec::load_cargo_metadata(&manifest, "svc")
+        let s = ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -317,7 +335,7 @@ mode = 0o1777
         assert_eq!(s.platforms[0].to_string(), "linux/arm64");
         assert_eq!(s.rootfs, [RootfsItem::Tmp]);
         std::fs::write(&manifest, format!("{head}{meta}\nplatform = 1\n")).unwrap();
-        let e = ImageSpec::load_cargo_metadata(&manifest, "svc")
+        let e = ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
             .unwrap_err()
             .to_string();
         assert!(
