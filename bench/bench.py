@@ -465,8 +465,10 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
             r[f"{name}_push"] = first
             r[f"{name}_repush"] = again
         if pulls:
+            lay_t = pull.tar_layout(lay_iz, os.path.join(WORK, "layouts", f"{size_mb}-tar"))
             r["pull"] = pull_round(i, delay, {"ironstar_gzip": lay_i, "ironstar_zstd": lay_iz,
-                                              "buildah_gzip": lay_b, "buildah_zstd": lay_bz})
+                                              "buildah_gzip": lay_b, "buildah_zstd": lay_bz,
+                                              "tar": lay_t})
         log("    build ironstar %.2fs (cpu %.2fs, warm %.3fs) buildah %.2fs floor %.2fs (cpu %.2fs)"
             " | push ironstar %.2fs (%d req, %d rt) skopeo %.2fs (%d req, %d rt) | re-push "
             "ironstar %.3fs (%d req) skopeo %.3fs (%d req)" % (
@@ -553,6 +555,8 @@ def bench_size(size_mb, nrounds, bins, scratch, delay):
     if pulls:
         s["layer_bytes"]["ironstar_zstd"] = layer_bytes(lay_iz)
         s["layer_bytes"]["buildah_zstd"] = layer_bytes(lay_bz)
+        s["layer_bytes"]["tar_amd64"] = layer_bytes(os.path.join(WORK, "layouts",
+                                                                 f"{size_mb}-tar"))
         s["median_seconds"]["ironstar_zstd_build"] = med(rounds, "ironstar_zstd", "wall")
         s["median_seconds"]["buildah_zstd_build"] = med(rounds, "buildah_zstd", "wall")
         s["median_cpu_seconds"]["ironstar_zstd_build"] = med(rounds, "ironstar_zstd", "cpu")

@@ -3,6 +3,8 @@ native snapshotter, a private containerd started for each pull) and podman (`pod
 private vfs storage made for each pull) to pull and unpack an image from the loopback registry
 through the delay proxy, for ironstar's gzip and zstd images and buildah's gzip and zstd
 images of the same binaries, side by side in one round. Only the host's platform is pulled.
+A fifth image, `tar`, is the zstd one with its layer uncompressed (the same index, config and
+tar): the floor of an unpack, what a puller spends besides decompressing.
 
 Used by bench.py: `publish(...)` pushes the four images (untimed) to one registry, then
 `pull_all(...)` times every (puller, image) pair, in an order that changes from round to round.
@@ -15,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-IMAGES = ("ironstar_gzip", "ironstar_zstd", "buildah_gzip", "buildah_zstd")
+IMAGES = ("ironstar_gzip", "ironstar_zstd", "buildah_gzip", "buildah_zstd", "tar")
 PULLERS = ("containerd", "podman")
 HOST_ARCH = "amd64"
 
@@ -80,6 +82,49 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def tar_layout(zstd_layout, out):
+    """The host platform of `zstd_layout` with its layer stored as the plain tar (media type
+    `…layer.v1.tar`), taken from the docker-archive `ironstar load` writes (which holds a zstd
+    layer as its tar): an index of one manifest, so it takes the same requests as the others."""
+    import hashlib
+    import json
+    import tarfile
+    shutil.rmtree(out, ignore_errors=True)
+    blobs = os.path.join(out, "blobs", "sha256")
+    os.makedirs(blobs)
+    archive = out + ".docker.tar"
+    subprocess.run(["target/release/ironstar", "load", "--layout", zstd_layout, "--platform",
+                    f"linux/{HOST_ARCH}", "--output", archive], check=True,
+                   stdout=subprocess.DEVNULL)
+
+    def put(b):
+        d = hashlib.sha256(b).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(b)
+        return {"digest": f"sha256:{d}", "size": len(b)}
+
+    with tarfile.open(archive) as t:
+        m = json.load(t.extractfile("manifest.json"))[0]
+        config = t.extractfile(m["Config"]).read()
+        layer = t.extractfile(m["Layers"][0]).read()
+    os.unlink(archive)
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **put(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **put(layer)}]}
+    man = put(json.dumps(manifest).encode())
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **man,
+                            "platform": {"architecture": HOST_ARCH, "os": "linux"}}]}
+    idx = put(json.dumps(index).encode())
+    with open(os.path.join(out, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.index.v1+json", **idx,
+             "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}, f)
+    with open(os.path.join(out, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    return out
+
+
 def publish(reg, layouts, run):
     """Push the four images to `reg` (through its proxy; untimed): ironstar's layouts with
     ironstar, buildah's with skopeo (digests preserved). Returns image -> reference."""
@@ -87,7 +132,7 @@ def publish(reg, layouts, run):
     for name in IMAGES:
         ref = f"{reg.host}/{name.replace('_', '-')}:latest"
         layout = layouts[name]
-        if name.startswith("ironstar"):
+        if name.startswith("ironstar") or name == "tar":
             run(["target/release/ironstar", "push", "-q", "--layout", layout, "--repository",
                  ref.rsplit(":", 1)[0], "--tag", "latest", "--plain-http"])
         else:
@@ -170,6 +215,8 @@ def summary(rounds, med, ratio_med):
             pulls, (f"{p}_buildah_zstd", "wall"), (f"{p}_buildah_gzip", "wall"))
     s["ratios"]["containerd_unpack_zstd_vs_gzip"] = ratio_med(
         pulls, ("containerd_ironstar_zstd", "unpack"), ("containerd_ironstar_gzip", "unpack"))
+    s["ratios"]["containerd_unpack_zstd_vs_tar"] = ratio_med(
+        pulls, ("containerd_ironstar_zstd", "unpack"), ("containerd_tar", "unpack"))
     return s
 
 
@@ -188,12 +235,16 @@ def table(results):
         builds = {"ironstar_gzip": b["ironstar_build"], "ironstar_zstd": b["ironstar_zstd_build"],
                   "buildah_gzip": b["buildah_build"], "buildah_zstd": b["buildah_zstd_build"]}
         sizes = {"ironstar_gzip": lb["ironstar"], "ironstar_zstd": lb["ironstar_zstd"],
-                 "buildah_gzip": lb["buildah"], "buildah_zstd": lb["buildah_zstd"]}
+                 "buildah_gzip": lb["buildah"], "buildah_zstd": lb["buildah_zstd"],
+                 "tar": lb["tar_amd64"]}
         for i in IMAGES:
             c = f"containerd_{i}"
+            build = "—" if i == "tar" else f"{builds[i]:.3f} s"
+            label = "uncompressed tar (floor)" if i == "tar" else i.replace("_", " ")
             lines.append(
-                f"| {name} | {i.replace('_', ' ')} | {builds[i]:.3f} s "
-                f"| {sizes[i] / 1e6:.2f} MB | {p['median_seconds'][c]:.3f} s "
+                f"| {name} | {label} | {build} "
+                f"| {sizes[i] / 1e6:.2f} MB{' (amd64)' if i == 'tar' else ''} "
+                f"| {p['median_seconds'][c]:.3f} s "
                 f"| {p['median_unpack_seconds'][c]:.3f} s "
                 f"| {p['median_seconds'][f'podman_{i}']:.3f} s "
                 f"| {p['requests'][c]:g} / {p['round_trips'][c]:g} |")
