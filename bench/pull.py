@@ -37,7 +37,7 @@ class Containerd:
 
     def __init__(self, dir, started):
         self.dir = dir
-        os.makedirs(dir)
+        os.makedirs(dir, exist_ok=True)
         self.sock = os.path.join(dir, "containerd.sock")
         cfg = os.path.join(dir, "config.toml")
         with open(cfg, "w") as f:
@@ -148,7 +148,7 @@ def publish(reg, layouts, run):
 def pull_containerd(ref, reg, work, timed, started):
     """One fresh containerd pulling `ref` (host platform): wall time, ctr's own unpack time,
     requests and round trips through the proxy."""
-    c = Containerd(tempfile.mkdtemp(prefix="containerd-", dir=work) + "/c", started)
+    c = Containerd(tempfile.mkdtemp(prefix="containerd-", dir=work), started)
     try:
         mark = reg.proxy.mark()
         wall, rss, out = timed(c.ctr("images", "pull", "--plain-http", "--snapshotter", "native",
