@@ -49,12 +49,18 @@ pub struct BuildArgs {
 /// With --cargo: which package to build and how, in cargo's own spelling.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CargoArgs {
-    /// With --cargo: the package to build.
-    #[arg(long, short = 'p', requires = "cargo")]
-    pub package: Option<String>,
-    /// With --cargo: the binary target to build.
+    /// With --cargo: a package to build, one image (repeatable).
+    #[arg(long = "package", short = 'p', requires = "cargo", value_name = "SPEC")]
+    pub packages: Vec<String>,
+    /// With --cargo: every member of the workspace with a binary, one image each.
     #[arg(long, requires = "cargo")]
-    pub bin: Option<String>,
+    pub workspace: bool,
+    /// With --cargo --workspace: leave this member out (repeatable).
+    #[arg(long, requires = "workspace", value_name = "SPEC")]
+    pub exclude: Vec<String>,
+    /// With --cargo: a binary target to build, one image (repeatable; finds its package).
+    #[arg(long = "bin", requires = "cargo", value_name = "NAME")]
+    pub bins: Vec<String>,
     /// With --cargo: path to Cargo.toml.
     #[arg(long, requires = "cargo")]
     pub manifest_path: Option<PathBuf>,
@@ -94,8 +100,10 @@ impl CargoArgs {
     fn options(&self, image_file: Option<PathBuf>) -> ironstar::cargo::CargoOptions {
         ironstar::cargo::CargoOptions {
             manifest_path: self.manifest_path.clone(),
-            package: self.package.clone(),
-            bin: self.bin.clone(),
+            packages: self.packages.clone(),
+            workspace: self.workspace,
+            exclude: self.exclude.clone(),
+            bins: self.bins.clone(),
             profile: self.profile.clone(),
             image_file,
             features: ironstar::cargo::Features {

@@ -39,6 +39,7 @@ pub(super) struct RawSpec {
     stop_signal: Option<String>,
     #[serde(default)]
     files: Vec<RawFile>,
+    bin: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +108,7 @@ impl Source<'_> {
             config,
             annotations: raw.annotations,
             files: self.files(raw.files)?,
+            bin: self.bin(raw.bin)?,
         })
     }
 
@@ -201,6 +203,25 @@ impl Source<'_> {
         ports.sort();
         ports.dedup();
         Ok(ports)
+    }
+
+    /// `bin`: a cargo target name (letters, digits, `-`, `_`).
+    fn bin(&self, raw: Option<Spanned<String>>) -> Result<Option<String>> {
+        match raw {
+            Some(b)
+                if b.get_ref().is_empty()
+                    || !b
+                        .get_ref()
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') =>
+            {
+                Err(self.invalid(
+                    Some(b.span()),
+                    format!("`bin = \"{}\"` is not a cargo binary target's name", b.get_ref()),
+                ))
+            }
+            b => Ok(b.map(Spanned::into_inner)),
+        }
     }
 
     fn workdir(&self, raw: Option<Spanned<String>>) -> Result<Option<String>> {

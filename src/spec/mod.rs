@@ -88,6 +88,9 @@ pub struct ImageSpec {
     /// Annotations for the image index (and `index.json`).
     pub annotations: BTreeMap<String, String>,
     pub files: Vec<ExtraFile>,
+    /// With `--cargo`: which of the package's binary targets the image runs (`bin = "…"`);
+    /// `None`: `--bin`, else the package's only binary, else its `default-run`.
+    pub bin: Option<String>,
 }
 
 impl ImageSpec {
