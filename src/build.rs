@@ -179,6 +179,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let mut reports = reports;
     let referrers = attach_sboms(&writer, docs, &mut reports, &manifests, &created)?;
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
+    let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec));
     let output = writer.commit(&crate::sbom::artifact::layout_index(
         &index_json,
         &referrers,
@@ -350,6 +351,13 @@ fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap
     }
     m.extend(spec.annotations.clone());
     m
+}
+
+/// The top-level annotations of the layout's `index.json`.
+fn layout_annotations(spec: &ImageSpec) -> BTreeMap<String, String> {
+    let repo = spec.repository.iter();
+    repo.map(|r| (annotation::REPOSITORY.to_string(), r.clone()))
+        .collect()
 }
 
 #[cfg(test)]

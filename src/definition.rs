@@ -37,7 +37,10 @@ pub enum DefinitionError {
 }
 
 fn names<'a>(specs: impl Iterator<Item = &'a ImageSpec>) -> String {
-    specs.map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a build was asked for, before anything is read.
@@ -82,7 +85,9 @@ impl Request {
     pub fn resolve(&self) -> Result<(ImageSpec, Option<Built>), DefinitionError> {
         let mut all = self.resolve_all()?;
         if all.len() != 1 {
-            return Err(DefinitionError::SeveralImages(names(all.iter().map(|r| &r.spec))));
+            return Err(DefinitionError::SeveralImages(names(
+                all.iter().map(|r| &r.spec),
+            )));
         }
         let one = all.pop().expect("one image");
         Ok((one.spec, one.built))
@@ -131,7 +136,10 @@ impl Request {
             return Err(DefinitionError::BinariesForSeveral);
         }
         planned.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-        if let Some(w) = planned.windows(2).find(|w| w[0].spec.name == w[1].spec.name) {
+        if let Some(w) = planned
+            .windows(2)
+            .find(|w| w[0].spec.name == w[1].spec.name)
+        {
             let pkg = |p: &Planned| p.selection.as_ref().map(|s| s.package.clone());
             return Err(DefinitionError::DuplicateName {
                 name: w[0].spec.name.clone(),
@@ -155,7 +163,11 @@ impl Request {
         }
         .into_iter();
         let mut resolved = Vec::new();
-        for Planned { mut spec, selection } in planned {
+        for Planned {
+            mut spec,
+            selection,
+        } in planned
+        {
             let mut built = None;
             if let (Some(sel), Some(opts)) = (selection, &self.cargo) {
                 let out = outputs.next().expect("one cargo output per selection");

@@ -106,7 +106,9 @@ pub enum CargoError {
     ExcludeWithoutWorkspace,
     #[error("--bin {bin}: no such binary in the selected packages; it is in member `{package}`: add -p {package}")]
     BinaryNotSelected { bin: String, package: String },
-    #[error("--bin {bin}: no such binary in the workspace at {workspace}; its binaries: {available}")]
+    #[error(
+        "--bin {bin}: no such binary in the workspace at {workspace}; its binaries: {available}"
+    )]
     UnknownWorkspaceBinary {
         bin: String,
         workspace: PathBuf,

@@ -229,7 +229,11 @@ mod tests {
     #[test]
     fn selects_as_cargo_does() {
         let o = CargoOptions::default();
-        assert_eq!(names(chosen(&o).unwrap()), ["api", "worker"], "default-members");
+        assert_eq!(
+            names(chosen(&o).unwrap()),
+            ["api", "worker"],
+            "default-members"
+        );
         let o = CargoOptions {
             workspace: true,
             ..Default::default()
@@ -263,7 +267,10 @@ mod tests {
             ..Default::default()
         };
         let e = chosen(&o).unwrap_err().to_string();
-        assert!(e.contains("api, migrate, worker") && !e.contains("common"), "{e}");
+        assert!(
+            e.contains("api, migrate, worker") && !e.contains("common"),
+            "{e}"
+        );
         let o = CargoOptions {
             packages: vec!["common".into()],
             ..Default::default()

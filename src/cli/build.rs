@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ironstar::build::{BuildOptions, BuildReport};
-use ironstar::definition::Request;
+use ironstar::definition::{Request, Resolved};
 use ironstar::platform::Platform;
+use ironstar::publish;
+use ironstar::push::Plan;
 use ironstar::spec::{self, ImageSpec};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -135,7 +137,7 @@ pub struct PublishArgs {
 
 impl BuildArgs {
     /// The flags as the library's build request.
-    fn request(&self) -> Request {
+    pub fn request(&self) -> Request {
         Request {
             image_file: self.image_file.clone(),
             binaries: self.binaries.clone(),
@@ -148,70 +150,141 @@ impl BuildArgs {
     }
 }
 
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
-    Ok(run_spec(args, quiet)?.0)
+/// One built image: what the build reported and the definition it was built from.
+pub struct BuiltImage {
+    pub report: BuildReport,
+    pub spec: ImageSpec,
 }
 
-/// Build; the report and the image definition it was built from.
-fn run_spec(args: &BuildArgs, quiet: bool) -> anyhow::Result<(BuildReport, ImageSpec)> {
+/// Build every image the flags select (one with an image file or `--binary`; with `--cargo`
+/// one per selected member), in name order.
+pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<Vec<BuiltImage>> {
     let request = args.request();
-    let (spec, built) = request.resolve()?;
-    let source_date_epoch = request.source_date_epoch()?;
-    let search_from = args.image_file.as_deref().and_then(|f| f.parent());
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/oci").join(&spec.name));
-    let opts = BuildOptions {
-        output,
-        source_date_epoch,
-        compression_level: args.compression_level,
-        revision: args.revision.clone(),
-        cache_dir: args.cache.dir(),
-        sbom: args.sbom.options(
-            built.as_ref().map(|b| b.source.clone()),
-            search_from,
-            source_date_epoch,
-        ),
-    };
-    let report = ironstar::build::build(&spec, &opts)
-        .with_context(|| format!("building image `{}`", spec.name))?;
-    if !quiet {
-        for p in &report.platforms {
-            eprintln!(
-                "{:<14} binary {:>10}  layer {:>10}{}  manifest {}",
-                p.platform.to_string(),
-                ironstar::human_bytes(p.binary_size),
-                ironstar::human_bytes(p.layer_size),
-                if p.cached { " (cached)" } else { "" },
-                p.manifest
-            );
-        }
-        super::sbom::summary(&report, args.sbom.no_sbom);
-        eprintln!(
-            "index {} -> {} (tags: {})",
-            report.index,
-            report.output.display(),
-            report.tags.join(", ")
-        );
-        if let Some(out) = built.map(|b| b.output).filter(|o| !o.debug_info.is_empty()) {
-            eprintln!(
-                "note: {}: the binary carries debug info and is shipped as built; to leave it \
-                 out, set `strip = \"debuginfo\"` (or `debug = false`) under [profile.{}] in \
-                 Cargo.toml",
-                out.debug_info.join(", "),
-                args.cargo_args.profile.as_deref().unwrap_or("release"),
-            );
+    let resolved = request.resolve_all()?;
+    build_resolved(args, &request, resolved, quiet)
+}
+
+/// The build's stdout: with one image its index digest, with several `NAME sha256:…` a line,
+/// in name order.
+pub fn print_digests(built: &[BuiltImage]) {
+    match built {
+        [one] => println!("{}", one.report.index),
+        _ => {
+            for b in built {
+                println!("{} {}", b.spec.name, b.report.index);
+            }
         }
     }
-    Ok((report, spec))
 }
 
-/// Build, then push what was built: the same image file, tags and layout.
+/// Pack each resolved image into its layout (several in parallel), with the summary on stderr.
+pub fn build_resolved(
+    args: &BuildArgs,
+    request: &Request,
+    resolved: Vec<Resolved>,
+    quiet: bool,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    let source_date_epoch = request.source_date_epoch()?;
+    let search_from = args.image_file.as_deref().and_then(|f| f.parent());
+    let several = resolved.len() > 1;
+    let jobs: Vec<(&ImageSpec, BuildOptions)> = resolved
+        .iter()
+        .map(|r| {
+            let output = publish::layout_dir(args.output.as_deref(), &r.spec.name, several);
+            let opts = BuildOptions {
+                output,
+                source_date_epoch,
+                compression_level: args.compression_level,
+                revision: args.revision.clone(),
+                cache_dir: args.cache.dir(),
+                sbom: args.sbom.options(
+                    r.built.as_ref().map(|b| b.source.clone()),
+                    search_from,
+                    source_date_epoch,
+                ),
+            };
+            (&r.spec, opts)
+        })
+        .collect();
+    let reports = publish::build_all(&jobs);
+    let mut built = Vec::new();
+    for (r, report) in resolved.iter().zip(reports) {
+        let report = report.with_context(|| format!("building image `{}`", r.spec.name))?;
+        if !quiet {
+            summary(args, r, &report, several);
+        }
+        built.push(BuiltImage {
+            report,
+            spec: r.spec.clone(),
+        });
+    }
+    Ok(built)
+}
+
+/// One image's summary on stderr; with several images each line names its image.
+fn summary(args: &BuildArgs, r: &Resolved, report: &BuildReport, several: bool) {
+    let who = match several {
+        true => format!("{}: ", r.spec.name),
+        false => String::new(),
+    };
+    for p in &report.platforms {
+        eprintln!(
+            "{who}{:<14} binary {:>10}  layer {:>10}{}  manifest {}",
+            p.platform.to_string(),
+            ironstar::human_bytes(p.binary_size),
+            ironstar::human_bytes(p.layer_size),
+            if p.cached { " (cached)" } else { "" },
+            p.manifest
+        );
+    }
+    super::sbom::summary(report, args.sbom.no_sbom);
+    eprintln!(
+        "{who}index {} -> {} (tags: {})",
+        report.index,
+        report.output.display(),
+        report.tags.join(", ")
+    );
+    if let Some(out) = r
+        .built
+        .as_ref()
+        .map(|b| &b.output)
+        .filter(|o| !o.debug_info.is_empty())
+    {
+        eprintln!(
+            "{who}note: {}: the binary carries debug info and is shipped as built; to leave it \
+             out, set `strip = \"debuginfo\"` (or `debug = false`) under [profile.{}] in \
+             Cargo.toml",
+            out.debug_info.join(", "),
+            args.cargo_args.profile.as_deref().unwrap_or("release"),
+        );
+    }
+}
+
+/// Build, then push what was built: the same definitions, tags and layouts. With several
+/// images `--repository` is a prefix ([`publish::repository_for`]).
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let (report, spec) = run_spec(&args.build, quiet)?;
-    let plan =
-        ironstar::push::Plan::built(&report, Some(&spec), args.registry.repository.as_deref())?;
+    let built = run(&args.build, quiet)?;
+    let pushes = pushes_of(&built, args.registry.repository.as_deref())?;
     let no_sbom = args.build.sbom.no_sbom;
-    super::push::run_plan(plan, &args.registry, &args.build.cache, no_sbom, quiet)
+    let refs = super::push::run_pushes(pushes, &args.registry, &args.build.cache, no_sbom, quiet)?;
+    super::push::print_refs(&refs);
+    super::push::write_refs(&refs, &args.registry)
+}
+
+/// Where each built image goes, under its tags.
+pub fn pushes_of(
+    built: &[BuiltImage],
+    repository: Option<&str>,
+) -> anyhow::Result<Vec<(String, Plan)>> {
+    let several = built.len() > 1;
+    built
+        .iter()
+        .map(|b| {
+            let name = &b.spec.name;
+            let repo =
+                publish::repository_for(name, b.spec.repository.as_deref(), repository, several)?;
+            let plan = Plan::built(&b.report, Some(&b.spec), repo.as_deref())?;
+            Ok((name.clone(), plan))
+        })
+        .collect()
 }

@@ -25,4 +25,7 @@ pub mod annotation {
     pub const VERSION: &str = "org.opencontainers.image.version";
     pub const REVISION: &str = "org.opencontainers.image.revision";
     pub const SOURCE: &str = "org.opencontainers.image.source";
+    /// ironstar's own, at the top of a layout's `index.json`: the repository the image's
+    /// definition names (`repository`), for `ironstar push --workspace`.
+    pub const REPOSITORY: &str = "dev.ironstar.repository";
 }

@@ -217,7 +217,10 @@ impl Source<'_> {
             {
                 Err(self.invalid(
                     Some(b.span()),
-                    format!("`bin = \"{}\"` is not a cargo binary target's name", b.get_ref()),
+                    format!(
+                        "`bin = \"{}\"` is not a cargo binary target's name",
+                        b.get_ref()
+                    ),
                 ))
             }
             b => Ok(b.map(Spanned::into_inner)),
