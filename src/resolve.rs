@@ -37,6 +37,12 @@ pub enum ResolveError {
         line: usize,
         name: String,
     },
+    #[error("{file}:{line}: `{SCHEME}{name}`: an image name is lowercase letters, digits, `.`, `_` and `-`")]
+    BadName {
+        file: String,
+        line: usize,
+        name: String,
+    },
     #[error("{file}:{line}: no image named `{name}` (images: {known})")]
     Unknown {
         file: String,
@@ -167,12 +173,23 @@ pub fn find(file: &str, text: &str) -> Result<Vec<Reference>, ResolveError> {
         let Event::Scalar(value, ..) = event else {
             continue;
         };
-        let Some(name) = value.strip_prefix(SCHEME) else {
+        // Prose that happens to start with the scheme is not a reference.
+        let Some(name) = value
+            .strip_prefix(SCHEME)
+            .filter(|n| !n.contains(char::is_whitespace))
+        else {
             continue;
         };
         let (start, end) = (byte(span.start.index()), byte(span.end.index()));
         let literal = format!("{SCHEME}{name}");
         let line = span.start.line();
+        if !is_image_name(name) {
+            return Err(ResolveError::BadName {
+                file: file.to_string(),
+                line,
+                name: name.to_string(),
+            });
+        }
         let Some(offset) = text[start..end].find(&literal) else {
             return Err(ResolveError::Escaped {
                 file: file.to_string(),
@@ -189,6 +206,13 @@ pub fn find(file: &str, text: &str) -> Result<Vec<Reference>, ResolveError> {
         });
     }
     Ok(found)
+}
+
+/// The image name grammar of definitions (a repository path component).
+fn is_image_name(n: &str) -> bool {
+    n.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
 /// Every image name the files reference.
@@ -239,11 +263,11 @@ pub fn render_all(files: &[YamlFile], images: &BTreeMap<String, String>) -> Stri
 mod tests {
     use super::*;
 
-    const TEXT: &str = "# ironstar://not-a-reference (a comment)\n\
-        image: ironstar://api   # plain\n\
-        q: \"ironstar://wörker\"\n\
+    const TEXT: &str = "# ironstar://not-a-reference (a comment), café ☕\n\
+        image: ironstar://api   # plain, naïve\n\
+        q: \"ironstar://worker\"\n\
         s: 'ironstar://api'\n\
-        other: ironstar://api/extra-is-a-name-too\n\
+        other: ironstar://only prose\n\
         ---\n\
         - {a: ironstar://api, b: \"x\"}\n\
         - |-\n  ironstar://block\n";
@@ -260,17 +284,15 @@ mod tests {
             names,
             [
                 ("api", 2),
-                ("wörker", 3),
+                ("worker", 3),
                 ("api", 4),
-                ("api/extra-is-a-name-too", 5),
                 ("api", 7),
                 ("block", 9)
             ]
         );
         let images: BTreeMap<String, String> = [
             ("api", "r/a@sha256:1"),
-            ("wörker", "r/w@sha256:2"),
-            ("api/extra-is-a-name-too", "X"),
+            ("worker", "r/w@sha256:2"),
             ("block", "B"),
         ]
         .into_iter()
@@ -278,8 +300,7 @@ mod tests {
         .collect();
         let out = f.render(&images);
         let want = TEXT
-            .replace("ironstar://api/extra-is-a-name-too", "X")
-            .replace("\"ironstar://wörker\"", "\"r/w@sha256:2\"")
+            .replace("\"ironstar://worker\"", "\"r/w@sha256:2\"")
             .replace("image: ironstar://api", "image: r/a@sha256:1")
             .replace("'ironstar://api'", "'r/a@sha256:1'")
             .replace("a: ironstar://api", "a: r/a@sha256:1")
@@ -302,6 +323,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c.yaml:1:") && e.contains("escapes"), "{e}");
+        let e = YamlFile::parse("d.yaml".into(), "a: b\nc: ironstar://Api\n".into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("d.yaml:2:") && e.contains("lowercase"), "{e}");
     }
 
     #[test]
