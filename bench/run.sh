@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # ironstar benchmark (issues 7, 15): ironstar vs buildah / skopeo / the zlib-rs deflate floor.
 #   bash bench/run.sh [--sizes fixture,5,50,500] [--rounds N] [--rounds-500 N] [--delay-ms 20]
+#   bash bench/run.sh --workspace [--rounds N] [--delay-ms 20]   (issue 19: N images together
+#     against N single publishes, bench/workspace.py; needs zig and cargo-zigbuild, no buildah)
 # Needs: docker-registry, skopeo, buildah, GNU time (/usr/bin/time, Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
 # builds bench/fixture from crates.io the first time).
 # Writes inputs, layouts, registries under target/bench/, JSON to target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--workspace" ]; then
+  shift
+  cargo build --release --quiet --bins
+  exec python3 bench/workspace.py "$@"
+fi
 for t in docker-registry skopeo buildah python3 rustc cargo; do
   command -v "$t" >/dev/null || { echo "bench: missing $t" >&2; exit 1; }
 done

@@ -98,6 +98,34 @@ pub struct FoundLayout {
     pub repository: Option<String>,
 }
 
+impl FoundLayout {
+    /// The layout at `dir` (its only image): its name and recorded repository.
+    pub fn read(dir: &Path) -> Result<Self, PublishError> {
+        let layout = Layout::open(dir)?;
+        let image = layout.resolve(None)?;
+        let title = serde_json::from_slice::<serde_json::Value>(&image.top.bytes)
+            .ok()
+            .and_then(|v| {
+                v["annotations"][annotation::TITLE]
+                    .as_str()
+                    .map(String::from)
+            });
+        let dir_name = || {
+            let d = dir.canonicalize().unwrap_or(dir.to_path_buf());
+            Some(d.file_name()?.to_string_lossy().into_owned())
+        };
+        let repository = layout
+            .index_annotations()?
+            .get(annotation::REPOSITORY)
+            .cloned();
+        Ok(FoundLayout {
+            name: title.or_else(dir_name).unwrap_or_default(),
+            dir: dir.to_path_buf(),
+            repository,
+        })
+    }
+}
+
 /// Every layout directly under `dir` (each a directory with an `oci-layout` file), in name
 /// order: what `ironstar push --workspace` pushes.
 pub fn layouts_in(dir: &Path) -> Result<Vec<FoundLayout>, PublishError> {
@@ -111,21 +139,9 @@ pub fn layouts_in(dir: &Path) -> Result<Vec<FoundLayout>, PublishError> {
         if !path.join("oci-layout").is_file() {
             continue;
         }
-        let layout = Layout::open(&path)?;
-        let image = layout.resolve(None)?;
-        let title = serde_json::from_slice::<serde_json::Value>(&image.top.bytes)
-            .ok()
-            .and_then(|v| {
-                v["annotations"][annotation::TITLE]
-                    .as_str()
-                    .map(String::from)
-            });
-        let dir_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let name = title.or(dir_name).unwrap_or_default();
-        let repository = layout
-            .index_annotations()?
-            .get(annotation::REPOSITORY)
-            .cloned();
+        let FoundLayout {
+            name, repository, ..
+        } = FoundLayout::read(&path)?;
         if let Some(other) = found.iter().find(|f| f.name == name) {
             return Err(PublishError::DuplicateLayout {
                 name,

@@ -111,8 +111,14 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
                 args.registry.repository.as_deref(),
                 &tag_list(&args.tags),
             )?;
-            let dir_name = || Some(plan.layout.file_name()?.to_string_lossy().into_owned());
-            let name = spec.map(|s| s.name).or_else(dir_name).unwrap_or_default();
+            // The name `images` in $GITHUB_OUTPUT gives it: the definition's, else the
+            // layout's title (a layout that cannot be read fails the push itself, later).
+            let title = || {
+                publish::FoundLayout::read(&plan.layout)
+                    .ok()
+                    .map(|f| f.name)
+            };
+            let name = spec.map(|s| s.name).or_else(title).unwrap_or_default();
             vec![(name, plan)]
         }
     };
