@@ -515,3 +515,45 @@ fn resolve_local_loads_the_images_and_writes_name_tag() {
         format!("api {} serving", std::env::consts::ARCH)
     );
 }
+
+/// The README's "Workspaces" block, run as written in the fixture (twins: a local registry for
+/// ghcr.io, and the resolved YAML in a temporary file): one command publishes every image, and
+/// resolve prints deployable YAML.
+#[test]
+fn the_readme_workspace_block_runs_as_written() {
+    require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let text = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let section = &text[text.find("\n## Workspaces").expect("a Workspaces section")..];
+    let start = section.find("```sh\n").unwrap() + 6;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(block.contains("ironstar publish --cargo --workspace --repository ghcr.io/org"));
+    let reg = Registry::start(Auth::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let resolved = tmp.path().join("deploy.resolved.yaml");
+    let script = block
+        .replace(
+            "ghcr.io/org",
+            &format!("{}/org --plain-http --locked -q", reg.addr()),
+        )
+        .replace("deploy.resolved.yaml", &resolved.display().to_string());
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ironstar"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut sh = Command::new("sh");
+    in_fixture(&mut sh, tmp.path());
+    let out = ok(sh
+        .env("PATH", path)
+        .env("IRONSTAR_NO_CACHE", "true")
+        .args(["-ec", &script]));
+    let refs = references(&out);
+    assert_eq!(refs.keys().collect::<Vec<_>>(), IMAGES, "{out}");
+    let yaml = std::fs::read_to_string(&resolved).unwrap();
+    for name in ["api", "worker"] {
+        let (repo, digest) = &refs[name];
+        assert!(yaml.contains(&format!("image: {repo}@{digest}")), "{yaml}");
+    }
+    assert!(!yaml.contains("image: ironstar://"), "{yaml}");
+}
