@@ -43,6 +43,9 @@ class DelayProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: with Nagle on, a small body waits
+            # for the client's delayed ACK (~40 ms), which no registry makes a client wait.
+            disable_nagle_algorithm = True
 
             def log_message(self, *a):
                 pass
@@ -61,7 +64,12 @@ class DelayProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # socketserver's default backlog of 5 delays a client opening more connections at
+            # once (a registry's is thousands).
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
 

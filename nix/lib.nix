@@ -77,6 +77,12 @@ let
         ) { binaries = lib.mapAttrs (_: binaryPath) binaries; }
       );
 
+  # The generated definition's sources are what the Nix expression named: store paths, or
+  # absolute paths anywhere (resolveFile takes them), so it opts in to sources outside the
+  # definition's directory. An image file keeps ironstar's rule (sources inside its directory,
+  # workspace or repository).
+  sourceFlags = lib.optionalString (imageFile == null) "--allow-outside-sources";
+
   binaryFlags = lib.concatStringsSep " " (
     lib.mapAttrsToList (
       platform: bin: "--binary ${lib.escapeShellArg "${platform}=${binaryPath bin}"}"
@@ -97,7 +103,7 @@ let
         # Built in $TMPDIR and moved: ironstar writes a layout atomically within its
         # parent directory, and the builder cannot create siblings of $out. No layer cache:
         # the sandbox has no home to keep one in, and Nix caches the whole derivation anyway.
-        ironstar build --no-cache ${definition} ${binaryFlags} --output "$TMPDIR/layout" > "$TMPDIR/digest"
+        ironstar build --no-cache ${sourceFlags} ${definition} ${binaryFlags} --output "$TMPDIR/layout" > "$TMPDIR/digest"
         echo "${name'}: index $(cat "$TMPDIR/digest")"
         mv "$TMPDIR/layout" "$out"
       '';

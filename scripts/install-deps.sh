@@ -11,11 +11,13 @@ $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installin
 # server's key; skopeo, umoci: independent OCI clients; qemu-user-static: runs arm64 binaries;
 # nix-bin: nix-instantiate for the flake checks;
 # podman, runc: a real container runtime; golang-github-opencontainers-image-spec-dev: the OCI
-# JSON schemas the tests validate against; python3-venv: the Python tools below.
+# JSON schemas the tests validate against; python3-venv: the Python tools below; buildah and
+# busybox-static: the base image another tool makes for the base-image tests.
 $sudo apt-get install -y -qq \
   ca-certificates git curl build-essential pkg-config \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
   nix-bin podman runc golang-github-opencontainers-image-spec-dev \
+  buildah busybox-static \
   python3 python3-venv >/dev/null
 # The package starts a registry on :5000 where systemd runs; the tests start their own.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
@@ -29,14 +31,30 @@ if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
     echo "install-deps: cannot register qemu-aarch64 with binfmt_misc: podman cannot run arm64 images here (qemu-aarch64-static BINARY still runs arm64 binaries)" >&2
 fi
 
+# The arm64 busybox of the base-image tests' arm64 base (a shell for qemu to run): Debian's own
+# package, unpacked beside the venv, not installed. apt reads arm64 package lists into a private
+# directory for it, so the machine's dpkg never learns a foreign architecture.
+bb="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/busybox-arm64"
+if [ ! -x "$bb/bin/busybox" ]; then
+  tmp=$(mktemp -d) && chmod 755 "$tmp"
+  mkdir -p "$tmp/lists/partial" "$tmp/cache/archives/partial"
+  arm64="-o Dir::State::Lists=$tmp/lists -o Dir::Cache=$tmp/cache -o APT::Architecture=arm64 -o APT::Architectures::=arm64"
+  # shellcheck disable=SC2086 # $arm64 is a list of options
+  { apt-get $arm64 update -qq && (cd "$tmp" && apt-get $arm64 download -qq busybox-static:arm64); } >/dev/null 2>&1 &&
+    mkdir -p "$bb" && dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$bb" ||
+    echo "install-deps: no arm64 busybox-static: the base-image tests cannot make their arm64 base" >&2
+  rm -rf "$tmp"
+fi
+
 # zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
-# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), from
+# spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), cryptography
+# and pynacl (tests/cosign_check.py, the signing tests' independent verifier), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
 venv="${XDG_DATA_HOME:-$HOME/.local/share}/ironstar/venv"
 python3 -m venv "$venv"
 "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
   ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0 spdx-tools==0.8.5 \
-  "cyclonedx-python-lib[json-validation]==11.12.0"
+  "cyclonedx-python-lib[json-validation]==11.12.0" cryptography==50.0.2 pynacl==1.6.2
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"

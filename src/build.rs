@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::MediaType;
 use rayon::prelude::*;
 
+use crate::base::{Base, BaseError};
 use crate::cache::LayerCache;
 use crate::digest::Digest;
 use crate::elf::{self, ElfError};
-use crate::image::{self, BlobRef, ImageError};
-use crate::layer::{self, Entry, EntryKind, Recipe};
+use crate::image::{self, BlobRef, ImageError, LayerHistory};
+use crate::layer::{self, Entry, Recipe};
 use crate::layout::{LayoutError, LayoutWriter};
 use crate::oci::annotation;
 use crate::platform::Platform;
-use crate::spec::{ImagePath, ImageSpec};
+use crate::spec::{ImagePath, ImageSpec, RunConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -39,6 +40,16 @@ pub enum BuildError {
     BadEpoch(String),
     #[error("SBOM: {0}")]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error("base {reference}: its config for {platform} is not JSON: {message}")]
+    BaseConfig {
+        reference: String,
+        platform: String,
+        message: String,
+    },
 }
 
 /// How to build, beyond what the image definition says.
@@ -55,6 +66,10 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// Attach an SBOM to each platform's manifest ([`crate::sbom`]); `None` for none.
     pub sbom: Option<crate::sbom::SbomOptions>,
+    /// Sign the index and every platform manifest into the layout ([`crate::sign::layout`]).
+    pub sign: Option<crate::sign::layout::LayoutSigning>,
+    /// How to pull the image definition's `base`, if it has one.
+    pub base: crate::base::BaseOptions,
 }
 
 impl BuildOptions {
@@ -93,6 +108,24 @@ pub struct BuildReport {
     pub output: PathBuf,
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformReport>,
+    /// The rootfs items' layer, shared by every platform: its size and whether it was cached.
+    pub rootfs: Option<(u64, bool)>,
+    /// The base: its reference, what it resolved to, and its layers per platform.
+    pub base: Option<(String, Digest, usize)>,
+}
+
+/// What every platform of one build shares.
+struct Shared<'a> {
+    writer: &'a LayoutWriter,
+    cache: Option<&'a LayerCache>,
+    spec: &'a ImageSpec,
+    opts: &'a BuildOptions,
+    created: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    annotations: &'a BTreeMap<String, String>,
+    /// The rootfs items' layer and its diff id.
+    rootfs: Option<(BlobRef, Digest)>,
+    base: Option<&'a Base>,
 }
 
 /// Build the image `spec` describes into an OCI layout at `opts.output`.
@@ -116,13 +149,51 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let created = image::rfc3339(opts.source_date_epoch)?;
     let labels = labels(spec, &created, opts);
     let annotations = annotations(spec, &created, opts);
+    // The base is pulled (or found in the cache) before anything is written.
+    let base = spec
+        .base
+        .as_ref()
+        .map(|r| crate::base::resolve(r, &spec.platforms, &opts.base, opts.cache_dir.as_deref()))
+        .transpose()?;
 
     let writer = LayoutWriter::create(&opts.output)?;
     let cache = opts.cache_dir.as_deref().and_then(|dir| {
         LayerCache::open(dir, &layer::encoding(opts.compression_level))
-            .map_err(|e| tracing::debug!("no layer cache: {}: {e}", dir.display()))
+            .map_err(|e| match crate::storage_full(&e) {
+                true => tracing::warn!(
+                    "layer cache: {}: {e}; building without it (free space there, or use \
+                     --no-cache or another --cache-dir)",
+                    dir.display()
+                ),
+                false => tracing::debug!("no layer cache: {}: {e}", dir.display()),
+            })
             .ok()
     });
+    let rootfs = match spec.rootfs.is_empty() {
+        true => None,
+        false => {
+            let entries = crate::rootfs::entries(&spec.rootfs);
+            let recipe = Recipe::new(entries, crate::rootfs::MTIME, opts.compression_level)
+                .map_err(BuildError::Layer)?;
+            Some(write_layer(
+                &writer,
+                cache.as_ref(),
+                &recipe,
+                "the rootfs items",
+            )?)
+        }
+    };
+    let shared = Shared {
+        writer: &writer,
+        cache: cache.as_ref(),
+        spec,
+        opts,
+        created: &created,
+        labels: &labels,
+        annotations: &annotations,
+        rootfs: rootfs.as_ref().map(|(b, d, _)| (b.clone(), d.clone())),
+        base: base.as_ref(),
+    };
     // The SBOM documents (a `cargo metadata` each on the `--cargo` path) are made beside the
     // layers' compression, not after it.
     let binaries: Vec<_> = inputs.iter().map(|(p, b, _)| (*p, b.as_path())).collect();
@@ -134,17 +205,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         let built = inputs
             .par_iter()
             .map(|(p, path, size)| {
-                let (manifest, layer_size, cached) = build_platform(
-                    &writer,
-                    cache.as_ref(),
-                    spec,
-                    opts,
-                    p,
-                    path,
-                    &created,
-                    &labels,
-                    &annotations,
-                )?;
+                let (manifest, layer_size, cached) = build_platform(&shared, p, path)?;
                 let report = PlatformReport {
                     platform: p,
                     binary: path.clone(),
@@ -178,17 +239,33 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     };
     let mut reports = reports;
     let referrers = attach_sboms(&writer, docs, &mut reports, &manifests, &created)?;
+    let signatures = match &opts.sign {
+        Some(signing) => {
+            let subjects: Vec<_> = std::iter::once((index.clone(), None))
+                .chain(
+                    manifests
+                        .iter()
+                        .map(|(p, m)| (m.digest.clone(), Some(p.to_string()))),
+                )
+                .collect();
+            crate::sign::layout::write(&writer, signing, &subjects)?
+        }
+        None => Vec::new(),
+    };
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
     let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec));
-    let output = writer.commit(&crate::sbom::artifact::layout_index(
-        &index_json,
-        &referrers,
-    ))?;
+    let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
+    let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
     Ok(BuildReport {
         index,
         output,
         tags: spec.tags.clone(),
         platforms: reports,
+        rootfs: rootfs.map(|(b, _, cached)| (b.size, cached)),
+        base: base.as_ref().map(|b| {
+            let layers = b.platforms.first().map_or(0, |p| p.layers.len());
+            (b.reference.to_string(), b.digest.clone(), layers)
+        }),
     })
 }
 
@@ -212,18 +289,14 @@ fn attach_sboms(
     Ok(referrers)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One platform's image: the base's layers, the rootfs layer, then the binary's; its config
+/// (over the base's) and manifest.
 fn build_platform(
-    writer: &LayoutWriter,
-    cache: Option<&LayerCache>,
-    spec: &ImageSpec,
-    opts: &BuildOptions,
+    ctx: &Shared<'_>,
     platform: &Platform,
     binary: &Path,
-    created: &str,
-    labels: &BTreeMap<String, String>,
-    annotations: &BTreeMap<String, String>,
 ) -> Result<(BlobRef, u64, bool), BuildError> {
+    let (spec, opts, writer) = (ctx.spec, ctx.opts, ctx.writer);
     let in_image = match &spec.binary_path {
         Some(p) => p.clone(),
         None => {
@@ -234,45 +307,74 @@ fn build_platform(
             ImagePath::parse(&name).map_err(BuildError::Layer)?
         }
     };
-    let mut entries = vec![Entry {
-        path: in_image.clone(),
-        kind: EntryKind::File {
-            source: binary.to_path_buf(),
-        },
-        mode: 0o755,
-    }];
-    entries.extend(spec.files.iter().map(|f| Entry {
-        path: f.path.clone(),
-        kind: match &f.source {
-            Some(s) => EntryKind::File { source: s.clone() },
-            None => EntryKind::Dir,
-        },
-        mode: f.mode,
+    let mut entries = vec![Entry::file(in_image.clone(), binary.to_path_buf(), 0o755)];
+    entries.extend(spec.files.iter().map(|f| match &f.source {
+        Some(s) => Entry::file(f.path.clone(), s.clone(), f.mode),
+        None => Entry::dir(f.path.clone(), f.mode),
     }));
     let mtime = opts.source_date_epoch as u64;
     let recipe = Recipe::new(entries, mtime, opts.compression_level).map_err(BuildError::Layer)?;
-
-    let (layer, diff_id, cached) = write_layer(writer, cache, &recipe, platform)?;
+    let what = platform.to_string();
+    let (layer, diff_id, cached) = write_layer(writer, ctx.cache, &recipe, &what)?;
     let layer_size = layer.size;
+
+    let base = ctx.base.and_then(|b| b.of(platform).map(|p| (b, p)));
+    let mut layers = Vec::new();
+    let mut history = Vec::new();
+    if let Some((_, pb)) = base {
+        for (blob, path) in &pb.layers {
+            writer.put_blob_file(path, &blob.digest)?;
+            layers.push(blob.clone());
+        }
+    }
+    if let Some((blob, diff_id)) = &ctx.rootfs {
+        layers.push(blob.clone());
+        let names: Vec<&str> = spec.rootfs.iter().map(|i| i.name()).collect();
+        history.push(LayerHistory {
+            diff_id: diff_id.clone(),
+            comment: format!("rootfs items: {}", names.join(", ")),
+        });
+    }
+    layers.push(layer);
+    history.push(LayerHistory {
+        diff_id,
+        comment: match base {
+            // The words of every image before bases and rootfs items: their digests stay.
+            None => "static binary and files, FROM scratch".into(),
+            Some((b, _)) => format!("static binary and files, FROM {}", b.reference),
+        },
+    });
     let entrypoint = spec
         .config
         .entrypoint
         .clone()
         .unwrap_or_else(|| vec![in_image.to_string()]);
-    let config_bytes = image::config(
+    let run = run_config(spec);
+    let mut config_bytes = image::config(
         platform,
-        &spec.config,
+        &run,
         entrypoint,
-        labels,
-        created,
-        &diff_id,
+        ctx.labels,
+        ctx.created,
+        &history,
     )?;
+    let mut annotations = ctx.annotations.clone();
+    if let Some((b, pb)) = base {
+        config_bytes =
+            crate::base::merge(&pb.config, &config_bytes).map_err(|e| BuildError::BaseConfig {
+                reference: b.reference.to_string(),
+                platform: what.clone(),
+                message: e.to_string(),
+            })?;
+        annotations.insert(annotation::BASE_NAME.into(), b.reference.to_string());
+        annotations.insert(annotation::BASE_DIGEST.into(), pb.manifest.to_string());
+    }
     let config = BlobRef {
         media_type: MediaType::ImageConfig,
         digest: writer.put_blob(&config_bytes)?,
         size: config_bytes.len() as u64,
     };
-    let manifest_bytes = image::manifest(&config, &layer, annotations)?;
+    let manifest_bytes = image::manifest(&config, &layers, &annotations)?;
     let manifest = BlobRef {
         media_type: MediaType::ImageManifest,
         digest: writer.put_blob(&manifest_bytes)?,
@@ -281,17 +383,42 @@ fn build_platform(
     Ok((manifest, layer_size, cached))
 }
 
+/// The definition's run config with what its rootfs items add where it says nothing:
+/// `SSL_CERT_FILE`, and the non-root user.
+fn run_config(spec: &ImageSpec) -> RunConfig {
+    let mut run = spec.config.clone();
+    for (k, v) in crate::rootfs::env(&spec.rootfs) {
+        run.env
+            .entry(k.to_string())
+            .or_insert_with(|| v.to_string());
+    }
+    if run.user.is_none() {
+        run.user = crate::rootfs::default_user(&spec.rootfs).map(str::to_string);
+    }
+    run
+}
+
 /// The layer blob, from the cache or compressed now: its descriptor, its diff id, and whether it
 /// came from the cache.
 fn write_layer(
     writer: &LayoutWriter,
     cache: Option<&LayerCache>,
     recipe: &Recipe,
-    platform: &Platform,
+    platform: &str,
 ) -> Result<(BlobRef, Digest, bool), BuildError> {
-    let write_err = |source| BuildError::Write {
-        platform: platform.to_string(),
-        source,
+    // A failed write into the layout says so itself (the blob's path, the output's); any other
+    // error is the layer's.
+    let write_err = |source: std::io::Error| match source.get_ref() {
+        Some(e) if e.is::<LayoutError>() => BuildError::Layout(
+            *source
+                .into_inner()
+                .and_then(|e| e.downcast().ok())
+                .expect("checked"),
+        ),
+        _ => BuildError::Write {
+            platform: platform.to_string(),
+            source,
+        },
     };
     let gzip = |digest, size| BlobRef {
         media_type: MediaType::ImageLayerGzip,
@@ -339,6 +466,7 @@ fn standard(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<St
 
 fn labels(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap<String, String> {
     let mut m = standard(spec, created, opts);
+    m.extend(crate::rootfs::labels(&spec.rootfs));
     m.extend(spec.config.labels.clone());
     m
 }
@@ -374,6 +502,8 @@ mod tests {
             revision: None,
             cache_dir: None,
             sbom: None,
+            sign: None,
+            base: Default::default(),
         };
         let err = build(&ImageSpec::default(), &opts).unwrap_err();
         assert!(

@@ -10,6 +10,9 @@
 //!   another repository of that registry can mount it instead of uploading it (as ko does). On
 //!   disk: `DIR/pushed/<registry>/<digest hex>` holding the repository name. Only a hint: a mount
 //!   the registry refuses becomes an upload.
+//! - [`BlobStore`]: blobs pulled from a registry (a base image's index, manifests, configs and
+//!   layers), by digest, so a rebuild on the same base digest needs no network. On disk:
+//!   `DIR/blobs/sha256/<digest hex>`, verified on every use like the layers.
 
 use std::fs::{self, File};
 use std::io;
@@ -93,15 +96,22 @@ impl LayerCache {
 
     /// Keep `layer` (a finished blob whose digest is `digest`) as the layer of `diff_id`.
     /// Failures only cost a later cache miss, so they are logged, not returned.
+    /// A full disk is worth a warning naming the cache's path (the build goes on).
     pub fn put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) {
-        if let Err(e) = self.try_put(diff_id, layer, digest) {
-            tracing::debug!("not cached: {}: {e}", layer.display());
+        let dir = self.entry_dir(diff_id);
+        match self.try_put(&dir, layer, digest) {
+            Err(e) if crate::storage_full(&e) => tracing::warn!(
+                "layer cache: writing {}: {e}; the layer is not cached (free space there, or \
+                 use --no-cache or another --cache-dir)",
+                dir.display()
+            ),
+            Err(e) => tracing::debug!("not cached: {} in {}: {e}", layer.display(), dir.display()),
+            Ok(()) => {}
         }
     }
 
-    fn try_put(&self, diff_id: &Digest, layer: &Path, digest: &Digest) -> io::Result<()> {
-        let dir = self.entry_dir(diff_id);
-        fs::create_dir_all(&dir)?;
+    fn try_put(&self, dir: &Path, layer: &Path, digest: &Digest) -> io::Result<()> {
+        fs::create_dir_all(dir)?;
         let dest = dir.join(digest.hex());
         if dest.exists() {
             return Ok(());
@@ -113,12 +123,66 @@ impl LayerCache {
             Err(_) => {
                 let tmp = tempfile::Builder::new()
                     .prefix(".partial-")
-                    .tempfile_in(&dir)?;
+                    .tempfile_in(dir)?;
+                let _on_signal = crate::interrupt::temp_file(tmp.path());
                 fs::copy(layer, tmp.path())?;
                 tmp.persist(&dest).map_err(|e| e.error)?;
                 Ok(())
             }
         }
+    }
+}
+
+/// Blobs by digest (what a base image is made of).
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+impl BlobStore {
+    /// The store under `root` (the cache directory), created if need be.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let top = root.join("blobs");
+        prune(&top); // before creating the directory: pruning removes empty directories
+        let dir = top.join("sha256");
+        fs::create_dir_all(&dir)?;
+        Ok(BlobStore { dir })
+    }
+
+    /// Where the blob `digest` is kept (or will be): a [`Digest`] is only hex, so this is safe.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    /// The kept blob `digest`, if it is there and hashes to its name; a damaged one is removed.
+    pub fn get(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.path(digest);
+        match File::open(&path).and_then(digest_reader) {
+            Ok((actual, _)) if actual == *digest => {
+                let _ = File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+                Some(path)
+            }
+            Ok(_) => {
+                tracing::warn!("blob {} is damaged; removing it", path.display());
+                let _ = fs::remove_file(&path);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Keep `bytes` as the blob `digest` (the caller checked the digest).
+    pub fn put(&self, digest: &Digest, bytes: &[u8]) -> io::Result<PathBuf> {
+        let dest = self.path(digest);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(&self.dir)?;
+        io::Write::write_all(&mut tmp, bytes)?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
+        Ok(dest)
     }
 }
 

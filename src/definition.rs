@@ -10,7 +10,7 @@ use crate::build::{BuildError, BuildOptions};
 use crate::cargo::{self, CargoError, CargoOptions, CargoOutput, Member, Selection, Workspace};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 use crate::sbom::CargoSource;
-use crate::spec::{self, ImageSpec, SpecError};
+use crate::spec::{self, ImageSpec, SourcePolicy, SpecError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionError {
@@ -55,6 +55,12 @@ pub struct Request {
     pub tags: Vec<String>,
     /// Build the binaries with cargo, as these options say.
     pub cargo: Option<CargoOptions>,
+    /// Rootfs items; `None`: the definition's.
+    pub rootfs: Option<Vec<spec::RootfsItem>>,
+    /// The base image; `None`: the definition's.
+    pub base: Option<crate::oci::Reference>,
+    /// Where the definition's `files[].source` may be (`--allow-outside-sources`).
+    pub sources: SourcePolicy,
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -175,13 +181,19 @@ impl Request {
                 if spec.version.is_none() {
                     spec.version = out.version.clone();
                 }
-                let source = CargoSource::of(&sel, &opts.features);
+                let source = CargoSource::of(&sel, &opts.features).compiled(out.units.clone());
                 built = Some(Built {
                     output: out,
                     source,
                 });
             }
             spec.set_binaries(&self.binaries);
+            if let Some(items) = &self.rootfs {
+                spec.rootfs = spec::RootfsItem::normalise(items.clone());
+            }
+            if let Some(base) = &self.base {
+                spec.base = Some(base.clone());
+            }
             if !self.tags.is_empty() {
                 for t in &self.tags {
                     spec::check_tag(t).map_err(DefinitionError::Tag)?;
@@ -206,9 +218,10 @@ impl Request {
     /// metadata, else the binaries given, else (with cargo) the member's name and defaults.
     fn base(&self, member: Option<&Member>) -> Result<ImageSpec, DefinitionError> {
         if let Some(f) = &self.image_file {
-            return Ok(ImageSpec::load(f)?);
+            return Ok(ImageSpec::load_with(f, self.sources)?);
         }
-        if let Some(spec) = member.map(Member::image_spec).transpose()?.flatten() {
+        let from_metadata = member.map(|m| m.image_spec(self.sources));
+        if let Some(spec) = from_metadata.transpose()?.flatten() {
             return Ok(spec);
         }
         ImageSpec::from_binaries(&self.binaries).or_else(|e| match member {
@@ -225,14 +238,23 @@ impl Request {
 
     /// `SOURCE_DATE_EPOCH`, or with cargo the last commit's time, or 0.
     pub fn source_date_epoch(&self) -> Result<i64, DefinitionError> {
+        Ok(self.source_date_epoch_noted()?.0)
+    }
+
+    /// [`source_date_epoch`](Self::source_date_epoch), and a note to show when cargo's crate
+    /// has no commit to date it by (so it is 0: 1970-01-01) and `SOURCE_DATE_EPOCH` is unset.
+    pub fn source_date_epoch_noted(&self) -> Result<(i64, Option<String>), DefinitionError> {
         let Some(opts) = self.cargo.as_ref() else {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         };
         if std::env::var_os("SOURCE_DATE_EPOCH").is_some() {
-            return Ok(BuildOptions::epoch_from_env()?);
+            return Ok((BuildOptions::epoch_from_env()?, None));
         }
         let within = opts.manifest_path.as_deref().or(self.image_file.as_deref());
-        Ok(cargo::commit_time(within).unwrap_or(0))
+        Ok(match cargo::commit_time(within) {
+            Some(t) => (t, None),
+            None => (0, Some(cargo::no_commit_note(within))),
+        })
     }
 }
 

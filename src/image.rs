@@ -69,14 +69,21 @@ fn oci_platform(p: &Platform) -> Result<oci_spec::image::Platform, ImageError> {
     b.build().map_err(spec_err("platform"))
 }
 
-/// The image config of one platform.
+/// One layer as the config records it: its diff id, and its history entry's comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerHistory {
+    pub diff_id: Digest,
+    pub comment: String,
+}
+
+/// The image config of one platform; `layers` bottom first (the binary's last).
 pub fn config(
     platform: &Platform,
     run: &RunConfig,
     entrypoint: Vec<String>,
     labels: &BTreeMap<String, String>,
     created: &str,
-    diff_id: &Digest,
+    layers: &[LayerHistory],
 ) -> Result<Vec<u8>, ImageError> {
     let mut c = ConfigBuilder::default()
         .entrypoint(entrypoint)
@@ -117,16 +124,28 @@ pub fn config(
         .rootfs(
             RootFsBuilder::default()
                 .typ("layers")
-                .diff_ids(vec![diff_id.to_string()])
+                .diff_ids(
+                    layers
+                        .iter()
+                        .map(|l| l.diff_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .build()
                 .map_err(spec_err("rootfs"))?,
         )
-        .history(vec![HistoryBuilder::default()
-            .created(created.to_string())
-            .created_by(format!("ironstar build {}", env!("CARGO_PKG_VERSION")))
-            .comment("static binary and files, FROM scratch")
-            .build()
-            .map_err(spec_err("history"))?]);
+        .history(
+            layers
+                .iter()
+                .map(|l| {
+                    HistoryBuilder::default()
+                        .created(created.to_string())
+                        .created_by(format!("ironstar build {}", env!("CARGO_PKG_VERSION")))
+                        .comment(l.comment.clone())
+                        .build()
+                        .map_err(spec_err("history"))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        );
     if let Some(v) = platform.variant {
         b = b.variant(v.to_string());
     }
@@ -142,17 +161,17 @@ fn port_key(p: &str) -> String {
     }
 }
 
-/// The image manifest of one platform: one config, one layer.
+/// The image manifest of one platform: one config, its layers bottom first.
 pub fn manifest(
     config: &BlobRef,
-    layer: &BlobRef,
+    layers: &[BlobRef],
     annotations: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, ImageError> {
     let mut b = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)
         .config(config.descriptor())
-        .layers(vec![layer.descriptor()]);
+        .layers(layers.iter().map(BlobRef::descriptor).collect::<Vec<_>>());
     if !annotations.is_empty() {
         b = b.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
@@ -224,7 +243,10 @@ mod tests {
             .map(|i| (format!("k{i}"), format!("v{i}")))
             .collect();
         let p = Platform::parse("linux/arm/v7").unwrap();
-        let d = Digest::of(b"x");
+        let d = [LayerHistory {
+            diff_id: Digest::of(b"x"),
+            comment: "c".into(),
+        }];
         let run = RunConfig {
             exposed_ports: vec!["8080".into(), "53/udp".into()],
             ..Default::default()

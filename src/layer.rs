@@ -1,15 +1,17 @@
 //! The layer: a deterministic tar stream, gzip-compressed in parallel, hashed on the way.
 //!
-//! Determinism: entries are sorted, every header field is set (numeric owner 0:0, no user or group
-//! names, mtime from `SOURCE_DATE_EPOCH`), and the gzip bytes depend only on the tar bytes. The
+//! Determinism: entries are sorted, every header field is set (numeric owner, 0:0 unless an entry
+//! says otherwise, no user or group names, mtime from `SOURCE_DATE_EPOCH`), and the gzip bytes depend only on the tar bytes. The
 //! deflate stream is cut pigz-style into fixed 512 KiB blocks, each compressed by a fresh
 //! compressor primed with the previous block's last 32 KiB and ended by a sync flush, so the output
 //! is the same whatever the write sizes (zlib-rs output otherwise varies with them) and whatever
 //! the number of cores.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
@@ -38,8 +40,16 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// What a layer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntryKind {
-    File { source: PathBuf },
+    File {
+        source: PathBuf,
+    },
     Dir,
+    /// A file whose bytes ironstar holds (the rootfs items' data, [`crate::rootfs`]).
+    Data(Arc<[u8]>),
+    /// A symbolic link; `target` as written (relative, for the time zones' aliases).
+    Symlink {
+        target: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +57,37 @@ pub struct Entry {
     pub path: ImagePath,
     pub kind: EntryKind,
     pub mode: u32,
+    /// Numeric owner; root's by default (what every entry had before owners existed, so the
+    /// tar bytes, and digests, of such entries are unchanged).
+    pub owner: Owner,
+}
+
+/// A numeric owner, `uid:gid`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Entry {
+    /// A file of the build machine, owned by root.
+    pub fn file(path: ImagePath, source: PathBuf, mode: u32) -> Self {
+        Entry::root_owned(path, EntryKind::File { source }, mode)
+    }
+
+    /// An empty directory, owned by root.
+    pub fn dir(path: ImagePath, mode: u32) -> Self {
+        Entry::root_owned(path, EntryKind::Dir, mode)
+    }
+
+    fn root_owned(path: ImagePath, kind: EntryKind, mode: u32) -> Self {
+        Entry {
+            path,
+            kind,
+            mode,
+            owner: Owner::default(),
+        }
+    }
 }
 
 /// A layer's content and how to encode it.
@@ -70,15 +111,13 @@ impl Recipe {
     /// Entries sorted by path, with every missing parent directory added (mode 0755), and the
     /// same path refused twice.
     pub fn new(mut entries: Vec<Entry>, mtime: u64, level: u32) -> Result<Self, String> {
+        // Sets, not scans: the time zones are ~600 entries, and pairwise checks cost ~50 ms.
+        let mut known: BTreeSet<ImagePath> = entries.iter().map(|e| e.path.clone()).collect();
         let mut parents = Vec::new();
         for e in &entries {
             for a in e.path.ancestors() {
-                if !entries.iter().any(|x| x.path == a) {
-                    parents.push(Entry {
-                        path: a,
-                        kind: EntryKind::Dir,
-                        mode: 0o755,
-                    });
+                if known.insert(a.clone()) {
+                    parents.push(Entry::dir(a, 0o755));
                 }
             }
         }
@@ -88,13 +127,14 @@ impl Recipe {
         if let Some(w) = entries.windows(2).find(|w| w[0].path == w[1].path) {
             return Err(format!("{} is put in the image twice", w[0].path));
         }
+        let paths: BTreeSet<&str> = entries.iter().map(|e| e.path.relative()).collect();
         if let Some(e) = entries.iter().find(|e| {
+            let inside = format!("{}/", e.path.relative());
             e.kind != EntryKind::Dir
-                && entries.iter().any(|d| {
-                    d.path
-                        .relative()
-                        .starts_with(&format!("{}/", e.path.relative()))
-                })
+                && paths
+                    .range(inside.as_str()..)
+                    .next()
+                    .is_some_and(|p| p.starts_with(&inside))
         }) {
             return Err(format!(
                 "{} is a file but other paths are inside it",
@@ -127,8 +167,8 @@ impl Recipe {
         for e in &self.entries {
             let mut h = tar::Header::new_gnu();
             h.set_mode(e.mode);
-            h.set_uid(0);
-            h.set_gid(0);
+            h.set_uid(e.owner.uid.into());
+            h.set_gid(e.owner.gid.into());
             h.set_mtime(self.mtime);
             h.set_username("")?;
             h.set_groupname("")?;
@@ -139,6 +179,16 @@ impl Recipe {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_size(0);
                     tar.append_data(&mut h, format!("{}/", e.path.relative()), io::empty())?;
+                }
+                EntryKind::Data(bytes) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(bytes.len() as u64);
+                    tar.append_data(&mut h, e.path.relative(), &bytes[..])?;
+                }
+                EntryKind::Symlink { target } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    tar.append_link(&mut h, e.path.relative(), target)?;
                 }
                 EntryKind::File { source } => {
                     let f = File::open(source).map_err(|err| with_path(source, err))?;
@@ -393,6 +443,42 @@ mod tests {
     }
 
     #[test]
+    fn recipes_add_parents_and_refuse_twice_and_files_with_paths_inside() {
+        let p = |s: &str| ImagePath::parse(s).unwrap();
+        let data = |s: &str| Entry {
+            path: p(s),
+            kind: EntryKind::Data(Arc::from(&b"x"[..])),
+            mode: 0o644,
+            owner: Owner::default(),
+        };
+        let r = Recipe::new(
+            vec![data("/a/b-c"), data("/a/b/c"), Entry::dir(p("/a"), 0o700)],
+            0,
+            1,
+        )
+        .unwrap();
+        let got: Vec<(&str, u32)> = r
+            .entries
+            .iter()
+            .map(|e| (e.path.relative(), e.mode))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 0o700),
+                ("a/b", 0o755),
+                ("a/b-c", 0o644),
+                ("a/b/c", 0o644)
+            ]
+        );
+        let e = Recipe::new(vec![data("/a/b"), data("/a/b")], 0, 1).unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = Recipe::new(vec![data("/a/b-c"), data("/a/b"), data("/a/b/c")], 0, 1).unwrap_err();
+        assert_eq!(e, "/a/b is a file but other paths are inside it");
+        assert!(Recipe::new(vec![data("/a/b"), data("/a/b-c")], 0, 1).is_ok());
+    }
+
+    #[test]
     fn compresses() {
         let data = sample(1 << 20);
         assert!(gzip(&data, 1 << 16, 6).len() < data.len() / 10);
@@ -444,16 +530,8 @@ mod golden {
             .collect();
         std::fs::write(&file, &data).unwrap();
         let entries = vec![
-            Entry {
-                path: ImagePath::parse("/usr/bin/app").unwrap(),
-                kind: EntryKind::File { source: file },
-                mode: 0o755,
-            },
-            Entry {
-                path: ImagePath::parse("/tmp").unwrap(),
-                kind: EntryKind::Dir,
-                mode: 0o1777,
-            },
+            Entry::file(ImagePath::parse("/usr/bin/app").unwrap(), file, 0o755),
+            Entry::dir(ImagePath::parse("/tmp").unwrap(), 0o1777),
         ];
         let recipe = Recipe::new(entries, 1_700_000_000, DEFAULT_LEVEL).unwrap();
         let mut out = crate::digest::HashWriter::new(Vec::new());

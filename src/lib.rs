@@ -7,20 +7,25 @@
 //! - [`elf`]: the check that a binary is static and built for its platform;
 //! - [`spec`]: the image definition file (`images/*.toml`);
 //! - [`layer`]: the deterministic tar + gzip layer;
+//! - [`rootfs`]: the files of the rootfs items (CA roots, time zones, a non-root user, /tmp);
+//! - [`base`]: a base image: pulled, kept, and its config merged under ours;
 //! - [`cache`]: layers already compressed, and where blobs were pushed;
 //! - [`image`]: config, manifest and index JSON in canonical form;
 //! - [`layout`]: the OCI image layout on disk, written atomically and read with verification;
-//! - [`build`]: the whole `ironstar build`;
+//! - [`build`]: the whole `ironstar build`, and [`interrupt`]: its cleanup on SIGINT, SIGTERM
+//!   and SIGHUP;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
 //! - [`cargo`]: cross-building a crate for every platform of an image;
 //! - [`definition`]: which image definitions a build uses (file, Cargo.toml metadata, flags);
 //! - [`publish`]: several images at once (a workspace's): layouts side by side, repositories
 //!   named as ko names them; [`resolve`]: `ironstar://NAME` references in YAML;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
+//! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
 //!   or docker.
 
 pub mod archive;
+pub mod base;
 pub mod build;
 pub mod cache;
 pub mod cargo;
@@ -28,6 +33,7 @@ pub mod definition;
 pub mod digest;
 pub mod elf;
 pub mod image;
+pub mod interrupt;
 pub mod layer;
 pub mod layout;
 pub mod load;
@@ -37,7 +43,9 @@ pub mod publish;
 pub mod push;
 pub mod registry;
 pub mod resolve;
+pub mod rootfs;
 pub mod sbom;
+pub mod sign;
 pub mod spec;
 
 pub use digest::Digest;
@@ -52,6 +60,11 @@ pub fn stderr_is_styled() -> bool {
     std::io::stderr().is_terminal()
         && !set("NO_COLOR")
         && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// The file system is full (or the user's quota is): worth saying where, and what to free.
+pub(crate) fn storage_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
 /// A byte count for people: `512 B`, `3.4 MiB`.

@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::platform::Platform;
-use crate::spec::{ImageSpec, SpecError};
+use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
-pub use run::has_debug_info;
+pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
 
 /// Cargo's feature flags, as cargo spells them.
@@ -79,6 +79,8 @@ pub struct CargoOutput {
     pub name: Option<String>,
     /// Platforms whose binary carries debug info.
     pub debug_info: Vec<String>,
+    /// What cargo compiled, for the SBOM.
+    pub units: Units,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,8 +292,8 @@ impl Workspace {
 impl Member {
     /// The image definition under `[package.metadata.ironstar]` of the member's Cargo.toml,
     /// named after the package unless it says otherwise.
-    pub fn image_spec(&self) -> Result<Option<ImageSpec>, SpecError> {
-        ImageSpec::load_cargo_metadata(&self.manifest_path, &self.name)
+    pub fn image_spec(&self, sources: SourcePolicy) -> Result<Option<ImageSpec>, SpecError> {
+        ImageSpec::load_cargo_metadata(&self.manifest_path, &self.name, sources)
     }
 }
 
@@ -302,7 +304,11 @@ impl Selection {
         let ws = Workspace::resolve(opts)?;
         let mut all = Vec::new();
         for m in &ws.members {
-            let defined = m.image_spec().ok().flatten().and_then(|s| s.bin);
+            let defined = m
+                .image_spec(SourcePolicy::Confined)
+                .ok()
+                .flatten()
+                .and_then(|s| s.bin);
             all.extend(ws.selections(m, defined.as_deref())?);
         }
         match all.len() {
@@ -319,8 +325,8 @@ impl Selection {
 
     /// The image definition under `[package.metadata.ironstar]` of the package's Cargo.toml,
     /// named after the package unless it says otherwise.
-    pub fn image_spec(&self) -> Result<Option<ImageSpec>, SpecError> {
-        ImageSpec::load_cargo_metadata(&self.package_manifest, &self.package)
+    pub fn image_spec(&self, sources: SourcePolicy) -> Result<Option<ImageSpec>, SpecError> {
+        ImageSpec::load_cargo_metadata(&self.package_manifest, &self.package, sources)
     }
 }
 
@@ -402,8 +408,9 @@ pub fn build_all(
             .map(|s| (s.package_id.as_str(), s.bin.as_str()))
             .collect(),
         platforms: &platforms,
+        target_dir: &target_dir,
     };
-    let built = run::run(cmd, &shown, &want)?;
+    let (built, compiled) = run::run(cmd, &shown, &want)?;
     Ok(units
         .iter()
         .zip(built)
@@ -419,6 +426,7 @@ pub fn build_all(
                 version: Some(sel.version.clone()),
                 name: Some(sel.package.clone()),
                 debug_info,
+                units: compiled.clone(),
             }
         })
         .collect())
@@ -500,7 +508,27 @@ fn build_command(
 /// The Unix time of the last commit of the repository holding `path` (a file or directory; the
 /// current directory when `None`), for SOURCE_DATE_EPOCH.
 pub fn commit_time(path: Option<&Path>) -> Option<i64> {
-    let dir = match path {
+    let out = git(&dir_of(path), &["log", "-1", "--format=%ct"])?;
+    String::from_utf8(out).ok()?.trim().parse().ok()
+}
+
+/// Why [`commit_time`] found none for `path`, as a one-line note saying what the image's date
+/// is then and how to set it.
+pub fn no_commit_note(path: Option<&Path>) -> String {
+    let dir = dir_of(path);
+    let why = match git(&dir, &["rev-parse", "--git-dir"]) {
+        Some(_) => format!("the git repository of {} has no commit yet", dir.display()),
+        None => format!("{} is not in a git repository", dir.display()),
+    };
+    format!(
+        "SOURCE_DATE_EPOCH is 0, so the image is dated 1970-01-01: {why}; commit first, or set \
+         it, e.g. SOURCE_DATE_EPOCH=$(date +%s)"
+    )
+}
+
+/// The directory of `path` (a file or directory; the current directory when `None`).
+fn dir_of(path: Option<&Path>) -> PathBuf {
+    match path {
         Some(p) if p.is_dir() => p.to_path_buf(),
         Some(p) => p
             .parent()
@@ -508,19 +536,20 @@ pub fn commit_time(path: Option<&Path>) -> Option<i64> {
             .unwrap_or(Path::new("."))
             .to_path_buf(),
         None => PathBuf::from("."),
-    };
+    }
+}
+
+/// `git -C dir ARGS`'s stdout, if it ran and succeeded.
+fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
     let out = Command::new("git")
         .arg("-C")
-        .arg(&dir)
-        .args(["log", "-1", "--format=%ct"])
+        .arg(dir)
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    out.status.success().then_some(out.stdout)
 }
 
 fn absolute(cwd: &Path, p: &Path) -> PathBuf {

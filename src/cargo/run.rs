@@ -1,6 +1,6 @@
 //! Running the build: the cargo child, its JSON messages, and the binaries they name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,21 +21,80 @@ struct Message {
     target: Option<Target>,
     #[serde(default)]
     executable: Option<PathBuf>,
+    #[serde(default)]
+    filenames: Vec<PathBuf>,
 }
 
-/// The cargo child: killed and reaped if dropped before it was waited for, so no early return
-/// (a bad message, a broken pipe, a panic) leaves a build running.
-struct Running(Option<Child>);
+/// The units cargo compiled (fresh ones included: cargo reports every unit of the build), by
+/// package id: what went into each target's binaries, and what ran on the build machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Units {
+    /// Per Rust target: the packages compiled for it (`<target-dir>/<triple>/…`).
+    pub by_target: BTreeMap<String, BTreeSet<String>>,
+    /// Packages compiled for the build machine: build scripts, proc-macros and what they use
+    /// (`<target-dir>/<profile>/…`), shared by every target of the build.
+    pub host: BTreeSet<String>,
+    /// The proc-macro packages among them (reached by normal dependency edges).
+    pub proc_macros: BTreeSet<String>,
+}
+
+impl Units {
+    /// Record one `compiler-artifact` message.
+    fn add(&mut self, msg: &Message, target_dir: &Path, triples: &[&str]) {
+        let Some(id) = &msg.package_id else { return };
+        let triple = msg.filenames.iter().find_map(|f| {
+            let first = f.strip_prefix(target_dir).ok()?.components().next()?;
+            triples
+                .iter()
+                .find(|t| first.as_os_str() == std::ffi::OsStr::new(t))
+        });
+        match triple {
+            Some(t) => {
+                let set = self.by_target.entry(t.to_string()).or_default();
+                set.insert(id.clone());
+            }
+            None => {
+                self.host.insert(id.clone());
+                let kinds = msg.target.iter().flat_map(|t| &t.kind);
+                if kinds.into_iter().any(|k| k == "proc-macro") {
+                    self.proc_macros.insert(id.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The cargo child, leading its own process group (its compilers are in it): the group is
+/// killed and cargo reaped if dropped before it was waited for, so no early return (a bad
+/// message, a broken pipe, a panic) leaves a build running, and on SIGINT, SIGTERM or SIGHUP
+/// ([`crate::interrupt`]) likewise.
+struct Running {
+    child: Option<Child>,
+    _on_signal: Option<crate::interrupt::Registered>,
+}
 
 impl Running {
+    fn spawn(cmd: &mut Command) -> std::io::Result<Running> {
+        use std::os::unix::process::CommandExt as _;
+        let child = cmd.process_group(0).spawn()?;
+        let on_signal = crate::interrupt::process_group(child.id());
+        Ok(Running {
+            child: Some(child),
+            _on_signal: Some(on_signal),
+        })
+    }
+
     fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
-        self.0.take().expect("not yet waited for").wait()
+        self.child.take().expect("not yet waited for").wait()
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -46,27 +105,35 @@ impl Drop for Running {
 pub(super) struct Wanted<'a> {
     pub units: Vec<(&'a str, &'a str)>,
     pub platforms: &'a [&'static Platform],
+    /// The `--target-dir`, to tell target units from host units.
+    pub target_dir: &'a Path,
 }
 
-/// Run `cmd` (a cargo build with JSON messages on stdout) and return each unit's binaries by
-/// platform, in the order of `want.units`.
+/// Run `cmd` (a cargo build with JSON messages on stdout): each wanted binary's paths by
+/// platform (in the order of `want.units`), and the units compiled (by the whole build: the
+/// packages of one build share their dependencies, features unified).
 pub(super) fn run(
     mut cmd: Command,
     shown: &str,
     want: &Wanted,
-) -> Result<Vec<BTreeMap<String, PathBuf>>> {
+) -> Result<(Vec<BTreeMap<String, PathBuf>>, Units)> {
     // Stdout carries cargo's JSON messages and nothing else reaches ours; cargo's progress and
     // the compilers' diagnostics go to our stderr.
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().map_err(|source| CargoError::Spawn {
+    let mut child = Running::spawn(&mut cmd).map_err(|source| CargoError::Spawn {
         command: shown.to_string(),
         source,
     })?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let child = Running(Some(child));
+    let stdout = child
+        .child
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("piped stdout");
     let mut found: Vec<BTreeMap<String, PathBuf>> = vec![BTreeMap::new(); want.units.len()];
+    let mut units = Units::default();
+    let triples: Vec<&str> = want.platforms.iter().map(|p| p.rust_target).collect();
     let mut stderr = std::io::stderr();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -76,6 +143,9 @@ pub(super) fn run(
             continue;
         }
         let msg: Message = serde_json::from_str(&line)?;
+        if msg.reason == "compiler-artifact" {
+            units.add(&msg, want.target_dir, &triples);
+        }
         if let Some((unit, p, exe)) = artifact(msg, want, shown)? {
             tracing::debug!("{p}: built {}", exe.display());
             found[unit].insert(p.to_string(), exe);
@@ -100,7 +170,7 @@ pub(super) fn run(
             });
         }
     }
-    Ok(found)
+    Ok((found, units))
 }
 
 /// The wanted binary a message announces: its unit (index in `want.units`) and platform.
@@ -166,7 +236,10 @@ mod tests {
         let child = Command::new("sleep").arg("60").spawn().unwrap();
         let proc_dir = PathBuf::from(format!("/proc/{}", child.id()));
         assert!(proc_dir.exists());
-        drop(Running(Some(child)));
+        drop(Running {
+            child: Some(child),
+            _on_signal: None,
+        });
         // Killed and waited for: not even a zombie is left.
         assert!(!proc_dir.exists());
     }

@@ -1,6 +1,7 @@
 //! `ironstar build` and `ironstar publish` flags.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use ironstar::build::{BuildOptions, BuildReport};
@@ -35,6 +36,8 @@ pub struct BuildArgs {
     pub cache: super::CacheArgs,
     #[command(flatten)]
     pub sbom: super::sbom::SbomArgs,
+    #[command(flatten)]
+    pub sign: super::sign::SignArgs,
     /// Source revision recorded as org.opencontainers.image.revision.
     #[arg(long, env = "IRONSTAR_REVISION")]
     pub revision: Option<String>,
@@ -46,6 +49,23 @@ pub struct BuildArgs {
     /// Platforms to build, comma-separated (overrides the image file's).
     #[arg(long = "platform", value_delimiter = ',', value_parser = parse_platform)]
     pub platforms: Vec<&'static Platform>,
+    /// Rootfs items, comma-separated: ca-certificates, tzdata, nonroot, tmp (replaces the image file's `rootfs`).
+    #[arg(long, value_name = "ITEM,...", value_delimiter = ',', value_parser = spec::parse_rootfs_flag, long_help = ironstar::rootfs::help())]
+    pub rootfs: Option<Vec<ironstar::spec::RootfsItem>>,
+    /// The image to build on, REGISTRY/REPO[:TAG][@sha256:…] (replaces the image file's `base`); a pinned digest already in the cache is used offline.
+    #[arg(long, value_name = "REFERENCE", value_parser = parse_reference)]
+    pub base: Option<ironstar::oci::Reference>,
+    /// Pull the base over plain http (a loopback test registry).
+    #[arg(long)]
+    pub base_plain_http: bool,
+    /// Take `files[].source` from anywhere on this machine, not only from the definition's
+    /// directory, workspace or repository.
+    #[arg(long)]
+    pub allow_outside_sources: bool,
+}
+
+fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
+    ironstar::oci::Reference::parse(s).map_err(|e| e.to_string())
 }
 
 /// With --cargo: which package to build and how, in cargo's own spelling.
@@ -146,6 +166,12 @@ impl BuildArgs {
             cargo: self
                 .cargo
                 .then(|| self.cargo_args.options(self.image_file.clone())),
+            rootfs: self.rootfs.clone(),
+            base: self.base.clone(),
+            sources: match self.allow_outside_sources {
+                true => spec::SourcePolicy::Anywhere,
+                false => spec::SourcePolicy::Confined,
+            },
         }
     }
 }
@@ -157,11 +183,18 @@ pub struct BuiltImage {
 }
 
 /// Build every image the flags select (one with an image file or `--binary`; with `--cargo`
-/// one per selected member), in name order.
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<Vec<BuiltImage>> {
+/// one per selected member), in name order. With --sign-key, the signatures name each image's
+/// destination (`repository`: publish's flag, as [`publish::repository_for`] applies it).
+pub fn run(
+    args: &BuildArgs,
+    repository: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    // The key first: a wrong password fails before cargo runs.
+    let signer = args.sign.signer()?;
     let request = args.request();
     let resolved = request.resolve_all()?;
-    build_resolved(args, &request, resolved, quiet)
+    build_resolved(args, &request, resolved, signer, repository, quiet)
 }
 
 /// The build's stdout: with one image its index digest, with several `NAME sha256:…` a line,
@@ -182,36 +215,57 @@ pub fn build_resolved(
     args: &BuildArgs,
     request: &Request,
     resolved: Vec<Resolved>,
+    signer: Option<Arc<dyn ironstar::sign::Signer>>,
+    repository: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<Vec<BuiltImage>> {
-    let source_date_epoch = request.source_date_epoch()?;
+    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    if let Some(note) = note.filter(|_| !quiet) {
+        eprintln!("note: {note}");
+    }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
     let several = resolved.len() > 1;
-    let jobs: Vec<(&ImageSpec, BuildOptions)> = resolved
-        .iter()
-        .map(|r| {
-            let output = publish::layout_dir(args.output.as_deref(), &r.spec.name, several);
-            let opts = BuildOptions {
-                output,
+    let mut jobs: Vec<(&ImageSpec, BuildOptions)> = Vec::new();
+    for r in &resolved {
+        let sign = match &signer {
+            Some(signer) => {
+                let name = &r.spec.name;
+                let defined = r.spec.repository.as_deref();
+                let repo = publish::repository_for(name, defined, repository, several)?;
+                let identity = super::sign::identity(repo.as_deref())?;
+                Some(ironstar::sign::layout::LayoutSigning {
+                    signer: signer.clone(),
+                    identity,
+                })
+            }
+            None => None,
+        };
+        let output = publish::layout_dir(args.output.as_deref(), &r.spec.name, several);
+        let opts = BuildOptions {
+            output,
+            source_date_epoch,
+            compression_level: args.compression_level,
+            revision: args.revision.clone(),
+            cache_dir: args.cache.dir(),
+            sbom: args.sbom.options(
+                r.built.as_ref().map(|b| b.source.clone()),
+                search_from,
                 source_date_epoch,
-                compression_level: args.compression_level,
-                revision: args.revision.clone(),
-                cache_dir: args.cache.dir(),
-                sbom: args.sbom.options(
-                    r.built.as_ref().map(|b| b.source.clone()),
-                    search_from,
-                    source_date_epoch,
-                ),
-            };
-            (&r.spec, opts)
-        })
-        .collect();
+            ),
+            sign,
+            base: ironstar::base::BaseOptions {
+                plain_http: args.base_plain_http,
+                max_attempts: 0,
+            },
+        };
+        jobs.push((&r.spec, opts));
+    }
     let reports = publish::build_all(&jobs);
     let mut built = Vec::new();
-    for (r, report) in resolved.iter().zip(reports) {
+    for ((r, report), (_, opts)) in resolved.iter().zip(reports).zip(&jobs) {
         let report = report.with_context(|| format!("building image `{}`", r.spec.name))?;
         if !quiet {
-            summary(args, r, &report, several);
+            summary(args, r, &report, opts, several);
         }
         built.push(BuiltImage {
             report,
@@ -222,7 +276,13 @@ pub fn build_resolved(
 }
 
 /// One image's summary on stderr; with several images each line names its image.
-fn summary(args: &BuildArgs, r: &Resolved, report: &BuildReport, several: bool) {
+fn summary(
+    args: &BuildArgs,
+    r: &Resolved,
+    report: &BuildReport,
+    opts: &BuildOptions,
+    several: bool,
+) {
     let who = match several {
         true => format!("{}: ", r.spec.name),
         false => String::new(),
@@ -237,7 +297,30 @@ fn summary(args: &BuildArgs, r: &Resolved, report: &BuildReport, several: bool) 
             p.manifest
         );
     }
+    if let Some((size, cached)) = report.rootfs {
+        let items: Vec<&str> = r.spec.rootfs.iter().map(|i| i.name()).collect();
+        eprintln!(
+            "{who}{:<14} layer {:>10}{}  ({})",
+            "rootfs",
+            ironstar::human_bytes(size),
+            if cached { " (cached)" } else { "" },
+            items.join(", ")
+        );
+    }
+    if let Some((reference, digest, layers)) = &report.base {
+        eprintln!(
+            "{who}{:<14} {reference} = {digest} ({layers} layers)",
+            "base"
+        );
+    }
     super::sbom::summary(report, args.sbom.no_sbom);
+    if let Some(s) = &opts.sign {
+        eprintln!(
+            "{who}signed: the index and {} platform manifest(s), for {}",
+            report.platforms.len(),
+            s.identity
+        );
+    }
     eprintln!(
         "{who}index {} -> {} (tags: {})",
         report.index,
@@ -263,10 +346,20 @@ fn summary(args: &BuildArgs, r: &Resolved, report: &BuildReport, several: bool) 
 /// Build, then push what was built: the same definitions, tags and layouts. With several
 /// images `--repository` is a prefix ([`publish::repository_for`]).
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let built = run(&args.build, quiet)?;
-    let pushes = pushes_of(&built, args.registry.repository.as_deref())?;
+    let repository = args.registry.repository.as_deref();
+    let built = run(&args.build, repository, quiet)?;
+    let pushes = pushes_of(&built, repository)?;
     let no_sbom = args.build.sbom.no_sbom;
-    let refs = super::push::run_pushes(pushes, &args.registry, &args.build.cache, no_sbom, quiet)?;
+    // Signed by the build, for this push's repositories: the push sends what the layouts hold.
+    let signing = super::push::Signing::default();
+    let refs = super::push::run_pushes(
+        pushes,
+        &args.registry,
+        &args.build.cache,
+        no_sbom,
+        signing,
+        quiet,
+    )?;
     super::push::print_refs(&refs);
     super::push::write_refs(&refs, &args.registry)
 }

@@ -38,7 +38,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
     let spec = args
         .image_file
         .as_deref()
-        .map(ImageSpec::load)
+        .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
         .transpose()?;
     let layout_dir = match (&args.layout, &spec) {
         (Some(l), _) => l.clone(),

@@ -6,6 +6,7 @@ pub mod load;
 pub mod push;
 pub mod resolve;
 pub mod sbom;
+pub mod sign;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ pub enum Command {
     Resolve(resolve::ResolveArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),
+    /// Check the cosign signatures of an image's index and every platform manifest, in a
+    /// registry or a layout.
+    Verify(sign::VerifyArgs),
     /// Put one platform of a layout into the local podman or docker image store (or a
     /// docker-archive file), to run it by name; --all writes a multi-platform oci-archive.
     Load(load::LoadArgs),
@@ -98,7 +102,7 @@ impl CacheArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {
-            build::print_digests(&build::run(&args, cli.quiet)?);
+            build::print_digests(&build::run(&args, None, cli.quiet)?);
             Ok(())
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => build::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
         Command::Resolve(args) => resolve::run(args, cli.quiet),
+        Command::Verify(args) => sign::verify(&args, cli.quiet),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;
             for b in &binaries {
@@ -178,6 +183,10 @@ pub fn main(bin_name: &'static str, args: Vec<OsString>) -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    // A build stopped by SIGINT, SIGTERM or SIGHUP removes its temporaries and cargo first.
+    if let Err(e) = ironstar::interrupt::install() {
+        tracing::debug!("no signal handling: {e}");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,6 +43,11 @@ pub struct PushArgs {
     /// Push no SBOM of the layout.
     #[arg(long, env = "IRONSTAR_NO_SBOM", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_sbom: bool,
+    #[command(flatten)]
+    pub sign: super::sign::SignArgs,
+    /// Push no signature: neither sign nor send the layout's own.
+    #[arg(long, conflicts_with = "sign_key")]
+    pub no_sign: bool,
 }
 
 /// `--tag` / `$IRONSTAR_TAGS` values as tags: clap splits on commas; newlines separate too (a
@@ -97,13 +102,18 @@ pub struct RegistryArgs {
 /// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout (a line per image with
 /// `--workspace`). `quiet` (the global `-q`) silences the per-step lines and progress bars.
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
+    // Before anything else: a wrong password fails here, before any request.
+    let signing = Signing {
+        signer: args.sign.signer()?,
+        no_sign: args.no_sign,
+    };
     let pushes = match args.workspace {
         true => workspace_plans(args)?,
         false => {
             let spec = args
                 .image_file
                 .as_deref()
-                .map(ImageSpec::load)
+                .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
                 .transpose()?;
             let plan = Plan::new(
                 spec.as_ref(),
@@ -122,9 +132,23 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
             vec![(name, plan)]
         }
     };
-    let refs = run_pushes(pushes, &args.registry, &args.cache, args.no_sbom, quiet)?;
+    let refs = run_pushes(
+        pushes,
+        &args.registry,
+        &args.cache,
+        args.no_sbom,
+        signing,
+        quiet,
+    )?;
     print_refs(&refs);
     write_refs(&refs, &args.registry)
+}
+
+/// What a push signs with, or whether it sends no signature.
+#[derive(Debug, Default)]
+pub struct Signing {
+    pub signer: Option<std::sync::Arc<dyn ironstar::sign::Signer>>,
+    pub no_sign: bool,
 }
 
 /// `push --workspace`: every layout of the directory, each to its recorded repository or
@@ -172,6 +196,7 @@ pub fn run_pushes(
     registry: &RegistryArgs,
     cache: &super::CacheArgs,
     no_sbom: bool,
+    signing: Signing,
     quiet: bool,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let credential = flag_credential(registry)?;
@@ -193,6 +218,8 @@ pub fn run_pushes(
                     ProgressMode::Auto
                 },
                 no_sbom,
+                signer: signing.signer.clone(),
+                no_sign: signing.no_sign,
                 ..PushOptions::from_plan(plan)
             },
         })

@@ -53,7 +53,10 @@ pub fn run(mut args: ResolveArgs, quiet: bool) -> anyhow::Result<()> {
         true => BTreeMap::new(),
         false => {
             let resolved = request.build(planned)?;
-            let built = build::build_resolved(&args.build, &request, resolved, quiet)?;
+            let signer = args.build.sign.signer()?;
+            let repository = args.registry.repository.as_deref();
+            let built =
+                build::build_resolved(&args.build, &request, resolved, signer, repository, quiet)?;
             match args.local {
                 true => load_local(&built)?,
                 false => publish(&built, &args, quiet)?,
@@ -72,7 +75,16 @@ fn publish(
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let pushes = build::pushes_of(built, args.registry.repository.as_deref())?;
     let no_sbom = args.build.sbom.no_sbom;
-    let refs = super::push::run_pushes(pushes, &args.registry, &args.build.cache, no_sbom, quiet)?;
+    // Signed by the build (--sign-key), for these repositories.
+    let signing = super::push::Signing::default();
+    let refs = super::push::run_pushes(
+        pushes,
+        &args.registry,
+        &args.build.cache,
+        no_sbom,
+        signing,
+        quiet,
+    )?;
     // The references go into the YAML on stdout, not a line each before it.
     super::push::write_refs(&refs, &args.registry)?;
     Ok(refs.into_iter().collect())

@@ -88,7 +88,10 @@ pub fn run(args: &SbomCommand) -> anyhow::Result<()> {
     let bytes = match (&args.layout, &args.image) {
         (Some(l), _) => ironstar::sbom::fetch::from_layout(l, platform.as_deref())?,
         (None, Some(i)) if Path::new(i).is_file() => {
-            let spec = ironstar::spec::ImageSpec::load(Path::new(i))?;
+            let spec = ironstar::spec::ImageSpec::load_with(
+                Path::new(i),
+                ironstar::spec::SourcePolicy::Anywhere,
+            )?;
             let l = PathBuf::from("target/oci").join(&spec.name);
             ironstar::sbom::fetch::from_layout(&l, platform.as_deref())?
         }

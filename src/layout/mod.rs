@@ -33,6 +33,16 @@ pub enum LayoutError {
         #[source]
         source: io::Error,
     },
+    /// Writing the layout being built failed: where, and (when the disk is full) what to do.
+    #[error(
+        "writing the output layout: {path}: {source}{}",
+        if crate::storage_full(source) { "; free space there or give another --output" } else { "" }
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "{0}: not an OCI image layout (no `oci-layout` file); build one with `ironstar build`"
     )]
@@ -67,6 +77,13 @@ pub enum LayoutError {
         "{0}: index.json lists several images and none was chosen; name one as --layout DIR:TAG"
     )]
     Ambiguous(PathBuf),
+    #[error(
+        "{0} is a symbolic link; a layout's files are never followed out of it (copy the layout \
+         with the links resolved, `cp -rL`, or rebuild it)"
+    )]
+    Symlink(PathBuf),
+    #[error("{path}: not a regular file; the layout is corrupt, rebuild it")]
+    NotAFile { path: PathBuf },
     #[error("{0} exists and is not an OCI image layout; refusing to replace it (choose another --output)")]
     WouldClobber(PathBuf),
 }
@@ -76,6 +93,35 @@ type Result<T, E = LayoutError> = std::result::Result<T, E>;
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayoutError {
     let path = path.into();
     move |source| LayoutError::Io { path, source }
+}
+
+/// Open a file of a layout for reading, never through a symbolic link (`O_NOFOLLOW`: a blob or
+/// `index.json` linking to `/etc/shadow` is refused, not read), and only a regular file. The
+/// layout's own directory may be a link (Nix's `result`); `blobs/` and `blobs/sha256/` may not.
+pub fn open_in_layout(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => LayoutError::Symlink(path.to_path_buf()),
+            _ => io_err(path)(e),
+        })?;
+    // O_NONBLOCK only so that opening a FIFO cannot hang; a regular file ignores it.
+    if !file.metadata().map_err(io_err(path))?.is_file() {
+        return Err(LayoutError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(file)
+}
+
+/// [`open_in_layout`], read whole.
+pub fn read_in_layout(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut open_in_layout(path)?, &mut bytes).map_err(io_err(path))?;
+    Ok(bytes)
 }
 
 /// A content descriptor as read from a layout, its digest already validated.
@@ -157,13 +203,18 @@ impl Layout {
     /// Open the layout at `root`, checking its `oci-layout` marker.
     pub fn open(root: &Path) -> Result<Self> {
         let marker = root.join(OCI_LAYOUT_FILE);
-        let bytes = match fs::read(&marker) {
+        let bytes = match read_in_layout(&marker) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(LayoutError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(LayoutError::NotALayout(root.to_path_buf()))
             }
-            Err(e) => return Err(io_err(&marker)(e)),
+            Err(e) => return Err(e),
         };
+        for dir in [root.join("blobs"), root.join("blobs/sha256")] {
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(LayoutError::Symlink(dir));
+            }
+        }
         let file: RawLayoutFile =
             serde_json::from_slice(&bytes).map_err(|source| LayoutError::Json {
                 path: marker.clone(),
@@ -206,7 +257,7 @@ impl Layout {
     /// The descriptors of `index.json`.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.root.join("index.json");
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let bytes = read_in_layout(&path)?;
         let raw = parse_json::<RawIndex>(&path, &bytes)?;
         if raw.schema_version != 2 {
             return Err(LayoutError::Unsupported {
@@ -214,10 +265,11 @@ impl Layout {
                 reason: format!("schemaVersion {}", raw.schema_version),
             });
         }
-        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) are not images.
+        // Artifacts beside the images (SBOMs: [`crate::sbom::artifact`]) and signature manifests
+        // ([`crate::sign::layout`]) are not images.
         raw.manifests
             .into_iter()
-            .filter(|d| d.artifact_type.is_none())
+            .filter(|d| d.artifact_type.is_none() && !is_signature_entry(d))
             .map(|d| descriptor(&path, d))
             .collect()
     }
@@ -298,7 +350,13 @@ impl Layout {
             return Err(self.bad(d, format!("{} bytes is too large for a manifest", d.size)));
         }
         let path = self.blob_path(&d.digest);
-        let bytes = fs::read(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        let mut bytes = Vec::new();
+        // One byte past the descriptor's size is enough to tell it is wrong.
+        io::Read::read_to_end(
+            &mut io::Read::take(self.open_blob_file(d)?, d.size + 1),
+            &mut bytes,
+        )
+        .map_err(io_err(&path))?;
         self.check(d, bytes.len() as u64, &Digest::of(&bytes))?;
         Ok(ManifestBlob {
             descriptor: d.clone(),
@@ -309,7 +367,7 @@ impl Layout {
     /// Stream a blob through SHA-256 and check it against its descriptor.
     pub fn verify_blob(&self, d: &Descriptor) -> Result<()> {
         let path = self.blob_path(&d.digest);
-        let file = File::open(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        let file = self.open_blob_file(d)?;
         let (digest, size) =
             crate::digest::digest_reader(io::BufReader::with_capacity(1 << 20, file))
                 .map_err(io_err(&path))?;
@@ -319,7 +377,7 @@ impl Layout {
     /// Open a blob for reading after checking its size on disk.
     pub fn open_blob(&self, d: &Descriptor) -> Result<File> {
         let path = self.blob_path(&d.digest);
-        let file = File::open(&path).map_err(|e| self.missing_or_io(d, &path, e))?;
+        let file = self.open_blob_file(d)?;
         let len = file.metadata().map_err(io_err(&path))?.len();
         if len != d.size {
             return Err(self.bad(d, format!("is {len} bytes, its descriptor says {}", d.size)));
@@ -348,13 +406,23 @@ impl Layout {
         }
     }
 
-    fn missing_or_io(&self, d: &Descriptor, path: &Path, e: io::Error) -> LayoutError {
-        if e.kind() == io::ErrorKind::NotFound {
-            self.bad(d, "is missing".into())
-        } else {
-            io_err(path)(e)
+    /// The blob's file, never through a link: see [`open_in_layout`].
+    fn open_blob_file(&self, d: &Descriptor) -> Result<File> {
+        match open_in_layout(&self.blob_path(&d.digest)) {
+            Err(LayoutError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err(self.bad(d, "is missing".into()))
+            }
+            other => other,
         }
     }
+}
+
+/// An entry tagged as cosign tags signatures, `sha256-<64 hex>.sig`: no image.
+fn is_signature_entry(d: &RawDescriptor) -> bool {
+    d.annotations
+        .get(annotation::REF_NAME)
+        .and_then(|t| t.strip_prefix("sha256-")?.strip_suffix(".sig"))
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn tags_of(entries: &[Descriptor]) -> Vec<String> {

@@ -19,9 +19,22 @@ pub struct LayoutWriter {
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
 
+/// A write of the layout under construction failed at `path`: said as the output's (an error a
+/// [`BlobWriter`] already made so is passed on as it is).
+fn out_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayoutError {
+    let path = path.into();
+    move |source| match source.get_ref().is_some_and(|e| e.is::<LayoutError>()) {
+        true => *source
+            .into_inner()
+            .and_then(|e| e.downcast::<LayoutError>().ok())
+            .expect("checked"),
+        false => LayoutError::Write { path, source },
+    }
+}
+
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(out_err(path))
 }
 
 /// The temporary directory `.NAME.tmp-XXXXXX` and its lock `.NAME.tmp-XXXXXX.lock`, created
@@ -33,6 +46,8 @@ struct Staging {
     lock: PathBuf,
     _held: File,
     keep_dir: bool,
+    /// Removed on SIGINT, SIGTERM or SIGHUP too ([`crate::interrupt`]).
+    _on_signal: crate::interrupt::Registered,
 }
 
 impl Staging {
@@ -41,20 +56,22 @@ impl Staging {
             .prefix(prefix)
             .suffix(".lock")
             .tempfile_in(parent)
-            .map_err(io_err(parent))?
+            .map_err(out_err(parent))?
             .keep()
-            .map_err(|e| io_err(parent)(e.error))?;
+            .map_err(|e| out_err(parent)(e.error))?;
         rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| io_err(&lock)(e.into()))?;
+            .map_err(|e| out_err(&lock)(e.into()))?;
         let name = lock.to_string_lossy();
         let dir = PathBuf::from(name.strip_suffix(".lock").unwrap_or(&name));
+        let on_signal = crate::interrupt::temp_dir(&dir, &lock);
         let mut staging = Staging {
             dir,
             lock,
             _held: held,
             keep_dir: true, // not ours until created
+            _on_signal: on_signal,
         };
-        fs::create_dir(&staging.dir).map_err(io_err(&staging.dir))?;
+        fs::create_dir(&staging.dir).map_err(out_err(&staging.dir))?;
         staging.keep_dir = false;
         Ok(staging)
     }
@@ -86,17 +103,17 @@ impl LayoutWriter {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        fs::create_dir_all(&parent).map_err(out_err(&parent))?;
         let prefix = format!(".{name}.tmp-");
         remove_stale_temporaries(&parent, &prefix);
         let tmp = Staging::create(&parent, &prefix)?;
         let blobs = tmp.path().join("blobs/sha256");
-        fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        fs::create_dir_all(&blobs).map_err(out_err(&blobs))?;
         for d in [tmp.path(), &tmp.path().join("blobs"), &blobs] {
             set_mode(d, DIR_MODE)?;
         }
         let marker = tmp.path().join(OCI_LAYOUT_FILE);
-        fs::write(&marker, OCI_LAYOUT_CONTENT).map_err(io_err(&marker))?;
+        fs::write(&marker, OCI_LAYOUT_CONTENT).map_err(out_err(&marker))?;
         set_mode(&marker, FILE_MODE)?;
         Ok(LayoutWriter {
             tmp,
@@ -110,7 +127,7 @@ impl LayoutWriter {
         let (file, tmp_path) = tempfile::Builder::new()
             .prefix(".partial-")
             .tempfile_in(&dir)
-            .map_err(io_err(&dir))?
+            .map_err(out_err(&dir))?
             .keep()
             .map_err(|e| LayoutError::Io {
                 path: dir.clone(),
@@ -127,7 +144,7 @@ impl LayoutWriter {
     /// Store `bytes` as a blob and return its digest.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
         let mut w = self.blob_writer()?;
-        w.write_all(bytes).map_err(io_err(&w.tmp_path))?;
+        w.write_all(bytes).map_err(out_err(&w.tmp_path))?;
         Ok(w.finish()?.0)
     }
 
@@ -151,7 +168,7 @@ impl LayoutWriter {
             Ok(()) => return set_mode(&dest, FILE_MODE),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Present but of the wrong size: replace it, never write through it.
-                fs::remove_file(&dest).map_err(io_err(&dest))?;
+                fs::remove_file(&dest).map_err(out_err(&dest))?;
             }
             Err(_) => {}
         }
@@ -160,20 +177,27 @@ impl LayoutWriter {
         let tmp = tempfile::Builder::new()
             .prefix(".partial-")
             .tempfile_in(&dir)
-            .map_err(io_err(&dir))?;
-        fs::copy(src, tmp.path()).map_err(io_err(src))?;
+            .map_err(out_err(&dir))?;
+        // A full disk is the copy's write side (the layout); anything else, its source.
+        fs::copy(src, tmp.path()).map_err(|e| match crate::storage_full(&e) {
+            true => out_err(tmp.path())(e),
+            false => io_err(src)(e),
+        })?;
         set_mode(tmp.path(), FILE_MODE)?;
-        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        tmp.persist(&dest).map_err(|e| out_err(&dest)(e.error))?;
         Ok(())
     }
 
     /// Write `index.json` and move the finished layout to its destination.
     pub fn commit(mut self, index_json: &[u8]) -> Result<PathBuf> {
         let index = self.tmp.path().join("index.json");
-        fs::write(&index, index_json).map_err(io_err(&index))?;
+        fs::write(&index, index_json).map_err(out_err(&index))?;
         set_mode(&index, FILE_MODE)?;
-        // Moved into place, or on failure removed (by the drop): either way under the lock.
+        // Moved into place, or on failure removed (by the drop): either way under the lock, and
+        // never cut in half by a signal's cleanup.
+        let critical = crate::interrupt::critical();
         swap_into_place(self.tmp.path(), &self.output)?;
+        drop(critical);
         self.tmp.keep_dir = true;
         Ok(std::mem::take(&mut self.output))
     }
@@ -205,7 +229,7 @@ fn check_replaceable(output: &Path) -> Result<()> {
 /// mixture.
 fn swap_into_place(staged: &Path, output: &Path) -> Result<()> {
     if fs::symlink_metadata(output).is_err() {
-        return fs::rename(staged, output).map_err(io_err(output));
+        return fs::rename(staged, output).map_err(out_err(output));
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -216,10 +240,10 @@ fn swap_into_place(staged: &Path, output: &Path) -> Result<()> {
         }
     }
     let aside = staged.with_extension("old");
-    fs::rename(output, &aside).map_err(io_err(output))?;
+    fs::rename(output, &aside).map_err(out_err(output))?;
     if let Err(e) = fs::rename(staged, output) {
         let _ = fs::rename(&aside, output);
-        return Err(io_err(output)(e));
+        return Err(out_err(output)(e));
     }
     let _ = fs::remove_dir_all(&aside);
     Ok(())
@@ -270,19 +294,27 @@ impl BlobWriter {
     pub fn finish(self) -> Result<(Digest, u64)> {
         let (buf, digest, size) = self.inner.finish();
         buf.into_inner()
-            .map_err(|e| io_err(&self.tmp_path)(e.into_error()))?;
+            .map_err(|e| out_err(&self.tmp_path)(e.into_error()))?;
         let dest = self.dir.join(digest.hex());
-        fs::rename(&self.tmp_path, &dest).map_err(io_err(&dest))?;
+        fs::rename(&self.tmp_path, &dest).map_err(out_err(&dest))?;
         Ok((digest, size))
     }
 }
 
+/// Its errors name the blob's file as the output's, for whoever writes into it (the layer's
+/// tar and gzip know no path).
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.inner.write(buf).map_err(|e| self.annotate(e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.flush().map_err(|e| self.annotate(e))
+    }
+}
+
+impl BlobWriter {
+    fn annotate(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), out_err(&self.tmp_path)(e))
     }
 }
 

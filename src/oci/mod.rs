@@ -28,4 +28,20 @@ pub mod annotation {
     /// ironstar's own, at the top of a layout's `index.json`: the repository the image's
     /// definition names (`repository`), for `ironstar push --workspace`.
     pub const REPOSITORY: &str = "dev.ironstar.repository";
+    /// The base image's reference and its (platform) manifest's digest, on each manifest of an
+    /// image built on one.
+    pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
+    pub const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+}
+
+/// ironstar's own label keys (reverse-DNS, as the image-spec asks of keys outside its own).
+pub mod label {
+    /// The rootfs items an image has, comma-separated.
+    pub const ROOTFS: &str = "dev.ironstar.rootfs";
+    const ROOTFS_ITEM: &str = "dev.ironstar.rootfs.";
+
+    /// The key of one rootfs item's data version: `dev.ironstar.rootfs.<item>`.
+    pub fn rootfs_item(name: &str) -> String {
+        format!("{ROOTFS_ITEM}{name}")
+    }
 }

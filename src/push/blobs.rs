@@ -1,5 +1,7 @@
 //! The configs and layers of one push: each blob's existence check together with the `POST`
 //! that opens its upload (or a mount), then its one `PUT` unless it was there, `jobs` at a time.
+//! Mount sources, first first: `--mount-from`, the repository the cache says holds the blob, the
+//! repository of the image's base when it is in the same registry.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,7 +11,8 @@ use futures_util::stream::{self, TryStreamExt as _};
 use super::report::Reporter;
 use super::{blocking, PushError, PushOptions, PushOutcome};
 use crate::cache::PushedBlobs;
-use crate::layout::{Descriptor, Layout};
+use crate::layout::{Descriptor, Layout, ResolvedImage};
+use crate::oci::{annotation, Reference};
 use crate::registry::client::short;
 use crate::registry::transport::ProgressFn;
 use crate::registry::{BlobOutcome, Client, Repository};
@@ -20,7 +23,22 @@ pub(super) struct BlobPush<'a> {
     pub layout: &'a Layout,
     pub opts: &'a PushOptions,
     pub mount_from: Option<&'a Repository>,
+    /// The base image's repository, when it is another of the same registry.
+    pub base: Option<&'a Repository>,
     pub report: &'a Reporter,
+}
+
+/// The repository of the image's base (its manifests' `org.opencontainers.image.base.name`)
+/// when it is another repository of `target`'s registry: the base's layers mount from there. A
+/// blob that is not there (ours) costs nothing more: the registry answers the mount with the
+/// upload session the push would have opened anyway.
+pub(super) fn base_repository(image: &ResolvedImage, target: &Repository) -> Option<Repository> {
+    image.manifests.iter().chain([&image.top]).find_map(|m| {
+        let v: serde_json::Value = serde_json::from_slice(&m.bytes).ok()?;
+        let name = v["annotations"][annotation::BASE_NAME].as_str()?;
+        let base = Reference::parse(name).ok()?.repository;
+        (base.api_host() == target.api_host() && base != *target).then_some(base)
+    })
 }
 
 impl BlobPush<'_> {
@@ -108,7 +126,7 @@ impl BlobPush<'_> {
             .clone()
             .map(|b| Arc::new(move |pos: u64| b.set_position(pos)) as ProgressFn);
         let path = self.layout.blob_path(&d.digest);
-        let from = self.mount_from.or(known.as_ref());
+        let from = self.mount_from.or(known.as_ref()).or(self.base);
         let result = self
             .client
             .push_blob(&d.digest, d.size, &path, from, progress)

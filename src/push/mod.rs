@@ -13,7 +13,9 @@
 //!    the index, each checked against the `Docker-Content-Digest` the registry answers. The
 //!    index goes up under its tag directly when there is one tag to move and no SBOM to push
 //!    (that `PUT` is then the last step, as a tag's is), else by digest;
-//! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]);
+//! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]),
+//!    and the signatures of the index and every platform manifest ([`crate::sign::push`]: their
+//!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
 //! 6. only then the tags that differ, together.
 //!
 //! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: [`push_all`]
@@ -61,6 +63,8 @@ pub enum PushError {
     MountFrom(ReferenceError),
     #[error("pushing the SBOMs: {0} (--no-sbom pushes the image without them)")]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
     #[error("internal: {0}")]
     Internal(String),
     /// One image of several failed.
@@ -96,6 +100,11 @@ pub struct PushOptions {
     pub progress: ProgressMode,
     /// Do not push the layout's SBOMs ([`crate::sbom::push`]).
     pub no_sbom: bool,
+    /// Sign the index and every platform manifest ([`crate::sign`]); `None`: send the layout's
+    /// own signatures, if it holds any.
+    pub signer: Option<std::sync::Arc<dyn crate::sign::Signer>>,
+    /// Send no signature, neither made nor stored.
+    pub no_sign: bool,
 }
 
 impl PushOptions {
@@ -115,6 +124,8 @@ impl PushOptions {
             max_attempts: crate::registry::client::DEFAULT_MAX_ATTEMPTS,
             progress: ProgressMode::Auto,
             no_sbom: false,
+            signer: None,
+            no_sign: false,
         }
     }
 }
@@ -133,6 +144,8 @@ pub struct PushOutcome {
     pub tags_unchanged: Vec<Tag>,
     /// SBOM manifests sent (not those the registry held).
     pub sboms_pushed: usize,
+    /// Signature manifests written (0 when the registry held every signature).
+    pub signatures_pushed: usize,
 }
 
 async fn blocking<T: Send + 'static>(

@@ -1,7 +1,7 @@
 //! A push in three steps, so that a caller pushing several images can run each step for all of
 //! them before the next, and move no tag until every image is up:
-//! [`check`] (the first round trip), [`Checked::upload`] (blobs, manifests, the index, SBOMs),
-//! [`Uploaded::tag`] (the tags that differ).
+//! [`check`] (the first round trip), [`Checked::upload`] (blobs, manifests, the index, SBOMs,
+//! signatures), [`Uploaded::tag`] (the tags that differ).
 
 use std::sync::Arc;
 
@@ -23,10 +23,14 @@ pub struct Checked<'a> {
     layout: Layout,
     image: ResolvedImage,
     mount_from: Option<Repository>,
+    /// The base image's repository, a mount source for its layers.
+    base: Option<Repository>,
     report: Reporter,
     /// Hashing the blobs; `None` when the registry holds the index (nothing local is sent).
     verification: Option<Verification>,
     sboms: bool,
+    /// Signatures to put up after the index ([`crate::sign::push`]), made before any request.
+    signatures: Option<crate::sign::ImageSignatures>,
     moving: Vec<Tag>,
     outcome: PushOutcome,
 }
@@ -76,6 +80,10 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
     };
     let report = Reporter::new(opts.progress);
     let (layout, image, tags) = open(opts).await?;
+    let signatures = match opts.no_sign {
+        true => None,
+        false => signatures(opts, &layout, &image).await?,
+    };
     let digest = image.top.descriptor.digest.clone();
     let name = opts.repository.to_string();
     let mut outcome = PushOutcome {
@@ -88,6 +96,7 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         tags_moved: Vec::new(),
         tags_unchanged: Vec::new(),
         sboms_pushed: 0,
+        signatures_pushed: 0,
     };
 
     // One round trip: whether the registry holds the index, and where each tag points. No
@@ -121,48 +130,60 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         }
         None => Some(verification),
     };
+    let base = super::blobs::base_repository(&image, &opts.repository);
     Ok(Checked {
         opts,
         client,
         layout,
         image,
         mount_from,
+        base,
         report,
         verification,
         sboms,
+        signatures,
         moving,
         outcome,
     })
 }
 
+/// The signatures this push sends (signed now, or the layout's), before any request.
+async fn signatures(
+    opts: &PushOptions,
+    layout: &Layout,
+    image: &ResolvedImage,
+) -> Result<Option<crate::sign::ImageSignatures>, PushError> {
+    let (layout, image) = (layout.clone(), image.clone());
+    let (repository, signer) = (opts.repository.clone(), opts.signer.clone());
+    blocking(move || {
+        Ok(crate::sign::push::prepare(
+            &layout,
+            &image,
+            &repository,
+            signer.as_deref(),
+        )?)
+    })
+    .await
+}
+
 impl<'a> Checked<'a> {
     /// Everything but the tags: unless the registry holds the index, the blobs (verified before
-    /// any byte goes out), the platform manifests, the index; then the SBOMs. With
-    /// `index_by_tag` and exactly one tag to move and nothing to send after the index, the index
-    /// goes up under that tag directly (its `PUT` is then the last step, as a tag's is); a caller
-    /// that moves the tags of several images together passes `false`.
+    /// any byte goes out), the platform manifests, the index; then the SBOMs and the signatures
+    /// (whose tags are read and blobs uploaded beside the image's). With `index_by_tag` and
+    /// exactly one tag to move and nothing to send after the index, the index goes up under that
+    /// tag directly (its `PUT` is then the last step, as a tag's is); a caller that moves the
+    /// tags of several images together passes `false`.
     pub async fn upload(mut self, index_by_tag: bool) -> Result<Uploaded<'a>, PushError> {
-        if let Some(verification) = self.verification.take() {
-            // Not waited for on the no-op path: there nothing local is sent (the registry holds
-            // every blob by digest already), and hashing hundreds of megabytes would make a
-            // re-push as slow as a build.
-            verification.finish().await?;
-            let blobs = BlobPush {
-                client: &self.client,
-                layout: &self.layout,
-                opts: self.opts,
-                mount_from: self.mount_from.as_ref(),
-                report: &self.report,
-            };
-            blobs.run(&self.image.blobs, &mut self.outcome).await?;
-            put_all(&self.client, &self.image.manifests, None, &self.report).await?;
-            let direct = (index_by_tag && self.moving.len() == 1 && !self.sboms)
-                .then(|| self.moving.pop())
-                .flatten();
-            let top = std::slice::from_ref(&self.image.top);
-            put_all(&self.client, top, direct.as_ref(), &self.report).await?;
-            self.outcome.tags_moved.extend(direct);
-        }
+        let signatures = self.signatures.take();
+        let client = self.client.clone();
+        let staging = async {
+            match &signatures {
+                Some(s) => Ok(Some(crate::sign::push::stage(&client, s).await?)),
+                None => Ok::<_, PushError>(None),
+            }
+        };
+        let direct = index_by_tag && signatures.is_none();
+        let (staged, ()) = tokio::try_join!(staging, self.send_image(direct))?;
         if self.sboms {
             let line = |m: String| self.report.line(m);
             let sent =
@@ -170,7 +191,39 @@ impl<'a> Checked<'a> {
                     .await?;
             self.outcome.sboms_pushed = sent.pushed;
         }
+        if let Some(staged) = staged {
+            let line = |m: String| self.report.line(m);
+            self.outcome.signatures_pushed = staged.commit(&self.client, &line).await?;
+        }
         Ok(Uploaded { checked: self })
+    }
+
+    /// The blobs, the platform manifests and the index, unless the registry holds the index.
+    async fn send_image(&mut self, index_by_tag: bool) -> Result<(), PushError> {
+        let Some(verification) = self.verification.take() else {
+            return Ok(());
+        };
+        // Not waited for on the no-op path: there nothing local is sent (the registry holds
+        // every blob by digest already), and hashing hundreds of megabytes would make a
+        // re-push as slow as a build.
+        verification.finish().await?;
+        let blobs = BlobPush {
+            client: &self.client,
+            layout: &self.layout,
+            opts: self.opts,
+            mount_from: self.mount_from.as_ref(),
+            base: self.base.as_ref(),
+            report: &self.report,
+        };
+        blobs.run(&self.image.blobs, &mut self.outcome).await?;
+        put_all(&self.client, &self.image.manifests, None, &self.report).await?;
+        let direct = (index_by_tag && self.moving.len() == 1 && !self.sboms)
+            .then(|| self.moving.pop())
+            .flatten();
+        let top = std::slice::from_ref(&self.image.top);
+        put_all(&self.client, top, direct.as_ref(), &self.report).await?;
+        self.outcome.tags_moved.extend(direct);
+        Ok(())
     }
 }
 
@@ -269,9 +322,18 @@ async fn put_all(
 }
 
 /// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
+/// A document that is a link (or no file) is refused now, before any blob goes out; its
+/// content is checked when it is pushed.
 async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
     let (layout, image) = (layout.clone(), image.clone());
-    blocking(move || Ok(!crate::sbom::push::sboms_of(&layout, &image)?.is_empty())).await
+    blocking(move || {
+        let sboms = crate::sbom::push::sboms_of(&layout, &image)?;
+        for s in &sboms {
+            crate::layout::open_in_layout(&layout.blob_path(&s.document.digest))?;
+        }
+        Ok(!sboms.is_empty())
+    })
+    .await
 }
 
 fn kind_of(media_type: &str) -> &'static str {

@@ -9,11 +9,12 @@
 //! - [`session`]: the two together, one request builder that authorises, answers a challenge
 //!   and retries;
 //! - [`client`]: one repository of one registry; [`upload`]: blobs; [`manifest`]: manifests and
-//!   the referrers API.
+//!   the referrers API; [`download`]: blobs of any size, streamed to a file (a base image's).
 
 pub mod auth;
 pub mod client;
 pub mod credential;
+pub mod download;
 pub mod error;
 pub mod manifest;
 pub mod session;

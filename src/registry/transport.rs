@@ -327,7 +327,13 @@ async fn file_body(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    // Never through a link (the layout's blobs were checked so, and must stay so).
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await
+        .map_err(io)?;
     file.seek(std::io::SeekFrom::Start(offset))
         .await
         .map_err(io)?;

@@ -104,10 +104,7 @@ pub struct LocalSbom {
 /// Every SBOM manifest `index.json` lists.
 pub fn list(layout: &Layout) -> Result<Vec<LocalSbom>, SbomError> {
     let path = layout.root().join("index.json");
-    let bytes = std::fs::read(&path).map_err(|source| LayoutError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = crate::layout::read_in_layout(&path)?;
     let index: Value = parse(&path.display().to_string(), &bytes)?;
     let mut out = Vec::new();
     for d in index["manifests"].as_array().into_iter().flatten() {

@@ -71,12 +71,7 @@ pub fn from_layout(dir: &Path, platform: Option<&str>) -> Result<Vec<u8>, SbomEr
             dir.display()
         )));
     }
-    let bytes = std::fs::read(layout.blob_path(&sbom.document.digest)).map_err(|source| {
-        crate::layout::LayoutError::Io {
-            path: layout.blob_path(&sbom.document.digest),
-            source,
-        }
-    })?;
+    let bytes = crate::layout::read_in_layout(&layout.blob_path(&sbom.document.digest))?;
     if Digest::of(&bytes) != sbom.document.digest {
         return Err(SbomError::NotFound(format!(
             "{}: SBOM blob {} is corrupt",

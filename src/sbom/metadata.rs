@@ -1,6 +1,10 @@
 //! Cargo's resolved dependency graph for one target:
-//! `cargo metadata --format-version 1 --filter-platform TRIPLE`, with the build's features.
-//! Normal and build dependencies are followed from the package; dev dependencies are not.
+//! `cargo metadata --format-version 1 --filter-platform TRIPLE`, with the build's features,
+//! kept to the packages the build compiled (cargo's `compiler-artifact` messages,
+//! [`crate::cargo::Units`]): the resolve also lists weak `dep?/feature` dependencies that no
+//! build enables. Normal and build dependencies are followed from the package; dev dependencies
+//! are not. What runs only on the build machine (build scripts' dependencies, proc-macros and
+//! theirs) is listed as build-only: SPDX `BUILD_DEPENDENCY_OF`, CycloneDX `scope: excluded`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::process::Command;
@@ -97,7 +101,26 @@ pub fn graph(source: &CargoSource, target: &str) -> Result<Graph, SbomError> {
     let meta: Metadata =
         serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unexpected output: {e}")))?;
     let lock = Lockfile::load(&meta.workspace_root.join("Cargo.lock")).unwrap_or_default();
-    from_metadata(&meta, &source.package, &source.manifest_path, &lock).map_err(err)
+    let units = source.units.as_ref().map(|u| Compiled {
+        target: u.by_target.get(target).cloned().unwrap_or_default(),
+        host: &u.host,
+        proc_macros: &u.proc_macros,
+    });
+    from_metadata(
+        &meta,
+        &source.package,
+        &source.manifest_path,
+        &lock,
+        units.as_ref(),
+    )
+    .map_err(err)
+}
+
+/// The packages a build compiled, for one target: the walk enters no other.
+struct Compiled<'a> {
+    target: BTreeSet<String>,
+    host: &'a BTreeSet<String>,
+    proc_macros: &'a BTreeSet<String>,
 }
 
 fn from_metadata(
@@ -105,6 +128,7 @@ fn from_metadata(
     package: &str,
     manifest: &std::path::Path,
     lock: &Lockfile,
+    units: Option<&Compiled>,
 ) -> Result<Graph, String> {
     let by_id: BTreeMap<&str, &Package> =
         meta.packages.iter().map(|p| (p.id.as_str(), p)).collect();
@@ -123,11 +147,10 @@ fn from_metadata(
         .filter(|p| p.name == package && p.source.is_none())
         .max_by_key(|p| p.manifest_path.canonicalize().ok() == Some(manifest.clone()))
         .ok_or_else(|| format!("no package `{package}`"))?;
-    let all = reachable(&nodes, &root.id, |k| k != Some("dev"));
-    let runtime = reachable(&nodes, &root.id, |k| k.is_none());
+    let walk = walk(&nodes, &root.id, units);
     // Root first, the rest in id order (normalised later).
     let ids: Vec<&str> = std::iter::once(root.id.as_str())
-        .chain(all.iter().copied().filter(|id| *id != root.id))
+        .chain(walk.all().filter(|id| *id != root.id))
         .collect();
     let index: BTreeMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let components = ids
@@ -142,38 +165,77 @@ fn from_metadata(
                 source: p.source.clone(),
                 checksum: lock.checksum(&p.name, &p.version, p.source.as_deref()),
                 license: p.license.as_deref().and_then(super::license_expression),
-                build_only: !runtime.contains(id),
+                build_only: !walk.runtime.contains(id),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let mut edges = Vec::new();
-    for id in &ids {
+    let edges = walk
+        .edges
+        .iter()
+        .map(|(from, to)| (index[from], index[to]))
+        .collect();
+    Ok(Graph { components, edges })
+}
+
+/// What the walk from the root reached: in the binary (`runtime`), only on the build machine
+/// (`host`: build scripts' dependencies, proc-macros and theirs), and the edges it followed.
+struct Walk<'a> {
+    runtime: BTreeSet<&'a str>,
+    host: BTreeSet<&'a str>,
+    edges: BTreeSet<(&'a str, &'a str)>,
+}
+
+impl<'a> Walk<'a> {
+    fn all(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.runtime.union(&self.host).copied()
+    }
+}
+
+/// Follow normal and build dependencies from `root` (never dev ones). A build dependency, and
+/// anything reached from one, runs on the build machine; so does a proc-macro. With `units`,
+/// only packages compiled for that side are entered: cargo metadata's resolve also lists weak
+/// `dep?/feature` dependencies that no build enabled.
+fn walk<'a>(
+    nodes: &BTreeMap<&'a str, &'a Node>,
+    root: &'a str,
+    units: Option<&Compiled>,
+) -> Walk<'a> {
+    let mut seen = BTreeSet::from([(root, false)]);
+    let mut queue = VecDeque::from([(root, false)]);
+    let mut edges = BTreeSet::new();
+    while let Some((id, host)) = queue.pop_front() {
         for d in nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or(&[]) {
-            if d.dep_kinds.iter().any(|k| k.kind.as_deref() != Some("dev")) {
-                if let Some(&to) = index.get(d.pkg.as_str()) {
-                    edges.push((index[id], to));
+            let to = d.pkg.as_str();
+            for kind in d.dep_kinds.iter().map(|k| k.kind.as_deref()) {
+                let on_host = match (kind, units) {
+                    (Some("dev"), _) => continue,
+                    (Some("build"), _) => true,
+                    (_, Some(u)) => host || u.proc_macros.contains(to),
+                    (_, None) => host,
+                };
+                let compiled = units.is_none_or(|u| match on_host {
+                    true => u.host.contains(to),
+                    false => u.target.contains(to),
+                });
+                if !compiled {
+                    continue;
+                }
+                edges.insert((id, to));
+                if seen.insert((to, on_host)) {
+                    queue.push_back((to, on_host));
                 }
             }
         }
     }
-    Ok(Graph { components, edges })
-}
-
-/// Package ids reachable from `root` over the edges whose kind `follow` accepts.
-fn reachable<'a>(
-    nodes: &BTreeMap<&'a str, &'a Node>,
-    root: &'a str,
-    follow: impl Fn(Option<&str>) -> bool,
-) -> BTreeSet<&'a str> {
-    let mut seen = BTreeSet::from([root]);
-    let mut queue = VecDeque::from([root]);
-    while let Some(id) = queue.pop_front() {
-        for d in nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or(&[]) {
-            if d.dep_kinds.iter().any(|k| follow(k.kind.as_deref())) && seen.insert(d.pkg.as_str())
-            {
-                queue.push_back(d.pkg.as_str());
-            }
-        }
+    let (host, runtime): (Vec<_>, Vec<_>) = seen.into_iter().partition(|(_, h)| *h);
+    let runtime: BTreeSet<&str> = runtime.into_iter().map(|(id, _)| id).collect();
+    Walk {
+        host: host
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !runtime.contains(id))
+            .collect(),
+        runtime,
+        edges,
     }
-    seen
 }

@@ -82,6 +82,9 @@ pub struct CargoSource {
     pub features: Vec<String>,
     pub all_features: bool,
     pub no_default_features: bool,
+    /// The units the build compiled: the graph keeps only these ([`metadata`]). `None` (no
+    /// build seen): cargo metadata's resolve as it is, weak `dep?/feature` deps included.
+    pub units: Option<crate::cargo::Units>,
 }
 
 impl CargoSource {
@@ -93,7 +96,14 @@ impl CargoSource {
             features: features.features.clone(),
             all_features: features.all_features,
             no_default_features: features.no_default_features,
+            units: None,
         }
+    }
+
+    /// With the units the build compiled.
+    pub fn compiled(mut self, units: crate::cargo::Units) -> Self {
+        self.units = Some(units);
+        self
     }
 }
 

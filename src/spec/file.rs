@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ExtraFile, ImagePath, ImageSpec, Location, RunConfig, SpecError};
+use super::confine::{Roots, SourcePolicy};
+use super::{ExtraFile, ImagePath, ImageSpec, Location, RootfsItem, RunConfig, SpecError};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 
 type Result<T, E = SpecError> = std::result::Result<T, E>;
@@ -19,27 +20,29 @@ pub(super) struct RawSpec {
     name: Option<Spanned<String>>,
     repository: Option<Spanned<String>>,
     tags: Option<Vec<Spanned<String>>>,
-    version: Option<String>,
+    version: Option<Spanned<String>>,
     platforms: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     binaries: BTreeMap<Spanned<String>, String>,
     binary_path: Option<Spanned<String>>,
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
+    entrypoint: Option<Vec<Spanned<String>>>,
+    cmd: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    env: BTreeMap<Spanned<String>, String>,
-    user: Option<String>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+    user: Option<Spanned<String>>,
     workdir: Option<Spanned<String>>,
     #[serde(default)]
     exposed_ports: Vec<Spanned<String>>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<Spanned<String>, Spanned<String>>,
     #[serde(default)]
-    annotations: BTreeMap<String, String>,
-    stop_signal: Option<String>,
+    annotations: BTreeMap<Spanned<String>, Spanned<String>>,
+    stop_signal: Option<Spanned<String>>,
     #[serde(default)]
     files: Vec<RawFile>,
     bin: Option<Spanned<String>>,
+    rootfs: Option<Vec<Spanned<String>>>,
+    base: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -54,9 +57,21 @@ struct RawFile {
 pub(super) struct Source<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    sources: SourcePolicy,
+    /// Where confined sources may resolve; found at the first source.
+    roots: std::cell::OnceCell<Roots>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub fn new(path: &'a Path, text: &'a str, sources: SourcePolicy) -> Self {
+        Source {
+            path,
+            text,
+            sources,
+            roots: Default::default(),
+        }
+    }
+
     pub fn location(&self, span: Option<Range<usize>>) -> Location {
         location(self.path, self.text, span)
     }
@@ -87,29 +102,53 @@ impl Source<'_> {
             .map(|s| ImagePath::parse(s.get_ref()).map_err(|m| self.invalid(Some(s.span()), m)))
             .transpose()?;
         let config = RunConfig {
-            entrypoint: raw.entrypoint,
-            cmd: raw.cmd,
+            entrypoint: raw.entrypoint.map(|v| self.texts(v)).transpose()?,
+            cmd: raw.cmd.map(|v| self.texts(v)).transpose()?,
             env: self.env(raw.env)?,
-            user: raw.user,
+            user: raw.user.map(|s| self.text(s)).transpose()?,
             workdir: self.workdir(raw.workdir)?,
             exposed_ports: self.ports(raw.exposed_ports)?,
-            labels: raw.labels,
-            stop_signal: raw.stop_signal,
+            labels: self.pairs(raw.labels)?,
+            stop_signal: raw.stop_signal.map(|s| self.text(s)).transpose()?,
         };
         Ok(ImageSpec {
             name,
-            repository: raw.repository.map(Spanned::into_inner),
+            repository: raw.repository.map(|s| self.text(s)).transpose()?,
             tags,
-            version: raw.version,
+            version: raw.version.map(|s| self.text(s)).transpose()?,
             platforms,
             platforms_explicit,
             binaries,
             binary_path,
             config,
-            annotations: raw.annotations,
+            annotations: self.pairs(raw.annotations)?,
             files: self.files(raw.files)?,
             bin: self.bin(raw.bin)?,
+            rootfs: self.rootfs(raw.rootfs.unwrap_or_default())?,
+            base: self.base(raw.base)?,
         })
+    }
+
+    /// `rootfs = ["ca-certificates", …]`: known items, in their canonical order.
+    fn rootfs(&self, raw: Vec<Spanned<String>>) -> Result<Vec<RootfsItem>> {
+        let items = raw
+            .iter()
+            .map(|s| RootfsItem::parse(s.get_ref()).map_err(|m| self.invalid(Some(s.span()), m)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RootfsItem::normalise(items))
+    }
+
+    /// `base = "REGISTRY/REPO[:TAG][@sha256:…]"`.
+    fn base(&self, raw: Option<Spanned<String>>) -> Result<Option<crate::oci::Reference>> {
+        raw.map(|s| {
+            crate::oci::Reference::parse(s.get_ref()).map_err(|e| {
+                self.invalid(
+                    Some(s.span()),
+                    format!("base: {e}; write it as REGISTRY/REPO[:TAG][@sha256:…]"),
+                )
+            })
+        })
+        .transpose()
     }
 
     fn name(&self, name: Option<Spanned<String>>, default: Option<&str>) -> Result<String> {
@@ -180,7 +219,40 @@ impl Source<'_> {
         Ok((platforms, explicit, binaries))
     }
 
-    fn env(&self, raw: BTreeMap<Spanned<String>, String>) -> Result<BTreeMap<String, String>> {
+    /// A string that goes into the image config or index: no NUL, which the runtime's C
+    /// strings (argv, environ, labels) would cut or refuse.
+    fn text(&self, s: Spanned<String>) -> Result<String> {
+        match s.get_ref().find('\0') {
+            Some(at) => Err(self.invalid(
+                Some(s.span()),
+                format!(
+                    "`{}` contains a NUL byte (at byte {at}), which no process argument, \
+                     environment variable or label can hold; remove it",
+                    s.get_ref().escape_default()
+                ),
+            )),
+            None => Ok(s.into_inner()),
+        }
+    }
+
+    fn texts(&self, v: Vec<Spanned<String>>) -> Result<Vec<String>> {
+        v.into_iter().map(|s| self.text(s)).collect()
+    }
+
+    /// Labels and annotations: keys and values checked alike.
+    fn pairs(
+        &self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+    ) -> Result<BTreeMap<String, String>> {
+        raw.into_iter()
+            .map(|(k, v)| Ok((self.text(k)?, self.text(v)?)))
+            .collect()
+    }
+
+    fn env(
+        &self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+    ) -> Result<BTreeMap<String, String>> {
         let mut env = BTreeMap::new();
         for (k, v) in raw {
             if k.get_ref().is_empty() || k.get_ref().contains('=') {
@@ -189,7 +261,7 @@ impl Source<'_> {
                     format!("bad environment variable name `{}`", k.get_ref()),
                 ));
             }
-            env.insert(k.into_inner(), v);
+            env.insert(self.text(k)?, self.text(v)?);
         }
         Ok(env)
     }
@@ -232,7 +304,7 @@ impl Source<'_> {
             Some(w) if !w.get_ref().starts_with('/') => {
                 Err(self.invalid(Some(w.span()), "`workdir` must be an absolute path".into()))
             }
-            w => Ok(w.map(Spanned::into_inner)),
+            w => w.map(|w| self.text(w)).transpose(),
         }
     }
 
@@ -263,16 +335,36 @@ impl Source<'_> {
         Ok(files)
     }
 
-    /// A `files[].source`: a readable file, relative to the definition.
+    /// A `files[].source`: a readable file, relative to the definition, resolved through its
+    /// symlinks; confined (see [`super::confine`]) unless the policy says otherwise.
     fn source_file(&self, s: &Spanned<String>) -> Result<PathBuf> {
         let p = self.resolve(s.get_ref());
-        if !p.is_file() {
-            return Err(self.invalid(
-                Some(s.span()),
-                format!("source {} is not a readable file", p.display()),
-            ));
+        let real = match p.canonicalize() {
+            Ok(real) if real.is_file() => real,
+            _ => {
+                return Err(self.invalid(
+                    Some(s.span()),
+                    format!("source {} is not a readable file", p.display()),
+                ))
+            }
+        };
+        if self.sources == SourcePolicy::Confined {
+            let roots = self.roots.get_or_init(|| Roots::around(self.path));
+            if !roots.admit(&real) {
+                return Err(self.invalid(
+                    Some(s.span()),
+                    format!(
+                        "source {} resolves to {}, which is not inside the definition's \
+                         directory, workspace or repository ({}; .git excluded): move it \
+                         there, or pass --allow-outside-sources to build from it",
+                        p.display(),
+                        real.display(),
+                        roots.describe()
+                    ),
+                ));
+            }
         }
-        Ok(p)
+        Ok(real)
     }
 }
 

@@ -1,9 +1,12 @@
 //! The image definition (`images/*.toml`, or `[package.metadata.ironstar]`): what goes in an
 //! image besides the binaries, and where each platform's binary comes from. Errors name the file
-//! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]).
+//! and the line. `file` reads the format, `path` holds paths inside the image ([`ImagePath`]),
+//! `rootfs` the rootfs items ([`RootfsItem`]).
 
+mod confine;
 mod file;
 mod path;
+mod rootfs;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,8 +16,10 @@ use serde::Deserialize;
 
 use crate::platform::Platform;
 
+pub use confine::SourcePolicy;
 pub use file::check_tag;
 pub use path::ImagePath;
+pub use rootfs::{parse_rootfs_flag, RootfsItem};
 
 /// Where a problem in a definition file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,31 +96,49 @@ pub struct ImageSpec {
     /// With `--cargo`: which of the package's binary targets the image runs (`bin = "…"`);
     /// `None`: `--bin`, else the package's only binary, else its `default-run`.
     pub bin: Option<String>,
+    /// The rootfs items, in [`RootfsItem::ALL`]'s order, each once.
+    pub rootfs: Vec<RootfsItem>,
+    /// The image our layers go on top of; `None`: `FROM scratch`.
+    pub base: Option<crate::oci::Reference>,
 }
 
 impl ImageSpec {
-    /// Read and check the definition at `path`.
+    /// Read and check the definition at `path`, its `files[].source` confined
+    /// ([`SourcePolicy::Confined`]).
     pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with(path, SourcePolicy::Confined)
+    }
+
+    /// Read and check the definition at `path`, its sources as `sources` says.
+    pub fn load_with(path: &Path, sources: SourcePolicy) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, sources)
     }
 
     /// Parse a definition; `path` names it in errors and anchors its relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        Self::parse_with(path, text, SourcePolicy::Confined)
+    }
+
+    fn parse_with(path: &Path, text: &str, sources: SourcePolicy) -> Result<Self> {
         let raw: file::RawSpec = toml::from_str(text).map_err(|e| SpecError::Invalid {
             at: file::location(path, text, e.span()),
             message: e.message().trim().to_string(),
         })?;
-        file::Source { path, text }.spec(raw, None)
+        file::Source::new(path, text, sources).spec(raw, None)
     }
 
     /// The definition under `[package.metadata.ironstar]` of the Cargo.toml at `path`, if any,
     /// with the same keys as a definition file; `name` defaults to `package`. Errors name
     /// Cargo.toml with line and column.
-    pub fn load_cargo_metadata(path: &Path, package: &str) -> Result<Option<Self>> {
+    pub fn load_cargo_metadata(
+        path: &Path,
+        package: &str,
+        sources: SourcePolicy,
+    ) -> Result<Option<Self>> {
         #[derive(Deserialize)]
         struct Manifest {
             package: Option<Package>,
@@ -137,7 +160,7 @@ impl ImageSpec {
             message: e.message().trim().to_string(),
         })?;
         let raw = manifest.package.and_then(|p| p.metadata?.ironstar);
-        let source = file::Source { path, text: &text };
+        let source = file::Source::new(path, &text, sources);
         raw.map(|raw| source.spec(raw, Some(package))).transpose()
     }
 
@@ -229,6 +252,29 @@ mode = 0o1777
         assert_eq!(s.files[0].mode, 0o1777);
         assert_eq!(s.files[0].path.relative(), "tmp");
         assert_eq!(s.config.exposed_ports, ["53/udp", "8080"]);
+        assert!(s.rootfs.is_empty() && s.base.is_none());
+    }
+
+    #[test]
+    fn reads_rootfs_items_and_a_base() {
+        let s = parse(
+            "name = \"app\"\nrootfs = [\"tmp\", \"ca-certificates\", \"tmp\"]\nbase = \"127.0.0.1:5000/base:v1\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.rootfs, [RootfsItem::CaCertificates, RootfsItem::Tmp]);
+        let base = s.base.unwrap();
+        assert_eq!(base.repository.to_string(), "127.0.0.1:5000/base");
+        let e = parse("name = \"app\"\nrootfs = [\"tzdat\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images/x.toml:2:11:") && e.contains("tzdata"),
+            "{e}"
+        );
+        let e = parse("name = \"app\"\nbase = \"Bad Ref\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("images/x.toml:2:8:"), "{e}");
     }
 
     #[test]
@@ -258,12 +304,14 @@ mode = 0o1777
         let manifest = tmp.path().join("Cargo.toml");
         let head = "[package]\nname = \"svc\"\nversion = \"1.0.0\"\n\n";
         std::fs::write(&manifest, head).unwrap();
-        assert!(ImageSpec::load_cargo_metadata(&manifest, "svc")
-            .unwrap()
-            .is_none());
-        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\n";
+        assert!(
+            ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
+                .unwrap()
+                .is_none()
+        );
+        let meta = "[package.metadata.ironstar]\ntags = [\"v1\"]\nplatforms = [\"linux/arm64\"]\nrootfs = [\"tmp\"]\n";
         std::fs::write(&manifest, format!("{head}{meta}")).unwrap();
-        let s = ImageSpec::load_cargo_metadata(&manifest, "svc")
+        let s = ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -271,12 +319,13 @@ mode = 0o1777
             ("svc", &["v1".to_string()][..])
         );
         assert_eq!(s.platforms[0].to_string(), "linux/arm64");
+        assert_eq!(s.rootfs, [RootfsItem::Tmp]);
         std::fs::write(&manifest, format!("{head}{meta}\nplatform = 1\n")).unwrap();
-        let e = ImageSpec::load_cargo_metadata(&manifest, "svc")
+        let e = ImageSpec::load_cargo_metadata(&manifest, "svc", SourcePolicy::Confined)
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with(&format!("{}:9:1:", manifest.display())),
+            e.starts_with(&format!("{}:10:1:", manifest.display())),
             "{e}"
         );
     }

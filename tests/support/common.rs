@@ -74,9 +74,37 @@ pub struct Fixtures {
 /// Build the fixture program once per test process (cargo's lock serialises test binaries).
 pub fn fixtures() -> &'static Fixtures {
     static F: OnceLock<Fixtures> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = repo().join("tests/fixtures/hello");
-        let target_dir = repo().join("target/test-fixtures/hello");
+    F.get_or_init(|| fixture_crate("hello", true))
+}
+
+/// `tests/fixtures/rootfs-probe` for both musl targets (no host build: `dynamic` is empty).
+pub fn rootfs_probe() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| fixture_crate("rootfs-probe", false))
+}
+
+/// The static busybox of each arch (Debian's busybox-static; the arm64 one unpacked by
+/// scripts/install-deps.sh): `(amd64, arm64)`.
+pub fn busybox() -> (PathBuf, PathBuf) {
+    require_tool("busybox", "busybox-static");
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share"));
+    let arm64 = data.join("ironstar/busybox-arm64/bin/busybox");
+    assert!(
+        arm64.is_file(),
+        "no arm64 busybox at {}: sh scripts/install-deps.sh unpacks Debian's busybox-static:arm64 there",
+        arm64.display()
+    );
+    (PathBuf::from("/bin/busybox"), arm64)
+}
+
+/// A fixture crate of `tests/fixtures/` built static for amd64 and arm64 (musl, rust-lld), and
+/// for the host when `host`.
+fn fixture_crate(name: &str, host: bool) -> Fixtures {
+    {
+        let dir = repo().join("tests/fixtures").join(name);
+        let target_dir = repo().join("target/test-fixtures").join(name);
         let build = |target: Option<&str>| {
             let mut c = Command::new(env!("CARGO"));
             c.current_dir(&dir)
@@ -94,16 +122,16 @@ pub fn fixtures() -> &'static Fixtures {
             }
             ok(&mut c);
             match target {
-                Some(t) => target_dir.join(t).join("release/hello"),
-                None => target_dir.join("release/hello"),
+                Some(t) => target_dir.join(t).join("release").join(name),
+                None => target_dir.join("release").join(name),
             }
         };
         Fixtures {
             amd64: build(Some("x86_64-unknown-linux-musl")),
             arm64: build(Some("aarch64-unknown-linux-musl")),
-            dynamic: build(None),
+            dynamic: if host { build(None) } else { PathBuf::new() },
         }
-    })
+    }
 }
 
 /// `ironstar build` of the two fixture binaries into `out`; returns the index digest.

@@ -42,6 +42,9 @@ pub struct Faults {
     /// Answer 403 DENIED to every manifest `PUT` of this repository (its path, `org/app`), as a
     /// registry refusing one repository to a token does.
     pub refuse_manifests_of: Option<String>,
+    /// Answer 403 DENIED to a manifest `PUT` whose path ends with this (e.g. `.sig`), as a
+    /// registry whose policy refuses such tags.
+    pub deny_manifest_suffix: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -271,6 +274,15 @@ fn handle(
         return Ok(());
     }
     if f.refuse_mounts && method == "POST" && path.contains("mount=") {
+        read_body(&mut conn, &mut body, content_length)?;
+        let what = format!("{method} {short_path}");
+        refuse(&mut conn, s, &s.faults, &what, "403 Forbidden", "");
+        return Ok(());
+    }
+    let denied = f
+        .deny_manifest_suffix
+        .is_some_and(|x| short_path.contains("/manifests/") && short_path.ends_with(x));
+    if method == "PUT" && denied {
         read_body(&mut conn, &mut body, content_length)?;
         let what = format!("{method} {short_path}");
         refuse(&mut conn, s, &s.faults, &what, "403 Forbidden", "");
