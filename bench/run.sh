@@ -3,6 +3,8 @@
 # and the puller's side: containerd and podman pulling gzip and zstd images.
 #   bash bench/run.sh [--sizes fixture,5,50,500] [--rounds N] [--rounds-500 N] [--delay-ms 20]
 #                     [--level N] [--zstd-level N] [--pull-sizes fixture]
+#   bash bench/run.sh --workspace [--rounds N] [--delay-ms 20]   (issue 19: N images together
+#     against N single publishes, bench/workspace.py; needs zig and cargo-zigbuild, no buildah)
 # Needs: docker-registry, skopeo, buildah, containerd (+ ctr), podman, GNU time (/usr/bin/time,
 # Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
@@ -10,6 +12,11 @@
 # Writes inputs, layouts, registries under target/bench/, JSON to target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--workspace" ]; then
+  shift
+  cargo build --release --quiet --bins
+  exec python3 bench/workspace.py "$@"
+fi
 for t in docker-registry skopeo buildah containerd ctr podman python3 rustc cargo; do
   command -v "$t" >/dev/null || { echo "bench: missing $t" >&2; exit 1; }
 done

@@ -262,6 +262,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         None => Vec::new(),
     };
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
+    let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec));
     let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
     let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
     Ok(BuildReport {
@@ -488,6 +489,13 @@ fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap
     }
     m.extend(spec.annotations.clone());
     m
+}
+
+/// The top-level annotations of the layout's `index.json`.
+fn layout_annotations(spec: &ImageSpec) -> BTreeMap<String, String> {
+    let repo = spec.repository.iter();
+    repo.map(|r| (annotation::REPOSITORY.to_string(), r.clone()))
+        .collect()
 }
 
 #[cfg(test)]

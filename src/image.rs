@@ -221,6 +221,18 @@ pub fn layout_index(index: &BlobRef, tags: &[String]) -> Result<Vec<u8>, ImageEr
     Ok(canonical(&b.build().map_err(spec_err("index.json"))?))
 }
 
+/// `index.json` (as [`layout_index`] made it) with `annotations` at its top level: what the
+/// layout says of itself (the repository its definition names), never part of a digest.
+pub fn annotate_layout_index(index_json: &[u8], annotations: &BTreeMap<String, String>) -> Vec<u8> {
+    if annotations.is_empty() {
+        return index_json.to_vec();
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(index_json).expect("index.json built in memory");
+    v["annotations"] = serde_json::json!(annotations);
+    canonical(&v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

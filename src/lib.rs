@@ -16,7 +16,9 @@
 //!   and SIGHUP;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
 //! - [`cargo`]: cross-building a crate for every platform of an image;
-//! - [`definition`]: which image definition a build uses (file, Cargo.toml metadata, flags);
+//! - [`definition`]: which image definitions a build uses (file, Cargo.toml metadata, flags);
+//! - [`publish`]: several images at once (a workspace's): layouts side by side, repositories
+//!   named as ko names them; [`resolve`]: `ironstar://NAME` references in YAML;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
@@ -38,8 +40,10 @@ pub mod layout;
 pub mod load;
 pub mod oci;
 pub mod platform;
+pub mod publish;
 pub mod push;
 pub mod registry;
+pub mod resolve;
 pub mod rootfs;
 pub mod sbom;
 pub mod sign;

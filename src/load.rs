@@ -87,6 +87,20 @@ pub fn load(
     })
 }
 
+/// Load `platform` of the layout at `dir` (its only image) into `engine` as `repo_tag`, as
+/// `ironstar resolve --local` does for each image; the names the engine reports.
+pub fn load_layout(
+    engine: &str,
+    dir: &Path,
+    platform: &'static crate::platform::Platform,
+    repo_tag: &str,
+) -> Result<Vec<String>, LoadError> {
+    let layout = Layout::open(dir).map_err(ArchiveError::from)?;
+    let resolved = layout.resolve(None).map_err(ArchiveError::from)?;
+    let image = archive::select(&layout, &resolved, platform)?;
+    load(engine, &layout, &image, repo_tag)
+}
+
 /// Write an archive to `path` atomically: a temporary file beside it, renamed into place only when
 /// complete, so a failure never leaves half an archive under the name.
 pub fn write_file<F>(path: &Path, write: F) -> Result<PathBuf, LoadError>

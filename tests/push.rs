@@ -77,7 +77,9 @@ fn pushes_two_platforms_that_skopeo_pulls_and_runs() {
     assert_eq!(out, format!("{image}\n"), "stdout must be exactly one line");
     assert_eq!(
         std::fs::read_to_string(&gh).unwrap(),
-        format!("earlier=1\ndigest={digest}\nimage={image}\n")
+        // `images` (name → reference, as several images write it) too; the name is the
+        // layout's title (no image file here).
+        format!("earlier=1\ndigest={digest}\nimage={image}\nimages={{\"hello\":\"{image}\"}}\n")
     );
 
     for tag in ["v1", "latest"] {

@@ -11,6 +11,9 @@ use super::{run_captured, CargoError, Result};
 pub(super) struct Metadata {
     pub packages: Vec<Package>,
     pub workspace_members: Vec<String>,
+    /// What cargo builds with no package named, for the manifest it was given (cargo ≥ 1.71).
+    #[serde(default)]
+    pub workspace_default_members: Option<Vec<String>>,
     pub workspace_root: PathBuf,
     pub target_directory: PathBuf,
 }
@@ -48,7 +51,7 @@ pub(super) fn find_manifest(start: &Path) -> Option<PathBuf> {
         .find(|m| m.is_file())
 }
 
-fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+pub(super) fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     let v: Vec<&str> = it.collect();
     if v.is_empty() {
         "none".into()
@@ -57,88 +60,34 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-/// `--package`, else the package of `--manifest-path`, else the package whose directory holds
-/// `start` (the image file's directory, or the current one), else the workspace's only package
-/// with a binary.
-pub(super) fn select_package<'m>(
-    meta: &'m Metadata,
-    by_name: Option<&str>,
-    manifest: &Path,
-    start: &Path,
-) -> Result<&'m Package> {
-    let members: Vec<&Package> = meta
-        .packages
-        .iter()
-        .filter(|p| meta.workspace_members.contains(&p.id))
-        .collect();
-    let available = || names(members.iter().map(|p| p.name.as_str()));
-    if let Some(name) = by_name {
-        return members
-            .iter()
-            .copied()
-            .find(|p| p.name == name)
-            .ok_or_else(|| CargoError::UnknownPackage {
-                package: name.to_string(),
-                workspace: meta.workspace_root.clone(),
-                available: available(),
-            });
-    }
-    let manifest = manifest.canonicalize().unwrap_or(manifest.to_path_buf());
-    if let Some(p) = members.iter().find(|p| p.manifest_path == manifest) {
-        return Ok(p);
-    }
-    let owner = members
-        .iter()
-        .filter_map(|p| {
-            let d = p.manifest_path.parent()?;
-            start.starts_with(d).then_some((d.components().count(), *p))
-        })
-        .max_by_key(|(depth, _)| *depth);
-    if let Some((_, p)) = owner {
-        return Ok(p);
-    }
-    let with_bins: Vec<&Package> = members
-        .iter()
-        .copied()
-        .filter(|p| p.targets.iter().any(is_bin))
-        .collect();
-    match with_bins.as_slice() {
-        [only] => Ok(only),
-        _ => Err(CargoError::AmbiguousPackage {
-            workspace: meta.workspace_root.clone(),
-            available: available(),
-        }),
-    }
-}
-
-fn is_bin(t: &Target) -> bool {
+pub(super) fn is_bin(t: &Target) -> bool {
     t.kind.iter().any(|k| k == "bin")
 }
 
-/// `--bin`, else the only binary, else `default-run`.
-pub(super) fn select_binary(package: &Package, by_name: Option<&str>) -> Result<String> {
-    let bins: Vec<&str> = package
-        .targets
-        .iter()
-        .filter(|t| is_bin(t))
-        .map(|t| t.name.as_str())
-        .collect();
-    let available = || names(bins.iter().copied());
-    match (by_name, bins.as_slice()) {
+/// `by_name` (`--bin`, or the image definition's `bin`), else the only binary, else `default-run`.
+pub(super) fn select_binary(
+    package: &str,
+    bins: &[String],
+    default_run: Option<&str>,
+    by_name: Option<&str>,
+) -> Result<String> {
+    let available = || names(bins.iter().map(String::as_str));
+    let has = |b: &str| bins.iter().any(|x| x == b);
+    match (by_name, bins) {
         (_, []) => Err(CargoError::NoBinary {
-            package: package.name.clone(),
+            package: package.to_string(),
         }),
-        (Some(b), _) if bins.contains(&b) => Ok(b.to_string()),
+        (Some(b), _) if has(b) => Ok(b.to_string()),
         (Some(b), _) => Err(CargoError::UnknownBinary {
-            package: package.name.clone(),
+            package: package.to_string(),
             bin: b.to_string(),
             available: available(),
         }),
-        (None, [only]) => Ok(only.to_string()),
-        (None, _) => match &package.default_run {
-            Some(d) if bins.contains(&d.as_str()) => Ok(d.clone()),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => match default_run {
+            Some(d) if has(d) => Ok(d.to_string()),
             _ => Err(CargoError::SeveralBinaries {
-                package: package.name.clone(),
+                package: package.to_string(),
                 available: available(),
             }),
         },
@@ -160,43 +109,22 @@ mod tests {
 
     #[test]
     fn picks_the_binary() {
-        let pkg = |bins: &[&str], default_run: Option<&str>| Package {
-            id: "x".into(),
-            name: "p".into(),
-            version: "1.0.0".into(),
-            manifest_path: "/p/Cargo.toml".into(),
-            targets: bins
-                .iter()
-                .map(|b| Target {
-                    name: b.to_string(),
-                    kind: vec!["bin".into()],
-                })
-                .chain([Target {
-                    name: "p".into(),
-                    kind: vec!["lib".into()],
-                }])
-                .collect(),
-            default_run: default_run.map(String::from),
+        let pick = |bins: &[&str], default_run: Option<&str>, by: Option<&str>| {
+            let bins: Vec<String> = bins.iter().map(|b| b.to_string()).collect();
+            select_binary("p", &bins, default_run, by)
         };
         assert!(matches!(
-            select_binary(&pkg(&[], None), None),
+            pick(&[], None, None),
             Err(CargoError::NoBinary { .. })
         ));
-        assert_eq!(select_binary(&pkg(&["a"], None), None).unwrap(), "a");
-        assert_eq!(
-            select_binary(&pkg(&["a", "b"], Some("b")), None).unwrap(),
-            "b"
-        );
-        assert_eq!(
-            select_binary(&pkg(&["a", "b"], None), Some("a")).unwrap(),
-            "a"
-        );
+        assert_eq!(pick(&["a"], None, None).unwrap(), "a");
+        assert_eq!(pick(&["a", "b"], Some("b"), None).unwrap(), "b");
+        assert_eq!(pick(&["a", "b"], None, Some("a")).unwrap(), "a");
+        let e = pick(&["a", "b"], None, None).unwrap_err();
+        assert!(matches!(e, CargoError::SeveralBinaries { .. }));
+        assert!(e.to_string().contains("(a, b)"), "{e}");
         assert!(matches!(
-            select_binary(&pkg(&["a", "b"], None), None),
-            Err(CargoError::SeveralBinaries { .. })
-        ));
-        assert!(matches!(
-            select_binary(&pkg(&["a"], None), Some("c")),
+            pick(&["a"], None, Some("c")),
             Err(CargoError::UnknownBinary { .. })
         ));
     }

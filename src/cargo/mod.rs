@@ -19,6 +19,7 @@ mod config;
 mod env;
 mod metadata;
 mod run;
+mod select;
 mod toolchain;
 
 use std::collections::BTreeMap;
@@ -45,12 +46,18 @@ pub struct Features {
 #[derive(Debug, Clone, Default)]
 pub struct CargoOptions {
     pub manifest_path: Option<PathBuf>,
-    pub package: Option<String>,
-    pub bin: Option<String>,
+    /// `-p`/`--package`, repeatable.
+    pub packages: Vec<String>,
+    /// `--workspace`: every member (less `exclude`).
+    pub workspace: bool,
+    /// `--exclude`, with `workspace`.
+    pub exclude: Vec<String>,
+    /// `--bin`, repeatable: each names a binary of a selected package.
+    pub bins: Vec<String>,
     /// Cargo profile; default `release`.
     pub profile: Option<String>,
-    /// The image definition file: without `--package`/`--manifest-path`, the package whose
-    /// directory holds it is built. Without it, the package of the current directory.
+    /// The image definition file: without `--package`/`--workspace`, the package whose
+    /// directory holds it is built. Without it, cargo's default members for the manifest.
     pub image_file: Option<PathBuf>,
     pub features: Features,
     pub locked: bool,
@@ -92,8 +99,20 @@ pub enum CargoError {
         workspace: PathBuf,
         available: String,
     },
-    #[error("cannot tell which package of the workspace at {workspace} to build; give --package (one of: {available})")]
-    AmbiguousPackage {
+    #[error("no selected package of the workspace at {workspace} has a binary, so there is no image to build; give --package (members with binaries: {available})")]
+    NoBinaries {
+        workspace: PathBuf,
+        available: String,
+    },
+    #[error("--exclude needs --workspace (as cargo's does)")]
+    ExcludeWithoutWorkspace,
+    #[error("--bin {bin}: no such binary in the selected packages; it is in member `{package}`: add -p {package}")]
+    BinaryNotSelected { bin: String, package: String },
+    #[error(
+        "--bin {bin}: no such binary in the workspace at {workspace}; its binaries: {available}"
+    )]
+    UnknownWorkspaceBinary {
+        bin: String,
         workspace: PathBuf,
         available: String,
     },
@@ -105,8 +124,10 @@ pub enum CargoError {
         bin: String,
         available: String,
     },
-    #[error("package `{package}` has several binaries ({available}); choose one with --bin")]
+    #[error("package `{package}` has several binaries ({available}); choose one with --bin, or with `bin = \"…\"` in its [package.metadata.ironstar]")]
     SeveralBinaries { package: String, available: String },
+    #[error("the selection makes several images ({images}) where one is wanted; name one with --package or --bin")]
+    SeveralImages { images: String },
     #[error("{}: {message}", file.display())]
     Config { file: PathBuf, message: String },
     #[error(
@@ -135,7 +156,7 @@ pub enum CargoError {
 
 type Result<T, E = CargoError> = std::result::Result<T, E>;
 
-/// The package and binary a build is for, and where cargo runs.
+/// One image's package and binary, and where cargo runs.
 #[derive(Debug, Clone)]
 pub struct Selection {
     pub manifest_path: PathBuf,
@@ -152,15 +173,46 @@ pub struct Selection {
     cargo: OsString,
 }
 
-impl Selection {
-    /// Find the manifest, ask `cargo metadata`, and pick the package and binary.
+/// A selected workspace member and its binary targets.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub id: String,
+    pub manifest_path: PathBuf,
+    pub version: String,
+    /// Its binary targets.
+    pub bins: Vec<String>,
+    default_run: Option<String>,
+    /// The binaries `--bin` named in it; empty: none named.
+    named_bins: Vec<String>,
+}
+
+/// The members a build selects, as cargo selects them ([`select`]), before their binaries are
+/// chosen: a member's image definition may name one.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub manifest_path: PathBuf,
+    pub dir: PathBuf,
+    pub workspace_root: PathBuf,
+    pub target_directory: PathBuf,
+    /// In the workspace's order.
+    pub members: Vec<Member>,
+    cargo: OsString,
+}
+
+impl Workspace {
+    /// Find the manifest, ask `cargo metadata`, and select the members.
     pub fn resolve(opts: &CargoOptions) -> Result<Self> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let cwd = std::env::current_dir()?;
-        let start = match (&opts.manifest_path, &opts.image_file) {
-            (Some(m), _) => absolute(&cwd, m).parent().map(Path::to_path_buf),
-            (None, Some(f)) => absolute(&cwd, f).parent().map(Path::to_path_buf),
-            (None, None) => None,
+        let image_dir = opts
+            .image_file
+            .as_ref()
+            .and_then(|f| absolute(&cwd, f).parent().map(Path::to_path_buf))
+            .map(|d| d.canonicalize().unwrap_or(d));
+        let start = match &opts.manifest_path {
+            Some(m) => absolute(&cwd, m).parent().map(Path::to_path_buf),
+            None => image_dir.clone(),
         }
         .unwrap_or_else(|| cwd.clone());
         let start = start.canonicalize().unwrap_or(start);
@@ -180,20 +232,95 @@ impl Selection {
             cmd.env("CARGO_TARGET_DIR", absolute(&cwd, t));
         }
         let meta = metadata::metadata(cmd, &manifest)?;
-        let package = metadata::select_package(&meta, opts.package.as_deref(), &manifest, &start)?;
-        let bin = metadata::select_binary(package, opts.bin.as_deref())?;
-        Ok(Selection {
-            manifest_path: manifest.clone(),
+        let members = select::select(&meta, opts, &manifest, image_dir.as_deref())?
+            .into_iter()
+            .map(|(p, named_bins)| Member {
+                name: p.name.clone(),
+                id: p.id.clone(),
+                manifest_path: p.manifest_path.clone(),
+                version: p.version.clone(),
+                bins: p
+                    .targets
+                    .iter()
+                    .filter(|t| metadata::is_bin(t))
+                    .map(|t| t.name.clone())
+                    .collect(),
+                default_run: p.default_run.clone(),
+                named_bins,
+            })
+            .collect();
+        Ok(Workspace {
+            manifest_path: manifest,
             dir,
-            package: package.name.clone(),
-            package_id: package.id.clone(),
-            package_manifest: package.manifest_path.clone(),
-            version: package.version.clone(),
-            bin,
             workspace_root: meta.workspace_root.clone(),
             target_directory: meta.target_directory.clone(),
+            members,
             cargo,
         })
+    }
+
+    /// The images of `member`: one per binary `--bin` named in it, else `defined` (its image
+    /// definition's `bin`), else its only binary or its `default-run`.
+    pub fn selections(&self, member: &Member, defined: Option<&str>) -> Result<Vec<Selection>> {
+        let bins = match (member.named_bins.is_empty(), defined) {
+            (false, _) => member.named_bins.clone(),
+            (true, by_name) => vec![metadata::select_binary(
+                &member.name,
+                &member.bins,
+                member.default_run.as_deref(),
+                by_name,
+            )?],
+        };
+        Ok(bins
+            .into_iter()
+            .map(|bin| Selection {
+                manifest_path: self.manifest_path.clone(),
+                dir: self.dir.clone(),
+                package: member.name.clone(),
+                package_id: member.id.clone(),
+                package_manifest: member.manifest_path.clone(),
+                version: member.version.clone(),
+                bin,
+                workspace_root: self.workspace_root.clone(),
+                target_directory: self.target_directory.clone(),
+                cargo: self.cargo.clone(),
+            })
+            .collect())
+    }
+}
+
+impl Member {
+    /// The image definition under `[package.metadata.ironstar]` of the member's Cargo.toml,
+    /// named after the package unless it says otherwise.
+    pub fn image_spec(&self, sources: SourcePolicy) -> Result<Option<ImageSpec>, SpecError> {
+        ImageSpec::load_cargo_metadata(&self.manifest_path, &self.name, sources)
+    }
+}
+
+impl Selection {
+    /// The one package and binary `opts` select (a build of one image): each selected member's
+    /// definition may name its binary; more than one image is an error.
+    pub fn resolve(opts: &CargoOptions) -> Result<Self> {
+        let ws = Workspace::resolve(opts)?;
+        let mut all = Vec::new();
+        for m in &ws.members {
+            let defined = m
+                .image_spec(SourcePolicy::Confined)
+                .ok()
+                .flatten()
+                .and_then(|s| s.bin);
+            all.extend(ws.selections(m, defined.as_deref())?);
+        }
+        match all.len() {
+            1 => Ok(all.pop().expect("one")),
+            _ => Err(CargoError::SeveralImages {
+                images: all
+                    .iter()
+                    .map(|s| format!("{} ({})", s.bin, s.package))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
     }
 
     /// The image definition under `[package.metadata.ironstar]` of the package's Cargo.toml,
@@ -220,6 +347,28 @@ pub fn build(
     opts: &CargoOptions,
     platforms: &[&'static Platform],
 ) -> Result<CargoOutput> {
+    let mut out = build_all(&[(sel, platforms)], opts)?;
+    Ok(out.pop().expect("one output per selection"))
+}
+
+/// Build every selection's binary, each for its platforms, in ONE cargo invocation
+/// (`-p A --bin a -p B --bin b --target T1 --target T2 …`): cargo builds each binary for every
+/// target given, so an image with fewer platforms than another leaves some binaries unused.
+/// The selections come from one [`Workspace`]. One output per selection, in order.
+pub fn build_all(
+    units: &[(&Selection, &[&'static Platform])],
+    opts: &CargoOptions,
+) -> Result<Vec<CargoOutput>> {
+    let Some((sel, _)) = units.first() else {
+        return Ok(Vec::new());
+    };
+    let mut platforms: Vec<&'static Platform> = Vec::new();
+    for p in units.iter().flat_map(|(_, ps)| ps.iter()) {
+        if !platforms.contains(p) {
+            platforms.push(p);
+        }
+    }
+    platforms.sort_by_key(|p| crate::platform::PLATFORMS.iter().position(|q| q == *p));
     let rustc = toolchain::Rustc::probe(&sel.dir)?;
     if let Some(p) = platforms.iter().find(|p| !rustc.has_target(p.rust_target)) {
         return Err(CargoError::MissingTarget {
@@ -236,7 +385,7 @@ pub fn build(
         .unwrap_or_else(|| sel.target_directory.clone());
     let inputs = env::Inputs {
         toolchain: &toolchain,
-        platforms,
+        platforms: &platforms,
         compiles_c,
         dir: &sel.dir,
         remaps: remaps(sel, &target_dir),
@@ -249,29 +398,38 @@ pub fn build(
             set.push(("SOURCE_DATE_EPOCH".into(), t.to_string().into()));
         }
     }
-    let (cmd, shown) = build_command(sel, opts, platforms, &toolchain, &target_dir);
-    let mut cmd = cmd;
+    let selections: Vec<&Selection> = units.iter().map(|(s, _)| *s).collect();
+    let (mut cmd, shown) = build_command(&selections, opts, &platforms, &toolchain, &target_dir);
     cmd.envs(set);
     tracing::info!("{shown}");
     let want = run::Wanted {
-        package_id: &sel.package_id,
-        bin: &sel.bin,
-        platforms,
+        units: selections
+            .iter()
+            .map(|s| (s.package_id.as_str(), s.bin.as_str()))
+            .collect(),
+        platforms: &platforms,
         target_dir: &target_dir,
     };
-    let (binaries, units) = run::run(cmd, &shown, &want)?;
-    let debug_info = binaries
+    let (built, compiled) = run::run(cmd, &shown, &want)?;
+    Ok(units
         .iter()
-        .filter(|(_, b)| has_debug_info(b))
-        .map(|(p, _)| p.clone())
-        .collect();
-    Ok(CargoOutput {
-        binaries,
-        version: Some(sel.version.clone()),
-        name: Some(sel.package.clone()),
-        debug_info,
-        units,
-    })
+        .zip(built)
+        .map(|((sel, ps), mut binaries)| {
+            binaries.retain(|p, _| ps.iter().any(|q| &q.to_string() == p));
+            let debug_info = binaries
+                .iter()
+                .filter(|(_, b)| has_debug_info(b))
+                .map(|(p, _)| p.clone())
+                .collect();
+            CargoOutput {
+                binaries,
+                version: Some(sel.version.clone()),
+                name: Some(sel.package.clone()),
+                debug_info,
+                units: compiled.clone(),
+            }
+        })
+        .collect())
 }
 
 /// Paths that would otherwise end up in panic messages and debug info. When several prefixes
@@ -286,22 +444,30 @@ fn remaps(sel: &Selection, target_dir: &Path) -> Vec<(PathBuf, &'static str)> {
     remaps
 }
 
-/// `cargo build` (or `cargo-zigbuild zigbuild`) with every flag, and how to show it.
+/// `cargo build` (or `cargo-zigbuild zigbuild`) with every flag, and how to show it: each
+/// package and binary once.
 fn build_command(
-    sel: &Selection,
+    selections: &[&Selection],
     opts: &CargoOptions,
     platforms: &[&'static Platform],
     toolchain: &Toolchain,
     target_dir: &Path,
 ) -> (Command, String) {
+    let sel = selections[0];
     let profile = opts.profile.as_deref().unwrap_or("release");
     let (program, sub) = toolchain.command(&sel.cargo);
     let mut args: Vec<OsString> = vec![sub.into()];
     let mut push = |a: &str| args.push(a.into());
     push("--message-format=json-render-diagnostics");
-    for (flag, value) in [("--package", &sel.package), ("--bin", &sel.bin)] {
-        push(flag);
-        push(value);
+    let mut given: Vec<(&str, &str)> = Vec::new();
+    for s in selections {
+        for (flag, value) in [("--package", &s.package), ("--bin", &s.bin)] {
+            if !given.contains(&(flag, value.as_str())) {
+                given.push((flag, value));
+                push(flag);
+                push(value);
+            }
+        }
     }
     push("--profile");
     push(profile);

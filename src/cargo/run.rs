@@ -101,22 +101,22 @@ impl Drop for Running {
     }
 }
 
-/// What the build must produce: one package's binary for some platforms.
+/// What the build must produce: binaries (package id, binary name), each for every platform.
 pub(super) struct Wanted<'a> {
-    pub package_id: &'a str,
-    pub bin: &'a str,
+    pub units: Vec<(&'a str, &'a str)>,
     pub platforms: &'a [&'static Platform],
     /// The `--target-dir`, to tell target units from host units.
     pub target_dir: &'a Path,
 }
 
-/// Run `cmd` (a cargo build with JSON messages on stdout): the binaries by platform, and the
-/// units compiled.
+/// Run `cmd` (a cargo build with JSON messages on stdout): each wanted binary's paths by
+/// platform (in the order of `want.units`), and the units compiled (by the whole build: the
+/// packages of one build share their dependencies, features unified).
 pub(super) fn run(
     mut cmd: Command,
     shown: &str,
     want: &Wanted,
-) -> Result<(BTreeMap<String, PathBuf>, Units)> {
+) -> Result<(Vec<BTreeMap<String, PathBuf>>, Units)> {
     // Stdout carries cargo's JSON messages and nothing else reaches ours; cargo's progress and
     // the compilers' diagnostics go to our stderr.
     cmd.stdin(Stdio::null())
@@ -131,7 +131,7 @@ pub(super) fn run(
         .as_mut()
         .and_then(|c| c.stdout.take())
         .expect("piped stdout");
-    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut found: Vec<BTreeMap<String, PathBuf>> = vec![BTreeMap::new(); want.units.len()];
     let mut units = Units::default();
     let triples: Vec<&str> = want.platforms.iter().map(|p| p.rust_target).collect();
     let mut stderr = std::io::stderr();
@@ -146,9 +146,9 @@ pub(super) fn run(
         if msg.reason == "compiler-artifact" {
             units.add(&msg, want.target_dir, &triples);
         }
-        if let Some((p, exe)) = artifact(msg, want, shown)? {
+        if let Some((unit, p, exe)) = artifact(msg, want, shown)? {
             tracing::debug!("{p}: built {}", exe.display());
-            found.insert(p.to_string(), exe);
+            found[unit].insert(p.to_string(), exe);
         }
     }
     let status = child.wait()?;
@@ -158,10 +158,14 @@ pub(super) fn run(
             status,
         });
     }
-    for p in want.platforms {
-        if !found.contains_key(&p.to_string()) {
+    for ((_, bin), binaries) in want.units.iter().zip(&found) {
+        if let Some(p) = want
+            .platforms
+            .iter()
+            .find(|p| !binaries.contains_key(&p.to_string()))
+        {
             return Err(CargoError::MissingArtifact {
-                bin: want.bin.to_string(),
+                bin: bin.to_string(),
                 target: p.rust_target.to_string(),
             });
         }
@@ -169,21 +173,28 @@ pub(super) fn run(
     Ok((found, units))
 }
 
-/// The wanted binary a message announces, and its platform.
+/// The wanted binary a message announces: its unit (index in `want.units`) and platform.
 fn artifact(
     msg: Message,
     want: &Wanted,
     shown: &str,
-) -> Result<Option<(&'static Platform, PathBuf)>> {
-    if msg.reason != "compiler-artifact" || msg.package_id.as_deref() != Some(want.package_id) {
+) -> Result<Option<(usize, &'static Platform, PathBuf)>> {
+    if msg.reason != "compiler-artifact" {
         return Ok(None);
     }
-    let (Some(target), Some(exe)) = (msg.target, msg.executable) else {
+    let (Some(id), Some(target), Some(exe)) = (msg.package_id, msg.target, msg.executable) else {
         return Ok(None);
     };
-    if target.name != want.bin || !target.kind.iter().any(|k| k == "bin") {
+    if !target.kind.iter().any(|k| k == "bin") {
         return Ok(None);
     }
+    let Some(unit) = want
+        .units
+        .iter()
+        .position(|(p, b)| *p == id && *b == target.name)
+    else {
+        return Ok(None);
+    };
     // With --target, cargo puts a target's artifacts in <target-dir>/<triple>/<profile>/: the
     // triple names the platform, wherever the target directory is.
     let triple = exe
@@ -192,7 +203,7 @@ fn artifact(
         .and_then(Path::file_name)
         .and_then(|s| s.to_str());
     match triple.and_then(|t| want.platforms.iter().find(|p| p.rust_target == t)) {
-        Some(p) => Ok(Some((p, exe))),
+        Some(p) => Ok(Some((unit, p, exe))),
         None => Err(CargoError::Output {
             command: shown.to_string(),
             message: format!(

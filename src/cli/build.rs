@@ -1,11 +1,14 @@
 //! `ironstar build` and `ironstar publish` flags.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use ironstar::build::{BuildOptions, BuildReport};
-use ironstar::definition::Request;
+use ironstar::definition::{Request, Resolved};
 use ironstar::platform::Platform;
+use ironstar::publish;
+use ironstar::push::Plan;
 use ironstar::spec::{self, ImageSpec};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -72,12 +75,18 @@ fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
 /// With --cargo: which package to build and how, in cargo's own spelling.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CargoArgs {
-    /// With --cargo: the package to build.
-    #[arg(long, short = 'p', requires = "cargo")]
-    pub package: Option<String>,
-    /// With --cargo: the binary target to build.
+    /// With --cargo: a package to build, one image (repeatable).
+    #[arg(long = "package", short = 'p', requires = "cargo", value_name = "SPEC")]
+    pub packages: Vec<String>,
+    /// With --cargo: every member of the workspace with a binary, one image each.
     #[arg(long, requires = "cargo")]
-    pub bin: Option<String>,
+    pub workspace: bool,
+    /// With --cargo --workspace: leave this member out (repeatable).
+    #[arg(long, requires = "workspace", value_name = "SPEC")]
+    pub exclude: Vec<String>,
+    /// With --cargo: a binary target to build, one image (repeatable; finds its package).
+    #[arg(long = "bin", requires = "cargo", value_name = "NAME")]
+    pub bins: Vec<String>,
     /// With --cargo: path to Cargo.toml.
     #[arg(long, requires = "cargo")]
     pub manifest_path: Option<PathBuf>,
@@ -117,8 +126,10 @@ impl CargoArgs {
     fn options(&self, image_file: Option<PathBuf>) -> ironstar::cargo::CargoOptions {
         ironstar::cargo::CargoOptions {
             manifest_path: self.manifest_path.clone(),
-            package: self.package.clone(),
-            bin: self.bin.clone(),
+            packages: self.packages.clone(),
+            workspace: self.workspace,
+            exclude: self.exclude.clone(),
+            bins: self.bins.clone(),
             profile: self.profile.clone(),
             image_file,
             features: ironstar::cargo::Features {
@@ -165,7 +176,7 @@ pub struct PublishArgs {
 
 impl BuildArgs {
     /// The flags as the library's build request.
-    fn request(&self) -> Request {
+    pub fn request(&self) -> Request {
         Request {
             image_file: self.image_file.clone(),
             binaries: self.binaries.clone(),
@@ -185,123 +196,208 @@ impl BuildArgs {
     }
 }
 
-pub fn run(args: &BuildArgs, quiet: bool) -> anyhow::Result<BuildReport> {
-    Ok(run_spec(args, None, quiet)?.0)
+/// One built image: what the build reported and the definition it was built from.
+pub struct BuiltImage {
+    pub report: BuildReport,
+    pub spec: ImageSpec,
 }
 
-/// Build; the report and the image definition it was built from. With --sign-key, the
-/// signatures name `repository` (publish's destination), else the image file's.
-fn run_spec(
+/// Build every image the flags select (one with an image file or `--binary`; with `--cargo`
+/// one per selected member), in name order. With --sign-key, the signatures name each image's
+/// destination (`repository`: publish's flag, as [`publish::repository_for`] applies it).
+pub fn run(
     args: &BuildArgs,
     repository: Option<&str>,
     quiet: bool,
-) -> anyhow::Result<(BuildReport, ImageSpec)> {
+) -> anyhow::Result<Vec<BuiltImage>> {
     // The key first: a wrong password fails before cargo runs.
     let signer = args.sign.signer()?;
     let request = args.request();
-    let (spec, built) = request.resolve()?;
-    let sign = match signer {
-        Some(signer) => {
-            let r = repository.filter(|r| !r.is_empty());
-            let identity = super::sign::identity(r.or(spec.repository.as_deref()))?;
-            Some(ironstar::sign::layout::LayoutSigning { signer, identity })
+    let resolved = request.resolve_all()?;
+    build_resolved(args, &request, resolved, signer, repository, quiet)
+}
+
+/// The build's stdout: with one image its index digest, with several `NAME sha256:…` a line,
+/// in name order.
+pub fn print_digests(built: &[BuiltImage]) {
+    match built {
+        [one] => println!("{}", one.report.index),
+        _ => {
+            for b in built {
+                println!("{} {}", b.spec.name, b.report.index);
+            }
         }
-        None => None,
-    };
+    }
+}
+
+/// Pack each resolved image into its layout (several in parallel), with the summary on stderr.
+pub fn build_resolved(
+    args: &BuildArgs,
+    request: &Request,
+    resolved: Vec<Resolved>,
+    signer: Option<Arc<dyn ironstar::sign::Signer>>,
+    repository: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<Vec<BuiltImage>> {
     let (source_date_epoch, note) = request.source_date_epoch_noted()?;
     if let Some(note) = note.filter(|_| !quiet) {
         eprintln!("note: {note}");
     }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("target/oci").join(&spec.name));
-    let opts = BuildOptions {
-        output,
-        source_date_epoch,
-        compression_level: args.compression_level,
-        revision: args.revision.clone(),
-        cache_dir: args.cache.dir(),
-        sbom: args.sbom.options(
-            built.as_ref().map(|b| b.source.clone()),
-            search_from,
+    let several = resolved.len() > 1;
+    let mut jobs: Vec<(&ImageSpec, BuildOptions)> = Vec::new();
+    for r in &resolved {
+        let sign = match &signer {
+            Some(signer) => {
+                let name = &r.spec.name;
+                let defined = r.spec.repository.as_deref();
+                let repo = publish::repository_for(name, defined, repository, several)?;
+                let identity = super::sign::identity(repo.as_deref())?;
+                Some(ironstar::sign::layout::LayoutSigning {
+                    signer: signer.clone(),
+                    identity,
+                })
+            }
+            None => None,
+        };
+        let output = publish::layout_dir(args.output.as_deref(), &r.spec.name, several);
+        let opts = BuildOptions {
+            output,
             source_date_epoch,
-        ),
-        sign,
-        base: ironstar::base::BaseOptions {
-            plain_http: args.base_plain_http,
-            max_attempts: 0,
-        },
-    };
-    let report = ironstar::build::build(&spec, &opts)
-        .with_context(|| format!("building image `{}`", spec.name))?;
-    if !quiet {
-        for p in &report.platforms {
-            eprintln!(
-                "{:<14} binary {:>10}  layer {:>10}{}  manifest {}",
-                p.platform.to_string(),
-                ironstar::human_bytes(p.binary_size),
-                ironstar::human_bytes(p.layer_size),
-                if p.cached { " (cached)" } else { "" },
-                p.manifest
-            );
-        }
-        if let Some((size, cached)) = report.rootfs {
-            let items: Vec<&str> = spec.rootfs.iter().map(|i| i.name()).collect();
-            eprintln!(
-                "{:<14} layer {:>10}{}  ({})",
-                "rootfs",
-                ironstar::human_bytes(size),
-                if cached { " (cached)" } else { "" },
-                items.join(", ")
-            );
-        }
-        if let Some((reference, digest, layers)) = &report.base {
-            eprintln!("{:<14} {reference} = {digest} ({layers} layers)", "base");
-        }
-        super::sbom::summary(&report, args.sbom.no_sbom);
-        if let Some(s) = &opts.sign {
-            eprintln!(
-                "signed: the index and {} platform manifest(s), for {}",
-                report.platforms.len(),
-                s.identity
-            );
-        }
-        eprintln!(
-            "index {} -> {} (tags: {})",
-            report.index,
-            report.output.display(),
-            report.tags.join(", ")
-        );
-        if let Some(out) = built.map(|b| b.output).filter(|o| !o.debug_info.is_empty()) {
-            eprintln!(
-                "note: {}: the binary carries debug info and is shipped as built; to leave it \
-                 out, set `strip = \"debuginfo\"` (or `debug = false`) under [profile.{}] in \
-                 Cargo.toml",
-                out.debug_info.join(", "),
-                args.cargo_args.profile.as_deref().unwrap_or("release"),
-            );
-        }
+            compression_level: args.compression_level,
+            revision: args.revision.clone(),
+            cache_dir: args.cache.dir(),
+            sbom: args.sbom.options(
+                r.built.as_ref().map(|b| b.source.clone()),
+                search_from,
+                source_date_epoch,
+            ),
+            sign,
+            base: ironstar::base::BaseOptions {
+                plain_http: args.base_plain_http,
+                max_attempts: 0,
+            },
+        };
+        jobs.push((&r.spec, opts));
     }
-    Ok((report, spec))
+    let reports = publish::build_all(&jobs);
+    let mut built = Vec::new();
+    for ((r, report), (_, opts)) in resolved.iter().zip(reports).zip(&jobs) {
+        let report = report.with_context(|| format!("building image `{}`", r.spec.name))?;
+        if !quiet {
+            summary(args, r, &report, opts, several);
+        }
+        built.push(BuiltImage {
+            report,
+            spec: r.spec.clone(),
+        });
+    }
+    Ok(built)
 }
 
-/// Build, then push what was built: the same image file, tags and layout.
+/// One image's summary on stderr; with several images each line names its image.
+fn summary(
+    args: &BuildArgs,
+    r: &Resolved,
+    report: &BuildReport,
+    opts: &BuildOptions,
+    several: bool,
+) {
+    let who = match several {
+        true => format!("{}: ", r.spec.name),
+        false => String::new(),
+    };
+    for p in &report.platforms {
+        eprintln!(
+            "{who}{:<14} binary {:>10}  layer {:>10}{}  manifest {}",
+            p.platform.to_string(),
+            ironstar::human_bytes(p.binary_size),
+            ironstar::human_bytes(p.layer_size),
+            if p.cached { " (cached)" } else { "" },
+            p.manifest
+        );
+    }
+    if let Some((size, cached)) = report.rootfs {
+        let items: Vec<&str> = r.spec.rootfs.iter().map(|i| i.name()).collect();
+        eprintln!(
+            "{who}{:<14} layer {:>10}{}  ({})",
+            "rootfs",
+            ironstar::human_bytes(size),
+            if cached { " (cached)" } else { "" },
+            items.join(", ")
+        );
+    }
+    if let Some((reference, digest, layers)) = &report.base {
+        eprintln!(
+            "{who}{:<14} {reference} = {digest} ({layers} layers)",
+            "base"
+        );
+    }
+    super::sbom::summary(report, args.sbom.no_sbom);
+    if let Some(s) = &opts.sign {
+        eprintln!(
+            "{who}signed: the index and {} platform manifest(s), for {}",
+            report.platforms.len(),
+            s.identity
+        );
+    }
+    eprintln!(
+        "{who}index {} -> {} (tags: {})",
+        report.index,
+        report.output.display(),
+        report.tags.join(", ")
+    );
+    if let Some(out) = r
+        .built
+        .as_ref()
+        .map(|b| &b.output)
+        .filter(|o| !o.debug_info.is_empty())
+    {
+        eprintln!(
+            "{who}note: {}: the binary carries debug info and is shipped as built; to leave it \
+             out, set `strip = \"debuginfo\"` (or `debug = false`) under [profile.{}] in \
+             Cargo.toml",
+            out.debug_info.join(", "),
+            args.cargo_args.profile.as_deref().unwrap_or("release"),
+        );
+    }
+}
+
+/// Build, then push what was built: the same definitions, tags and layouts. With several
+/// images `--repository` is a prefix ([`publish::repository_for`]).
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
     let repository = args.registry.repository.as_deref();
-    let (report, spec) = run_spec(&args.build, repository, quiet)?;
-    let plan =
-        ironstar::push::Plan::built(&report, Some(&spec), args.registry.repository.as_deref())?;
+    let built = run(&args.build, repository, quiet)?;
+    let pushes = pushes_of(&built, repository)?;
     let no_sbom = args.build.sbom.no_sbom;
-    // Signed by the build, for this push's repository: the push sends what the layout holds.
+    // Signed by the build, for this push's repositories: the push sends what the layouts hold.
     let signing = super::push::Signing::default();
-    super::push::run_plan(
-        plan,
+    let refs = super::push::run_pushes(
+        pushes,
         &args.registry,
         &args.build.cache,
         no_sbom,
         signing,
         quiet,
-    )
+    )?;
+    super::push::print_refs(&refs);
+    super::push::write_refs(&refs, &args.registry)
+}
+
+/// Where each built image goes, under its tags.
+pub fn pushes_of(
+    built: &[BuiltImage],
+    repository: Option<&str>,
+) -> anyhow::Result<Vec<(String, Plan)>> {
+    let several = built.len() > 1;
+    built
+        .iter()
+        .map(|b| {
+            let name = &b.spec.name;
+            let repo =
+                publish::repository_for(name, b.spec.repository.as_deref(), repository, several)?;
+            let plan = Plan::built(&b.report, Some(&b.spec), repo.as_deref())?;
+            Ok((name.clone(), plan))
+        })
+        .collect()
 }

@@ -4,11 +4,15 @@
 pub mod build;
 pub mod load;
 pub mod push;
+pub mod resolve;
 pub mod sbom;
 pub mod sign;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -35,6 +39,17 @@ pub enum Command {
         "Tag to record in the layout and push to the registry (repeatable; replaces the image file's tags)"
     )))]
     Publish(build::PublishArgs),
+    /// Build and publish the images that `ironstar://NAME` references in YAML name, and print
+    /// the YAML with each reference replaced by REGISTRY/REPO@DIGEST (everything else kept).
+    #[command(
+        mut_arg("cargo", |a| a.hide(true)),
+        mut_arg("image_file", |a| a.hide(true)),
+        mut_arg("binaries", |a| a.hide(true)),
+        mut_arg("tags", |a| a.help(
+            "Tag to record in the layouts and push (repeatable; replaces the definitions' tags)"
+        ))
+    )]
+    Resolve(resolve::ResolveArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),
     /// Check the cosign signatures of an image's index and every platform manifest, in a
@@ -87,14 +102,14 @@ impl CacheArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {
-            let report = build::run(&args, cli.quiet)?;
-            println!("{}", report.index);
+            build::print_digests(&build::run(&args, None, cli.quiet)?);
             Ok(())
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Load(args) => load::run(&args),
         Command::Publish(args) => build::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
+        Command::Resolve(args) => resolve::run(args, cli.quiet),
         Command::Verify(args) => sign::verify(&args, cli.quiet),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;
@@ -127,6 +142,98 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+// The entry point both binaries (`ironstar`, `cargo-ironstar`) run.
+
+pub fn main(bin_name: &'static str, args: Vec<OsString>) -> ExitCode {
+    let cli = match parse(bin_name, with_implied_flags(args)) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `ironstar` alone: the usage, on stderr, as a usage error.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            // One line, like every other error; `--help` has the rest.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            eprintln!("ironstar: error: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "ironstar=info",
+        (false, 1) => "ironstar=debug",
+        _ => "ironstar=trace,info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IRONSTAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(ironstar::stderr_is_styled())
+        .with_target(false)
+        .without_time()
+        .init();
+    // A build stopped by SIGINT, SIGTERM or SIGHUP removes its temporaries and cargo first.
+    if let Err(e) = ironstar::interrupt::install() {
+        tracing::debug!("no signal handling: {e}");
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ironstar: error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each said once: many errors already print their source
+/// (`{path}: {source}`), and the chain would repeat it.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Parse `args` (the program's name first) as `bin_name`'s command line.
+fn parse(bin_name: &'static str, args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let matches = Cli::command()
+        .bin_name(bin_name)
+        .try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// `resolve` always builds with cargo: its `--cargo` is implied (clap's `requires` between
+/// the cargo flags and `--cargo` holds only for flags given, not for defaults).
+fn with_implied_flags(mut args: Vec<OsString>) -> Vec<OsString> {
+    let sub = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|i| i + 1);
+    if let Some(i) = sub.filter(|&i| args[i] == "resolve") {
+        args.insert(i + 1, "--cargo".into());
+    }
+    args
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@ use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ironstar::push::{push, Plan, ProgressMode, PushOptions};
+use ironstar::publish;
+use ironstar::push::{push, push_all, NamedPush, Plan, ProgressMode, PushOptions};
 use ironstar::registry::client::DEFAULT_MAX_ATTEMPTS;
 use ironstar::registry::Credential;
 use ironstar::spec::ImageSpec;
@@ -16,8 +17,15 @@ pub struct PushArgs {
     pub image_file: Option<PathBuf>,
     /// The OCI layout to push, and which of its images when it holds several (DIR:TAG)
     /// [default: target/oci/<name> of the image file].
-    #[arg(long, value_name = "DIR[:TAG]")]
+    #[arg(long, value_name = "DIR[:TAG]", conflicts_with = "workspace")]
     pub layout: Option<String>,
+    /// Push every layout under --layout-dir (each image to its recorded `repository`, else
+    /// PREFIX/NAME of --repository), tags moving only once every image is up.
+    #[arg(long, conflicts_with = "image_file")]
+    pub workspace: bool,
+    /// With --workspace: the directory of layouts, one per image.
+    #[arg(long, value_name = "DIR", requires = "workspace", default_value = publish::DEFAULT_LAYOUT_DIR)]
+    pub layout_dir: PathBuf,
     /// Remote tag to point at the pushed index (repeatable; replaces the image file's tags;
     /// default: the image's tags in the layout). It never chooses the local image: --layout DIR:TAG does.
     #[arg(
@@ -58,8 +66,13 @@ pub fn tag_list(values: &[String]) -> Vec<String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// REGISTRY/REPO to push to (overrides the image file's `repository`), e.g. ghcr.io/org/app.
+    /// With several images a prefix: each goes to PREFIX/NAME unless its definition sets
+    /// `repository`.
     #[arg(long, value_name = "REGISTRY/REPO", env = "IRONSTAR_REPOSITORY")]
     pub repository: Option<String>,
+    /// Also write the pushed references (REGISTRY/REPO@DIGEST, one a line, as on stdout) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub image_refs: Option<PathBuf>,
     /// Talk plain http to the registry (a local test registry); https otherwise.
     #[arg(long)]
     pub plain_http: bool,
@@ -86,33 +99,49 @@ pub struct RegistryArgs {
     pub max_attempts: u32,
 }
 
-/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout. `quiet` (the global `-q`)
-/// silences the per-step lines and progress bars.
+/// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout (a line per image with
+/// `--workspace`). `quiet` (the global `-q`) silences the per-step lines and progress bars.
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     // Before anything else: a wrong password fails here, before any request.
     let signing = Signing {
         signer: args.sign.signer()?,
         no_sign: args.no_sign,
     };
-    let spec = args
-        .image_file
-        .as_deref()
-        .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
-        .transpose()?;
-    let plan = Plan::new(
-        spec.as_ref(),
-        args.layout.as_deref(),
-        args.registry.repository.as_deref(),
-        &tag_list(&args.tags),
-    )?;
-    run_plan(
-        plan,
+    let pushes = match args.workspace {
+        true => workspace_plans(args)?,
+        false => {
+            let spec = args
+                .image_file
+                .as_deref()
+                .map(|f| ImageSpec::load_with(f, ironstar::spec::SourcePolicy::Anywhere))
+                .transpose()?;
+            let plan = Plan::new(
+                spec.as_ref(),
+                args.layout.as_deref(),
+                args.registry.repository.as_deref(),
+                &tag_list(&args.tags),
+            )?;
+            // The name `images` in $GITHUB_OUTPUT gives it: the definition's, else the
+            // layout's title (a layout that cannot be read fails the push itself, later).
+            let title = || {
+                publish::FoundLayout::read(&plan.layout)
+                    .ok()
+                    .map(|f| f.name)
+            };
+            let name = spec.map(|s| s.name).or_else(title).unwrap_or_default();
+            vec![(name, plan)]
+        }
+    };
+    let refs = run_pushes(
+        pushes,
         &args.registry,
         &args.cache,
         args.no_sbom,
         signing,
         quiet,
-    )
+    )?;
+    print_refs(&refs);
+    write_refs(&refs, &args.registry)
 }
 
 /// What a push signs with, or whether it sends no signature.
@@ -122,67 +151,126 @@ pub struct Signing {
     pub no_sign: bool,
 }
 
-/// Push `plan` with the registry and cache flags (and the layout's SBOMs unless `no_sbom`):
-/// shared by `push` and `publish`.
-pub fn run_plan(
-    plan: Plan,
+/// `push --workspace`: every layout of the directory, each to its recorded repository or
+/// PREFIX/NAME.
+fn workspace_plans(args: &PushArgs) -> anyhow::Result<Vec<(String, Plan)>> {
+    let found = publish::layouts_in(&args.layout_dir)?;
+    let several = found.len() > 1;
+    let flag = args.registry.repository.as_deref();
+    found
+        .into_iter()
+        .map(|f| {
+            let repo = publish::repository_for(&f.name, f.repository.as_deref(), flag, several)?
+                .ok_or(ironstar::push::PushError::NoRepository)?;
+            let layout = f.dir.to_string_lossy().into_owned();
+            let plan = Plan::new(None, Some(&layout), Some(&repo), &tag_list(&args.tags))?;
+            Ok((f.name, plan))
+        })
+        .collect()
+}
+
+/// The credential of `--username` + `--password-stdin`, if given.
+fn flag_credential(registry: &RegistryArgs) -> anyhow::Result<Option<Credential>> {
+    let (Some(username), true) = (&registry.username, registry.password_stdin) else {
+        return Ok(None);
+    };
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("--password-stdin: standard input was empty");
+    }
+    Ok(Some(Credential::Basic {
+        username: username.clone(),
+        password,
+    }))
+}
+
+/// Push each `(name, plan)` with the registry and cache flags (and the layouts' SBOMs unless
+/// `no_sbom`): one image alone, several together ([`ironstar::push::push_all`]: tags move only
+/// once every image is up). Returns `(name, REGISTRY/REPO@DIGEST)` for each, in the order given.
+pub fn run_pushes(
+    pushes: Vec<(String, Plan)>,
     registry: &RegistryArgs,
     cache: &super::CacheArgs,
     no_sbom: bool,
     signing: Signing,
     quiet: bool,
-) -> anyhow::Result<()> {
-    let credential = match (&registry.username, registry.password_stdin) {
-        (Some(username), true) => {
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']).to_string();
-            if password.is_empty() {
-                bail!("--password-stdin: standard input was empty");
-            }
-            Some(Credential::Basic {
-                username: username.clone(),
-                password,
-            })
-        }
-        _ => None,
-    };
-    let opts = PushOptions {
-        plain_http: registry.plain_http,
-        jobs: registry.jobs as usize,
-        mount_from: registry.mount_from.clone(),
-        cache_dir: cache.dir(),
-        chunk_size: registry.chunk_size,
-        credential,
-        max_attempts: registry.max_attempts,
-        progress: if quiet {
-            ProgressMode::Quiet
-        } else {
-            ProgressMode::Auto
-        },
-        no_sbom,
-        signer: signing.signer,
-        no_sign: signing.no_sign,
-        ..PushOptions::from_plan(plan)
-    };
+) -> anyhow::Result<Vec<(String, String)>> {
+    let credential = flag_credential(registry)?;
+    let images: Vec<NamedPush> = pushes
+        .into_iter()
+        .map(|(name, plan)| NamedPush {
+            name,
+            opts: PushOptions {
+                plain_http: registry.plain_http,
+                jobs: registry.jobs as usize,
+                mount_from: registry.mount_from.clone(),
+                cache_dir: cache.dir(),
+                chunk_size: registry.chunk_size,
+                credential: credential.clone(),
+                max_attempts: registry.max_attempts,
+                progress: if quiet {
+                    ProgressMode::Quiet
+                } else {
+                    ProgressMode::Auto
+                },
+                no_sbom,
+                signer: signing.signer.clone(),
+                no_sign: signing.no_sign,
+                ..PushOptions::from_plan(plan)
+            },
+        })
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(push(&opts))?;
-    println!("{}", outcome.image);
-    if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening $GITHUB_OUTPUT ({})", path.to_string_lossy()))?;
-        writeln!(f, "digest={}\nimage={}", outcome.digest, outcome.image)
-            .context("writing $GITHUB_OUTPUT")?;
+    let outcomes = match images.as_slice() {
+        [one] => vec![runtime.block_on(push(&one.opts))?],
+        _ => runtime.block_on(push_all(&images))?,
+    };
+    let mut refs = Vec::new();
+    for (img, outcome) in images.iter().zip(outcomes) {
+        refs.push((img.name.clone(), outcome.image, outcome.digest.to_string()));
     }
-    Ok(())
+    if let [(_, image, digest)] = refs.as_slice() {
+        github_output(&format!("digest={digest}\nimage={image}"))?;
+    }
+    Ok(refs.into_iter().map(|(n, i, _)| (n, i)).collect())
+}
+
+/// stdout: a `REGISTRY/REPO@DIGEST` line per image.
+pub fn print_refs(refs: &[(String, String)]) {
+    for (_, r) in refs {
+        println!("{r}");
+    }
+}
+
+/// `--image-refs FILE` (a reference a line) and `images` (JSON: name → reference) in
+/// `$GITHUB_OUTPUT`.
+pub fn write_refs(refs: &[(String, String)], registry: &RegistryArgs) -> anyhow::Result<()> {
+    if let Some(path) = &registry.image_refs {
+        let text: String = refs.iter().map(|(_, r)| format!("{r}\n")).collect();
+        std::fs::write(path, text)
+            .with_context(|| format!("--image-refs: writing {}", path.display()))?;
+    }
+    github_output(&format!("images={}", publish::images_json(refs)))
+}
+
+/// Append `lines` to `$GITHUB_OUTPUT`, when set (under GitHub Actions).
+fn github_output(lines: &str) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening $GITHUB_OUTPUT ({})", path.to_string_lossy()))?;
+    writeln!(f, "{lines}").context("writing $GITHUB_OUTPUT")
 }
 
 #[cfg(test)]

@@ -241,6 +241,19 @@ impl Layout {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
+    /// The top-level annotations of `index.json` (where ironstar records the repository the
+    /// image's definition names: [`annotation::REPOSITORY`]).
+    pub fn index_annotations(&self) -> Result<BTreeMap<String, String>> {
+        #[derive(Deserialize)]
+        struct Top {
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+        }
+        let path = self.root.join("index.json");
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        Ok(parse_json::<Top>(&path, &bytes)?.annotations)
+    }
+
     /// The descriptors of `index.json`.
     pub fn entries(&self) -> Result<Vec<Descriptor>> {
         let path = self.root.join("index.json");

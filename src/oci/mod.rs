@@ -28,6 +28,9 @@ pub mod annotation {
     pub const VERSION: &str = "org.opencontainers.image.version";
     pub const REVISION: &str = "org.opencontainers.image.revision";
     pub const SOURCE: &str = "org.opencontainers.image.source";
+    /// ironstar's own, at the top of a layout's `index.json`: the repository the image's
+    /// definition names (`repository`), for `ironstar push --workspace`.
+    pub const REPOSITORY: &str = "dev.ironstar.repository";
     /// The base image's reference and its (platform) manifest's digest, on each manifest of an
     /// image built on one.
     pub const BASE_NAME: &str = "org.opencontainers.image.base.name";

@@ -18,17 +18,19 @@
 //!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
 //! 6. only then the tags that differ, together.
 //!
-//! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: a caller pushing
-//! several images runs each for all of them before the next. Files are read, credential helpers
+//! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: [`push_all`]
+//! runs each for several images before the next, their clients sharing one session per registry. Files are read, credential helpers
 //! run and cache records written off the async threads.
 
 mod blobs;
+mod many;
 mod phases;
 mod plan;
 mod report;
 mod verify;
 
-pub use phases::{check, Checked, Uploaded};
+pub use many::{push_all, NamedPush};
+pub use phases::{check, check_with, Checked, Uploaded};
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
 
@@ -65,6 +67,14 @@ pub enum PushError {
     Sign(#[from] crate::sign::SignError),
     #[error("internal: {0}")]
     Internal(String),
+    /// One image of several failed.
+    #[error("image `{name}` ({repository}): {source}; {note}")]
+    Image {
+        name: String,
+        repository: String,
+        source: Box<PushError>,
+        note: &'static str,
+    },
 }
 
 /// What to push where.

@@ -67,6 +67,13 @@ async fn open(opts: &PushOptions) -> Result<(Layout, ResolvedImage, Vec<Tag>), P
 /// `/v2/` ping before it: its first answer tells what the ping would have). The blobs are hashed
 /// meanwhile.
 pub async fn check(opts: &PushOptions) -> Result<Checked<'_>, PushError> {
+    let client = connect(opts).await?;
+    check_with(opts, client).await
+}
+
+/// [`check`] over a client of the caller's (several images' clients sharing one session and
+/// token: [`Client::shared`]).
+pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Checked<'_>, PushError> {
     let mount_from = match &opts.mount_from {
         Some(m) => Some(opts.repository.sibling(m).map_err(PushError::MountFrom)?),
         None => None,
@@ -79,8 +86,6 @@ pub async fn check(opts: &PushOptions) -> Result<Checked<'_>, PushError> {
     };
     let digest = image.top.descriptor.digest.clone();
     let name = opts.repository.to_string();
-
-    let client = connect(opts).await?;
     let mut outcome = PushOutcome {
         image: format!("{name}@{digest}"),
         digest: digest.clone(),
@@ -235,7 +240,16 @@ impl Uploaded<'_> {
 /// The client, its credential found and its TLS roots read off the async threads (a credential
 /// helper is a process, the roots are files).
 async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
-    let (repository, explicit) = (opts.repository.clone(), opts.credential.clone());
+    let mut one = connect_shared(&[opts]).await?;
+    Ok(one.pop().expect("one client"))
+}
+
+/// Clients for the repositories of `all` (one registry, one scheme: the first's credential,
+/// retries and chunking) over one session, so one token covers every repository.
+pub(super) async fn connect_shared(all: &[&PushOptions]) -> Result<Vec<Arc<Client>>, PushError> {
+    let opts = all[0];
+    let repositories: Vec<Repository> = all.iter().map(|o| o.repository.clone()).collect();
+    let explicit = opts.credential.clone();
     let client_opts = ClientOptions {
         plain_http: opts.plain_http,
         chunk_size: opts.chunk_size,
@@ -244,12 +258,13 @@ async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
         pull_only: false,
     };
     blocking(move || {
-        let credential = find_credential(&repository, explicit)?;
+        let credential = find_credential(&repositories[0], explicit)?;
         let opts = ClientOptions {
             credential,
             ..client_opts
         };
-        Ok(Arc::new(Client::new(&repository, opts)?))
+        let clients = Client::shared(&repositories, opts)?;
+        Ok(clients.into_iter().map(Arc::new).collect())
     })
     .await
 }

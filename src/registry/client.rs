@@ -1,6 +1,8 @@
 //! [`Client`]: one repository of one registry, over a [`Session`]. Its operations are split by
 //! what they move: blobs in [`super::upload`], manifests and referrers in [`super::manifest`].
 
+use std::sync::Arc;
+
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -43,11 +45,12 @@ impl Default for ClientOptions {
     }
 }
 
-/// A client for one repository of one registry.
+/// A client for one repository of one registry. Several clients may share one session (and so
+/// one token): [`Client::shared`].
 #[derive(Debug)]
 pub struct Client {
     pub repository: Repository,
-    pub(crate) session: Session,
+    pub(crate) session: Arc<Session>,
     pub(crate) chunk_size: Option<u64>,
 }
 
@@ -55,25 +58,55 @@ impl Client {
     /// A client for `repository`. Refuses credentials given explicitly for a plain-http registry
     /// off loopback before anything is sent.
     pub fn new(repository: &Repository, opts: ClientOptions) -> Result<Self> {
+        let mut one = Self::shared(std::slice::from_ref(repository), opts)?;
+        Ok(one.pop().expect("one client"))
+    }
+
+    /// Clients for several repositories of ONE registry over one session: its token asks for
+    /// every repository's scopes, so one token fetch serves them all (as one `docker push` of
+    /// several images would need one per repository). In the order given.
+    pub fn shared(repositories: &[Repository], opts: ClientOptions) -> Result<Vec<Self>> {
+        let Some(first) = repositories.first() else {
+            return Ok(Vec::new());
+        };
+        if let Some(other) = repositories
+            .iter()
+            .find(|r| r.api_host() != first.api_host())
+        {
+            return Err(RegistryError::Protocol(format!(
+                "internal: one session for {} and {}, two registries",
+                first, other
+            )));
+        }
         let scheme = if opts.plain_http { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{}/", repository.api_host()))
+        let base = Url::parse(&format!("{scheme}://{}/", first.api_host()))
             .map_err(|e| RegistryError::Protocol(format!("registry address: {e}")))?;
         if opts.credential.as_ref().is_some_and(|c| c.explicit) && !may_send_credential(&base) {
             return Err(plain_http_refusal(&base));
         }
         let actions = if opts.pull_only { "pull" } else { "pull,push" };
-        let scopes = vec![format!("repository:{}:{actions}", repository.path)];
-        Ok(Client {
-            session: Session::new(
-                base,
-                opts.credential,
-                &repository.registry,
-                scopes,
-                opts.max_attempts,
-            )?,
-            repository: repository.clone(),
-            chunk_size: opts.chunk_size.map(|c| c.max(1)),
-        })
+        let mut scopes: Vec<String> = Vec::new();
+        for r in repositories {
+            let scope = format!("repository:{}:{actions}", r.path);
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        let session = Arc::new(Session::new(
+            base,
+            opts.credential,
+            &first.registry,
+            scopes,
+            opts.max_attempts,
+        )?);
+        Ok(repositories
+            .iter()
+            .map(|r| Client {
+                session: session.clone(),
+                repository: r.clone(),
+                chunk_size: opts.chunk_size.map(|c| c.max(1)),
+            })
+            .collect())
     }
 
     /// `/v2/<repository>/<rest>`.

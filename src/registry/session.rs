@@ -39,6 +39,8 @@ pub struct Request<'s> {
     ok: Vec<StatusCode>,
     attempts: u32,
     authenticate: bool,
+    /// Answer a 401 challenge with a new token (not for a best-effort request).
+    answer: bool,
 }
 
 impl Session {
@@ -81,6 +83,7 @@ impl Session {
             ok: vec![StatusCode::OK],
             attempts: self.transport.max_attempts(),
             authenticate: true,
+            answer: true,
         }
     }
 
@@ -116,7 +119,7 @@ impl Session {
                 .send(&req.method, &req.url, headers, &req.body)
                 .await?;
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && authorise && !answered {
+            if status == StatusCode::UNAUTHORIZED && authorise && req.answer && !answered {
                 if let Some(c) = header_str(&resp, "www-authenticate").and_then(parse_challenge) {
                     answered = true;
                     self.auth.answer(c, scopes, sent_auth.as_ref()).await?;
@@ -178,6 +181,12 @@ impl Request<'_> {
     /// One attempt only: the caller retries a larger operation.
     pub fn once(mut self) -> Self {
         self.attempts = 1;
+        self
+    }
+
+    /// Authorised as usual, but a 401 is the answer: no new token is fetched for it.
+    pub fn unanswered(mut self) -> Self {
+        self.answer = false;
         self
     }
 

@@ -151,12 +151,15 @@ impl Client {
     }
 
     /// Cancel an upload session that is not needed; a registry that keeps it lets it expire.
+    /// With the push's token as it is: a registry that wants a `delete` scope for it is not
+    /// worth a token request (and a round trip) of its own.
     async fn cancel_upload(&self, session: Session) {
         let sent = self
             .session
             .request(Method::DELETE, session.location)
             .ok(&[StatusCode::NO_CONTENT, StatusCode::OK, StatusCode::ACCEPTED])
             .once()
+            .unanswered()
             .send_unless_404()
             .await;
         if let Err(e) = sent {

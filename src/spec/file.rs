@@ -40,6 +40,7 @@ pub(super) struct RawSpec {
     stop_signal: Option<Spanned<String>>,
     #[serde(default)]
     files: Vec<RawFile>,
+    bin: Option<Spanned<String>>,
     rootfs: Option<Vec<Spanned<String>>>,
     base: Option<Spanned<String>>,
     compression: Option<Spanned<String>>,
@@ -123,6 +124,7 @@ impl<'a> Source<'a> {
             config,
             annotations: self.pairs(raw.annotations)?,
             files: self.files(raw.files)?,
+            bin: self.bin(raw.bin)?,
             rootfs: self.rootfs(raw.rootfs.unwrap_or_default())?,
             base: self.base(raw.base)?,
             compression: self.compression(raw.compression)?,
@@ -286,6 +288,28 @@ impl<'a> Source<'a> {
         ports.sort();
         ports.dedup();
         Ok(ports)
+    }
+
+    /// `bin`: a cargo target name (letters, digits, `-`, `_`).
+    fn bin(&self, raw: Option<Spanned<String>>) -> Result<Option<String>> {
+        match raw {
+            Some(b)
+                if b.get_ref().is_empty()
+                    || !b
+                        .get_ref()
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') =>
+            {
+                Err(self.invalid(
+                    Some(b.span()),
+                    format!(
+                        "`bin = \"{}\"` is not a cargo binary target's name",
+                        b.get_ref()
+                    ),
+                ))
+            }
+            b => Ok(b.map(Spanned::into_inner)),
+        }
     }
 
     fn workdir(&self, raw: Option<Spanned<String>>) -> Result<Option<String>> {

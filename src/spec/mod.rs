@@ -93,6 +93,9 @@ pub struct ImageSpec {
     /// Annotations for the image index (and `index.json`).
     pub annotations: BTreeMap<String, String>,
     pub files: Vec<ExtraFile>,
+    /// With `--cargo`: which of the package's binary targets the image runs (`bin = "…"`);
+    /// `None`: `--bin`, else the package's only binary, else its `default-run`.
+    pub bin: Option<String>,
     /// The rootfs items, in [`RootfsItem::ALL`]'s order, each once.
     pub rootfs: Vec<RootfsItem>,
     /// The image our layers go on top of; `None`: `FROM scratch`.

@@ -39,6 +39,9 @@ pub struct Faults {
     /// Answer `GET /v2/<name>/referrers/<digest>` with 200 and an empty image index, as a
     /// registry with the referrers API does.
     pub referrers_api: bool,
+    /// Answer 403 DENIED to every manifest `PUT` of this repository (its path, `org/app`), as a
+    /// registry refusing one repository to a token does.
+    pub refuse_manifests_of: Option<String>,
     /// Answer 403 DENIED to a manifest `PUT` whose path ends with this (e.g. `.sig`), as a
     /// registry whose policy refuses such tags.
     pub deny_manifest_suffix: Option<&'static str>,
@@ -258,6 +261,16 @@ fn handle(
             "413 Payload Too Large",
             "",
         );
+        return Ok(());
+    }
+    let refused_repo = f
+        .refuse_manifests_of
+        .as_ref()
+        .is_some_and(|r| short_path.starts_with(&format!("/v2/{r}/manifests/")));
+    if refused_repo && method == "PUT" {
+        read_body(&mut conn, &mut body, content_length)?;
+        let what = format!("{method} {short_path}");
+        refuse(&mut conn, s, &s.faults, &what, "403 Forbidden", "");
         return Ok(());
     }
     if f.refuse_mounts && method == "POST" && path.contains("mount=") {

@@ -1,0 +1,89 @@
+//! Pushing several images together (a workspace's): the three push steps run across images,
+//! each step for every image before the next, so that no tag moves until every image is up.
+//!
+//! 1. one client per repository, the clients of one registry sharing one session whose token
+//!    covers every repository's scopes (one token fetch for all);
+//! 2. [`check`](super::check) for every image together: the first round trip asks, for every
+//!    image at once, whether the registry holds its index and where its tags point;
+//! 3. [`Checked::upload`] for every image together, the index by digest (never under its tag);
+//!    every upload runs to its end, and one that fails fails the push, naming its image;
+//! 4. only when every upload succeeded, [`Uploaded::tag`] for every image together.
+
+use std::sync::Arc;
+
+use futures_util::future::{join_all, try_join_all};
+
+use super::phases::{check_with, connect_shared};
+use super::{PushError, PushOptions, PushOutcome};
+use crate::registry::Client;
+
+/// One image of several: its name (for messages) and where it goes.
+#[derive(Debug, Clone)]
+pub struct NamedPush {
+    pub name: String,
+    pub opts: PushOptions,
+}
+
+/// Push every image of `images`; returns once every image's tags point at its index, the
+/// outcomes in the order given. A failure before the tags moves no tag of any image.
+pub async fn push_all(images: &[NamedPush]) -> Result<Vec<PushOutcome>, PushError> {
+    let clients = connect_all(images).await?;
+    let checked = try_join_all(images.iter().zip(clients).map(|(img, client)| async move {
+        check_with(&img.opts, client)
+            .await
+            .map_err(|e| named(img, e, HELD))
+    }))
+    .await?;
+    // Every upload runs to its end (none is dropped halfway through a blob); the first failure
+    // is reported, and no tag moves.
+    let uploads = join_all(checked.into_iter().map(|c| c.upload(false))).await;
+    let mut uploaded = Vec::new();
+    for (img, result) in images.iter().zip(uploads) {
+        uploaded.push(result.map_err(|e| named(img, e, HELD))?);
+    }
+    try_join_all(
+        uploaded
+            .into_iter()
+            .zip(images)
+            .map(|(u, img)| async move { u.tag().await.map_err(|e| named(img, e, TAGGING)) }),
+    )
+    .await
+}
+
+const HELD: &str = "no image's tags were moved (they move only when every image is up)";
+const TAGGING: &str = "every image was up; other images' tags may have moved";
+
+fn named(img: &NamedPush, e: PushError, note: &'static str) -> PushError {
+    PushError::Image {
+        name: img.name.clone(),
+        repository: img.opts.repository.to_string(),
+        source: Box::new(e),
+        note,
+    }
+}
+
+/// One client per image, those of one registry (and scheme) over one shared session.
+async fn connect_all(images: &[NamedPush]) -> Result<Vec<Arc<Client>>, PushError> {
+    let mut clients: Vec<Option<Arc<Client>>> = vec![None; images.len()];
+    let mut groups: Vec<(&str, bool, Vec<usize>)> = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        let key = (img.opts.repository.api_host(), img.opts.plain_http);
+        match groups.iter_mut().find(|g| (g.0, g.1) == key) {
+            Some(g) => g.2.push(i),
+            None => groups.push((key.0, key.1, vec![i])),
+        }
+    }
+    for (_, _, members) in groups {
+        let opts: Vec<&PushOptions> = members.iter().map(|&i| &images[i].opts).collect();
+        let shared = connect_shared(&opts)
+            .await
+            .map_err(|e| named(&images[members[0]], e, HELD))?;
+        for (i, c) in members.into_iter().zip(shared) {
+            clients[i] = Some(c);
+        }
+    }
+    Ok(clients
+        .into_iter()
+        .map(|c| c.expect("a client per image"))
+        .collect())
+}
