@@ -13,40 +13,21 @@ use support::registry::{http_status, Auth, Registry};
 
 /// buildah with a private storage and config.
 struct Buildah {
-    dir: tempfile::TempDir,
+    conf: ContainersConf,
 }
 
 impl Buildah {
     fn new() -> Self {
         require_tool("buildah", "buildah");
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        std::fs::write(
-            p.join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\ngraphroot = \"{0}/storage\"\nrunroot = \"{0}/run\"\n",
-                p.display()
-            ),
-        )
-        .unwrap();
-        Buildah { dir }
+        Buildah {
+            conf: ContainersConf::new(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> String {
-        ok(Command::new("buildah")
-            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .env(
-                "CONTAINERS_STORAGE_CONF",
-                self.dir.path().join("storage.conf"),
-            )
-            .args(args))
-        .trim()
-        .to_string()
+        ok(self.conf.command("buildah").args(args))
+            .trim()
+            .to_string()
     }
 
     /// `FROM scratch`, busybox as /bin/sh, an env var: committed as `name`.
@@ -85,7 +66,7 @@ fn push_bases(registry: &Registry, creds: Option<&str>) {
             &format!("containers-storage:localhost/base-{arch}"),
         ]);
     }
-    let oci = b.dir.path().join("oci");
+    let oci = b.conf.dir().join("oci");
     let both = format!("oci:{}:v1", oci.display());
     b.run(&[
         "manifest",

@@ -453,30 +453,14 @@ fn a_failed_build_keeps_the_previous_layout_and_never_clobbers_other_files() {
 
 #[test]
 fn a_killed_build_leaves_the_previous_layout() {
-    use std::io::Write;
-    let f = fixtures();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("img");
     let first = build_layout(&out);
     let index_before = fs::read(out.join("index.json")).unwrap();
 
-    // A large static binary (the fixture plus 300 MB of trailing data) makes the build slow
+    // A large static binary (the fixture plus 300 MiB of trailing data) makes the build slow
     // enough to be killed in the middle.
-    let big = tmp.path().join("big");
-    fs::copy(&f.amd64, &big).unwrap();
-    let mut file = fs::OpenOptions::new().append(true).open(&big).unwrap();
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut chunk = vec![0u8; 1 << 20];
-    for _ in 0..300 {
-        for b in chunk.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *b = state as u8;
-        }
-        file.write_all(&chunk).unwrap();
-    }
-    drop(file);
+    let big = big_binary(tmp.path(), 300);
     let mut child = ironstar()
         .arg("build")
         .arg(format!("--binary=linux/amd64={}", big.display()))
@@ -487,17 +471,9 @@ fn a_killed_build_leaves_the_previous_layout() {
         .spawn()
         .unwrap();
     // Kill once it has started writing its temporary layout.
-    let started = std::time::Instant::now();
-    loop {
-        let writing = fs::read_dir(tmp.path())
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(".img.tmp-"));
-        if writing || started.elapsed().as_secs() > 30 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for("the temporary layout", || {
+        !names_with(tmp.path(), ".img.tmp-").is_empty()
+    });
     std::thread::sleep(std::time::Duration::from_millis(200));
     child.kill().unwrap();
     let status = child.wait().unwrap();
@@ -510,12 +486,7 @@ fn a_killed_build_leaves_the_previous_layout() {
 
     // The next build succeeds and clears the dead build's temporary directory.
     build_layout(&out);
-    let left: Vec<_> = fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| n.to_string_lossy().starts_with(".img"))
-        .collect();
+    let left = names_with(tmp.path(), ".img");
     assert!(left.is_empty(), "{left:?}");
 }
 

@@ -199,49 +199,6 @@ fn nul_bytes_in_config_strings_are_refused_where_they_stand() {
     }
 }
 
-/// The amd64 fixture with `mib` MiB of pseudo-random bytes after it: still a static ELF, and
-/// slow enough to pack that a signal lands in the middle.
-fn big_binary(dir: &Path, mib: usize) -> std::path::PathBuf {
-    use std::io::Write;
-    let big = dir.join("big");
-    fs::copy(&fixtures().amd64, &big).unwrap();
-    let mut file = fs::OpenOptions::new().append(true).open(&big).unwrap();
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut chunk = vec![0u8; 1 << 20];
-    for _ in 0..mib {
-        for b in chunk.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            b.copy_from_slice(&state.to_le_bytes());
-        }
-        file.write_all(&chunk).unwrap();
-    }
-    big
-}
-
-/// Names in `dir` starting with `prefix`.
-fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(prefix))
-        .collect()
-}
-
-/// Wait (at most 60 s) until `ready` holds.
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let started = std::time::Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "waited a minute for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 fn send(signal: &str, pid: u32) {
     let ok = std::process::Command::new("kill")
         .arg(format!("-{signal}"))

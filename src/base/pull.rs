@@ -121,8 +121,7 @@ impl Puller<'_> {
         let top = match &self.reference.digest {
             Some(d) => d.clone(),
             None => {
-                let latest = Tag::parse("latest").expect("a valid tag");
-                let tag = self.reference.tag.as_ref().unwrap_or(&latest);
+                let tag = self.reference.tag.as_ref().unwrap_or(Tag::latest());
                 let client = self.client().await?;
                 client
                     .manifest_digest(Target::Tag(tag))

@@ -366,22 +366,25 @@ fn summary(
 /// Build, then push what was built: the same definitions, tags and layouts. With several
 /// images `--repository` is a prefix ([`publish::repository_for`]).
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let repository = args.registry.repository.as_deref();
-    let built = run(&args.build, repository, quiet)?;
-    let pushes = pushes_of(&built, repository)?;
-    let no_sbom = args.build.sbom.no_sbom;
-    // Signed by the build, for this push's repositories: the push sends what the layouts hold.
-    let signing = super::push::Signing::default();
-    let refs = super::push::run_pushes(
-        pushes,
-        &args.registry,
-        &args.build.cache,
-        no_sbom,
-        signing,
-        quiet,
-    )?;
+    let built = run(&args.build, args.registry.repository.as_deref(), quiet)?;
+    let refs = push_built(&built, &args.build, &args.registry, quiet)?;
     super::push::print_refs(&refs);
     super::push::write_refs(&refs, &args.registry)
+}
+
+/// Push what was built, each image to its repository under its tags: (name, reference) in
+/// order. Signed by the build (`--sign-key`) for these repositories, so the push only sends what
+/// the layouts hold.
+pub fn push_built(
+    built: &[BuiltImage],
+    build: &BuildArgs,
+    registry: &super::push::RegistryArgs,
+    quiet: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let pushes = pushes_of(built, registry.repository.as_deref())?;
+    let signing = super::push::Signing::default();
+    let no_sbom = build.sbom.no_sbom;
+    super::push::run_pushes(pushes, registry, &build.cache, no_sbom, signing, quiet)
 }
 
 /// Where each built image goes, under its tags.

@@ -73,18 +73,7 @@ fn publish(
     args: &ResolveArgs,
     quiet: bool,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    let pushes = build::pushes_of(built, args.registry.repository.as_deref())?;
-    let no_sbom = args.build.sbom.no_sbom;
-    // Signed by the build (--sign-key), for these repositories.
-    let signing = super::push::Signing::default();
-    let refs = super::push::run_pushes(
-        pushes,
-        &args.registry,
-        &args.build.cache,
-        no_sbom,
-        signing,
-        quiet,
-    )?;
+    let refs = build::push_built(built, &args.build, &args.registry, quiet)?;
     // The references go into the YAML on stdout, not a line each before it.
     super::push::write_refs(&refs, &args.registry)?;
     Ok(refs.into_iter().collect())

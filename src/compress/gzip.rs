@@ -32,9 +32,7 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// dictionary carry-over is covered; it is compressed at the start of every cached build, so no
 /// larger): a deflate upgrade that moves digests changes it ([`super::Compression::encoding`]).
 pub(super) fn fingerprint(level: u32) -> String {
-    let sample: Vec<u8> = (0..BLOCK_SIZE as u32 + 4099)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 511) as u8)
-        .collect();
+    let sample = super::fingerprint_sample(BLOCK_SIZE as u32 + 4099);
     let mut gz = ParallelGzip::new(HashWriter::new(io::sink()), level);
     gz.write_all(&sample).expect("writing to a sink");
     let (_, digest, _) = gz.finish().expect("writing to a sink").finish();
@@ -183,6 +181,7 @@ fn deflate_block(
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_sample as sample;
     use super::*;
     use std::io::Read;
 
@@ -192,13 +191,6 @@ mod tests {
             gz.write_all(chunk).unwrap();
         }
         gz.finish().unwrap()
-    }
-
-    fn sample(len: usize) -> Vec<u8> {
-        // Compressible but not trivial: a text-like pattern with a slow-moving counter.
-        (0..len)
-            .map(|i| b"static binaries in scratch images "[i % 34] ^ ((i / 4099) as u8 & 3))
-            .collect()
     }
 
     #[test]

@@ -163,6 +163,24 @@ impl fmt::Display for Compression {
     }
 }
 
+/// The fixed sample an encoder's fingerprint compresses: `len` bytes of a pseudo-random mix
+/// that compresses a little, so matches and literals are both exercised. Changing it changes
+/// every [`Compression::encoding`] name (and so empties the layer cache once).
+fn fingerprint_sample(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 511) as u8)
+        .collect()
+}
+
+/// Test input for the encoders: compressible but not trivial, a text-like pattern with a
+/// slow-moving counter.
+#[cfg(test)]
+fn test_sample(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| b"static binaries in scratch images "[i % 34] ^ ((i / 4099) as u8 & 3))
+        .collect()
+}
+
 /// One of the encoders.
 pub enum Encoder<W: Write> {
     Gzip(ParallelGzip<W>),

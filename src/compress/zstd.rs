@@ -128,9 +128,7 @@ fn compress_frame(data: &[u8], level: u32, out: &mut Vec<u8>) -> io::Result<()> 
 /// A fingerprint of this build's zstd output: the libzstd version and the digest of a fixed
 /// sample's frame ([`super::Compression::encoding`]).
 pub(super) fn fingerprint(level: u32) -> String {
-    let sample: Vec<u8> = (0..(256 << 10) + 4099u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8 ^ (i / 511) as u8)
-        .collect();
+    let sample = super::fingerprint_sample((256 << 10) + 4099);
     let mut out = Vec::new();
     compress_frame(&sample, level, &mut out).expect("compressing to memory");
     let digest = Digest::of(&out);
@@ -143,6 +141,7 @@ pub(super) fn fingerprint(level: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_sample as sample;
     use super::*;
     use std::io::Read;
 
@@ -152,12 +151,6 @@ mod tests {
             z.write_all(chunk).unwrap();
         }
         z.finish().unwrap()
-    }
-
-    fn sample(len: usize) -> Vec<u8> {
-        (0..len)
-            .map(|i| b"static binaries in scratch images "[i % 34] ^ ((i / 4099) as u8 & 3))
-            .collect()
     }
 
     fn unzstd(bytes: &[u8]) -> Vec<u8> {

@@ -187,6 +187,13 @@ impl fmt::Display for Repository {
 }
 
 impl Tag {
+    /// `latest`: what a reference without tag or digest names.
+    pub fn latest() -> &'static Tag {
+        static LATEST: std::sync::LazyLock<Tag> =
+            std::sync::LazyLock::new(|| Tag("latest".to_string()));
+        &LATEST
+    }
+
     /// Check `t` against `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
     pub fn parse(t: &str) -> Result<Tag, String> {
         let b = t.as_bytes();

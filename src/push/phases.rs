@@ -58,7 +58,7 @@ async fn open(opts: &PushOptions) -> Result<(Layout, ResolvedImage, Vec<Tag>), P
             .collect();
     }
     if tags.is_empty() {
-        tags.push(Tag::parse("latest").expect("a valid tag"));
+        tags.push(Tag::latest().clone());
     }
     Ok((layout, resolved, tags))
 }

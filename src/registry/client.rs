@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::auth::{may_send_credential, parse_challenge, plain_http_refusal};
-use super::credential::FoundCredential;
+use super::credential::{find_credential, FoundCredential};
 use super::error::RegistryError;
 use super::session::Session;
 use super::transport::header_str;
@@ -55,6 +55,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client that only reads `repository`, with the credential the usual files hold for it.
+    pub fn reader(repository: &Repository, plain_http: bool) -> Result<Client> {
+        let credential = find_credential(repository, None)
+            .map_err(|e| RegistryError::Auth(format!("credentials: {e}")))?;
+        let opts = ClientOptions {
+            plain_http,
+            credential,
+            pull_only: true,
+            ..Default::default()
+        };
+        Client::new(repository, opts)
+    }
+
     /// A client for `repository`. Refuses credentials given explicitly for a plain-http registry
     /// off loopback before anything is sent.
     pub fn new(repository: &Repository, opts: ClientOptions) -> Result<Self> {

@@ -13,7 +13,7 @@ use super::error::RegistryError;
 use super::transport::{header_str, read_at_most};
 use crate::digest::Digest;
 use crate::oci::media_type;
-use crate::oci::reference::Tag;
+use crate::oci::reference::{Reference, Tag};
 
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
@@ -34,6 +34,17 @@ type Result<T, E = RegistryError> = std::result::Result<T, E>;
 pub enum Target<'a> {
     Tag(&'a Tag),
     Digest(&'a Digest),
+}
+
+impl<'a> Target<'a> {
+    /// What `reference` names: its digest when it has one, else its tag, else `latest`.
+    pub fn of(reference: &'a Reference) -> Self {
+        match (&reference.digest, &reference.tag) {
+            (Some(d), _) => Target::Digest(d),
+            (None, Some(t)) => Target::Tag(t),
+            (None, None) => Target::Tag(Tag::latest()),
+        }
+    }
 }
 
 impl fmt::Display for Target<'_> {

@@ -9,7 +9,7 @@ use super::artifact::{self, digest_at, parse};
 use super::{SbomError, MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
 use crate::digest::Digest;
 use crate::layout::Layout;
-use crate::registry::{find_credential, Client, ClientOptions, Reference, Tag, Target};
+use crate::registry::{Client, Reference, Target};
 
 /// An SBOM is read into memory: bounded.
 pub const MAX_DOCUMENT: usize = 64 << 20;
@@ -105,23 +105,8 @@ pub async fn from_registry(
     plain_http: bool,
     platform: Option<&str>,
 ) -> Result<Vec<u8>, SbomError> {
-    let credential = find_credential(&reference.repository, None)
-        .map_err(|e| SbomError::NotFound(e.to_string()))?;
-    let repo = Client::new(
-        &reference.repository,
-        ClientOptions {
-            plain_http,
-            credential,
-            pull_only: true,
-            ..Default::default()
-        },
-    )?;
-    let latest = Tag::parse("latest").expect("a valid tag");
-    let wanted = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => Target::Digest(d),
-        (None, Some(t)) => Target::Tag(t),
-        (None, None) => Target::Tag(&latest),
-    };
+    let repo = Client::reader(&reference.repository, plain_http)?;
+    let wanted = Target::of(reference);
     let top = repo
         .get_manifest(wanted)
         .await?

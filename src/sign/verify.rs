@@ -12,9 +12,8 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::layout::Layout;
-use crate::oci::{Reference, Repository, Tag};
-use crate::registry::credential::find_credential;
-use crate::registry::{Client, ClientOptions, Target};
+use crate::oci::{Reference, Repository};
+use crate::registry::{Client, Target};
 
 /// The payload blob read at most: cosign's payloads are a few hundred bytes.
 const MAX_PAYLOAD: usize = 1 << 20;
@@ -117,23 +116,8 @@ pub async fn registry(
     plain_http: bool,
     key: &PublicKey,
 ) -> Result<Vec<Verified>, SignError> {
-    let credential = find_credential(&reference.repository, None)
-        .map_err(|e| SignError::Verify(e.to_string()))?;
-    let client = Client::new(
-        &reference.repository,
-        ClientOptions {
-            plain_http,
-            credential,
-            pull_only: true,
-            ..Default::default()
-        },
-    )?;
-    let latest = Tag::parse("latest").expect("a valid tag");
-    let wanted = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => Target::Digest(d),
-        (None, Some(t)) => Target::Tag(t),
-        (None, None) => Target::Tag(&latest),
-    };
+    let client = Client::reader(&reference.repository, plain_http)?;
+    let wanted = Target::of(reference);
     let top = client
         .get_manifest(wanted)
         .await?

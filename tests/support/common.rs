@@ -270,16 +270,14 @@ fn load_schema(path: &Path) -> serde_json::Value {
     v
 }
 
-/// A private podman: its own config (runc; `default_ulimits = []`, which this sandbox needs) and
-/// its own vfs storage, through the environment, so `ironstar load`'s own `podman load` uses them.
-pub struct Podman {
+/// A private containers.conf (no ulimits, runc) and storage.conf (vfs, in this directory): what
+/// podman and buildah need to run here without touching the user's storage.
+pub struct ContainersConf {
     dir: tempfile::TempDir,
 }
 
-impl Podman {
+impl ContainersConf {
     pub fn new() -> Self {
-        require_tool("podman", "podman");
-        require_tool("runc", "runc");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
         std::fs::write(
@@ -295,9 +293,15 @@ impl Podman {
             ),
         )
         .unwrap();
-        Podman { dir }
+        ContainersConf { dir }
     }
 
+    /// The directory holding the configuration and the storage (room for a tool's own files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Point `c` at this configuration.
     pub fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
         c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
             .env(
@@ -306,10 +310,36 @@ impl Podman {
             )
     }
 
-    pub fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
+    /// `program` with this configuration.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         self.env(&mut c);
         c
+    }
+}
+
+/// A private podman: its own config (runc; `default_ulimits = []`, which this sandbox needs) and
+/// its own vfs storage, through the environment, so `ironstar load`'s own `podman load` uses them.
+pub struct Podman {
+    conf: ContainersConf,
+}
+
+impl Podman {
+    pub fn new() -> Self {
+        require_tool("podman", "podman");
+        require_tool("runc", "runc");
+        Podman {
+            conf: ContainersConf::new(),
+        }
+    }
+
+    /// Point `c` (ironstar, a shell) at this podman's storage.
+    pub fn env<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        self.conf.env(c)
+    }
+
+    pub fn cmd(&self) -> Command {
+        self.conf.command("podman")
     }
 
     /// `podman run --rm IMAGE`: its stdout.
@@ -404,4 +434,47 @@ pub fn validate_layout(dir: &Path) -> serde_json::Value {
         validate("config-schema.json", &config);
     }
     index
+}
+
+/// The amd64 fixture with `mib` MiB of pseudo-random bytes after it: still a static ELF, and
+/// slow enough to pack that a signal lands in the middle.
+pub fn big_binary(dir: &Path, mib: usize) -> PathBuf {
+    use std::io::Write;
+    let big = dir.join("big");
+    std::fs::copy(&fixtures().amd64, &big).unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for b in chunk.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&chunk).unwrap();
+    }
+    big
+}
+
+/// Names in `dir` starting with `prefix`.
+pub fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// Wait (at most 60 s) until `ready` holds.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "waited a minute for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
