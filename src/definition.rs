@@ -10,6 +10,7 @@ use crate::build::{BuildError, BuildOptions};
 use crate::cargo::{self, CargoError, CargoOptions, CargoOutput, Member, Selection, Workspace};
 use crate::platform::{Platform, DEFAULT_PLATFORMS};
 use crate::sbom::CargoSource;
+use crate::source_date;
 use crate::spec::{self, ImageSpec, SourcePolicy, SpecError};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,9 +257,9 @@ impl Request {
             return Ok((BuildOptions::epoch_from_env()?, None));
         }
         let within = opts.manifest_path.as_deref().or(self.image_file.as_deref());
-        Ok(match cargo::commit_time(within) {
+        Ok(match source_date::commit_time(within) {
             Some(t) => (t, None),
-            None => (0, Some(cargo::no_commit_note(within))),
+            None => (0, Some(source_date::no_commit_note(within))),
         })
     }
 }

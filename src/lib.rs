@@ -16,7 +16,8 @@
 //!   and SIGHUP;
 //! - [`registry`] and [`push`]: the distribution-spec client and the push of a layout;
 //! - [`cargo`]: cross-building a crate for every platform of an image;
-//! - [`definition`]: which image definitions a build uses (file, Cargo.toml metadata, flags);
+//! - [`definition`]: which image definitions a build uses (file, Cargo.toml metadata, flags),
+//!   dated by [`source_date`] (the last commit's time);
 //! - [`publish`]: several images at once (a workspace's): layouts side by side, repositories
 //!   named as ko names them; [`resolve`]: `ironstar://NAME` references in YAML;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
@@ -47,6 +48,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod sbom;
 pub mod sign;
+pub mod source_date;
 pub mod spec;
 
 pub use digest::Digest;

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod fake;
 pub mod proxy;
 pub mod registry;
+pub mod sbom;
 pub mod token;
 
 use std::net::TcpListener;
