@@ -536,6 +536,10 @@ fn ironstar_reads_empty_action_inputs_as_unset() {
         .args(["push", "--layout", "/nonexistent-layout"])
         .env("IRONSTAR_REPOSITORY", "")
         .env("IRONSTAR_TAGS", ",\n")
+        // An empty sign-key input: no signing, not a key file named "".
+        .env("IRONSTAR_SIGN_KEY", "")
+        .env("COSIGN_PRIVATE_KEY", "")
+        .env("COSIGN_PASSWORD", "")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

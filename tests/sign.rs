@@ -257,6 +257,24 @@ fn a_signed_push_verifies_independently_and_a_repush_writes_nothing() {
         "{log:#?}"
     );
     assert_eq!(check(a).unwrap(), first);
+    // And with the encrypted key read from the environment (`env://`, a CI secret): the same.
+    let seen = proxy.stats.log.lock().unwrap().len();
+    let home = tempfile::tempdir().unwrap();
+    let secret = fs::read_to_string(a.join("cosign.key")).unwrap();
+    let o = run(cmd(home.path())
+        .env("COSIGN_PASSWORD", PASSWORD)
+        .env("CI_SIGNING_KEY", &secret)
+        .args(["push", "-vv", "--plain-http", "--repository", &identity])
+        .arg("--layout")
+        .arg(dir)
+        .args(["--sign-key", "env://CI_SIGNING_KEY"]));
+    expect_ok(&o, "re-push, key from the environment");
+    let log = proxy.stats.log.lock().unwrap()[seen..].to_vec();
+    assert!(!log.iter().any(|l| l.starts_with("PUT ")), "{log:#?}");
+    for line in pem_body(&a.join("cosign.key")) {
+        assert!(!stderr(&o).contains(line.as_str()), "key bytes in the log");
+    }
+    assert_eq!(check(a).unwrap(), first);
 
     // Another key's signatures join ours under the same tags; both keys verify.
     expect_ok(&signed_push(dir, &via, "signed/app", b, &[]), "second key");
@@ -281,11 +299,12 @@ fn a_bad_key_or_password_is_one_line_before_any_request() {
     // Nothing listens behind the proxy: a request would be counted, then fail.
     let proxy = Proxy::start(support::free_port(), Faults::default());
     let key = a.join("cosign.key").display().to_string();
-    let cases: [(&str, Option<&str>, &str); 4] = [
+    let cases: [(&str, Option<&str>, &str); 5] = [
         (&key, Some("wrong-password"), "wrong password"),
         (&key, None, "COSIGN_PASSWORD"),
         (garbage.to_str().unwrap(), None, "not a PEM private key"),
         ("/nonexistent/cosign.key", None, "/nonexistent/cosign.key"),
+        ("env://NO_SUCH_KEY_VAR", None, "NO_SUCH_KEY_VAR is not set"),
     ];
     for (file, password, says) in cases {
         let home = tempfile::tempdir().unwrap();

@@ -11,8 +11,9 @@ use ironstar::sign::{KeySigner, PublicKey, Signer};
 pub struct SignArgs {
     /// Sign the index and every platform manifest, as `cosign sign --recursive` does, with this
     /// key: the file `cosign generate-key-pair` writes (its password in $COSIGN_PASSWORD, empty
-    /// allowed), or a PKCS#8 PEM key. ECDSA P-256.
-    #[arg(long, value_name = "FILE", env = "IRONSTAR_SIGN_KEY")]
+    /// allowed), or a PKCS#8 PEM key. ECDSA P-256. `env://NAME` reads the key from the
+    /// environment variable NAME, as cosign does.
+    #[arg(long, value_name = "FILE|env://NAME", env = "IRONSTAR_SIGN_KEY")]
     pub sign_key: Option<PathBuf>,
 }
 
@@ -56,7 +57,7 @@ pub struct VerifyArgs {
     /// images).
     #[arg(long, value_name = "DIR[:TAG]", conflicts_with = "image")]
     pub layout: Option<String>,
-    /// The public key (cosign.pub: PEM `PUBLIC KEY`, ECDSA P-256).
+    /// The public key (cosign.pub: PEM `PUBLIC KEY`, ECDSA P-256), or `env://NAME`.
     #[arg(long, value_name = "PUB.pem")]
     pub key: PathBuf,
     /// Talk plain http to the registry.

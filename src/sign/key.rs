@@ -135,8 +135,25 @@ impl Signer for KeySigner {
     }
 }
 
+/// The bytes of a key: the file at `path`, or, for `env://NAME` (cosign's spelling), the
+/// environment variable NAME (a CI secret, with no file to write it to: a scratch action has
+/// no shell).
 fn read_small(path: &Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
     use std::io::Read as _;
+    if let Some(name) = path.to_str().and_then(|p| p.strip_prefix("env://")) {
+        use std::os::unix::ffi::OsStringExt as _;
+        let value = std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("the environment variable {name} is not set"),
+                )
+            })?;
+        let mut bytes = Zeroizing::new(value.into_vec());
+        bytes.truncate(MAX_KEY_FILE as usize);
+        return Ok(bytes);
+    }
     let mut bytes = Zeroizing::new(Vec::new());
     std::fs::File::open(path)?
         .take(MAX_KEY_FILE)
