@@ -45,8 +45,9 @@ pub struct PushArgs {
     pub no_sbom: bool,
     #[command(flatten)]
     pub sign: super::sign::SignArgs,
-    /// Push no signature: neither sign nor send the layout's own.
-    #[arg(long, conflicts_with = "sign_key")]
+    /// Push no signature: neither sign (it wins over --sign-key and $IRONSTAR_SIGN_KEY, which a
+    /// CI environment may set for every job) nor send the layout's own.
+    #[arg(long)]
     pub no_sign: bool,
 }
 
@@ -104,7 +105,10 @@ pub struct RegistryArgs {
 pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
     // Before anything else: a wrong password fails here, before any request.
     let signing = Signing {
-        signer: args.sign.signer()?,
+        signer: match args.no_sign {
+            true => None,
+            false => args.sign.signer()?,
+        },
         no_sign: args.no_sign,
     };
     let pushes = match args.workspace {

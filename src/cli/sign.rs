@@ -13,8 +13,9 @@ pub struct SignArgs {
     /// key: the file `cosign generate-key-pair` writes (its password in $COSIGN_PASSWORD, empty
     /// allowed), or a PKCS#8 PEM key. ECDSA P-256. `env://NAME` reads the key from the
     /// environment variable NAME, as cosign does.
-    #[arg(long, value_name = "FILE|env://NAME", env = "IRONSTAR_SIGN_KEY")]
-    pub sign_key: Option<PathBuf>,
+    /// Empty (the action's unset input) means no signing.
+    #[arg(long, value_name = "FILE|env://NAME", env = "IRONSTAR_SIGN_KEY", value_parser = clap::builder::ValueParser::os_string())]
+    pub sign_key: Option<std::ffi::OsString>,
 }
 
 impl SignArgs {
@@ -23,7 +24,8 @@ impl SignArgs {
         let Some(path) = self
             .sign_key
             .as_deref()
-            .filter(|p| !p.as_os_str().is_empty())
+            .filter(|p| !p.is_empty())
+            .map(std::path::Path::new)
         else {
             return Ok(None);
         };
