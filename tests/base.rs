@@ -10,6 +10,7 @@ use std::process::Command;
 
 use support::common::*;
 use support::registry::{http_status, Auth, Registry};
+use support::token::{TokenServer, ISSUER, SERVICE};
 
 /// buildah with a private storage and config.
 struct Buildah {
@@ -290,7 +291,28 @@ fn a_base_behind_auth_is_pulled_with_the_push_s_credentials() {
         user: "carol".into(),
         password: "base-s3cret".into(),
     });
-    push_bases(&registry, Some("carol:base-s3cret"));
+    base_behind_auth(&registry);
+    // Behind a token server (distribution's `token` auth, as ghcr and Docker Hub): the same
+    // credential traded for a bearer token.
+    let tokens = TokenServer::start("carol", "base-s3cret");
+    let registry = Registry::start(Auth::Token {
+        realm: tokens.realm(),
+        service: SERVICE.into(),
+        issuer: ISSUER.into(),
+        root_cert: tokens.cert.clone(),
+    });
+    let before = tokens.issued.lock().unwrap().len();
+    base_behind_auth(&registry);
+    assert!(
+        tokens.issued.lock().unwrap().len() > before,
+        "no token was asked for"
+    );
+}
+
+/// Refused in one line naming the registry without a credential; pulled with the one in
+/// ~/.docker/config.json, as a push reads it.
+fn base_behind_auth(registry: &Registry) {
+    push_bases(registry, Some("carol:base-s3cret"));
     let dir = tempfile::tempdir().unwrap();
     let base = format!("{}/base:v1", registry.addr());
     let o = build(dir.path(), &base, None, &dir.path().join("refused"));
@@ -300,7 +322,6 @@ fn a_base_behind_auth_is_pulled_with_the_push_s_credentials() {
         e.contains(&registry.addr()) && e.trim().lines().count() == 1,
         "{e}"
     );
-    // ~/.docker/config.json, as a push reads it.
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode("carol:base-s3cret");
     std::fs::create_dir_all(dir.path().join(".docker")).unwrap();
