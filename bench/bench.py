@@ -19,15 +19,14 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-from delay_proxy import DelayProxy, round_trips
+from delay_proxy import round_trips
+from registry import STARTED, Registry, rmtree, stop_all
 import pull
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,9 +40,6 @@ PULL_SIZES = ("fixture",)  # the sizes whose round also builds zstd images and t
 TIME = "/usr/bin/time"
 ARCHES = {"amd64": "x86_64-unknown-linux-musl", "arm64": "aarch64-unknown-linux-musl"}
 MIB = 1 << 20
-
-STARTED = []  # every long-running process we start, stopped at exit
-
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
@@ -149,117 +145,9 @@ def timed(cmd, env=None, stdin=None, cpu=None):
     return wall, rss, p.stdout.decode()
 
 
-def rmtree(p):
-    if os.path.exists(p):
-        shutil.rmtree(p)
-
-
-# ---------------------------------------------------------------- registry
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Registry:
-    """docker-registry (distribution 2.8) on loopback with a fresh storage dir, reached through
-    a DelayProxy adding `delay` seconds to every request."""
-
-    def __init__(self, name, delay):
-        self.dir = os.path.join(WORK, "registry", name)
-        rmtree(self.dir)
-        os.makedirs(os.path.join(self.dir, "storage"))
-        self.port = free_port()
-        cfg = os.path.join(self.dir, "config.yml")
-        with open(cfg, "w") as f:
-            f.write(f"""version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: {self.dir}/storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{self.port}
-""")
-        self.logpath = os.path.join(self.dir, "registry.log")
-        self.logf = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        STARTED.append(self.proc)
-        deadline = time.time() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/", timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise SystemExit(f"registry did not start, see {self.logpath}")
-                time.sleep(0.05)
-        self.proxy = DelayProxy(self.port, delay).start()
-
-    @property
-    def host(self):
-        return self.proxy.host
-
-    def rchar(self):
-        """Bytes the registry process has read (sockets and files) so far."""
-        with open(f"/proc/{self.proc.pid}/io") as f:
-            for line in f:
-                if line.startswith("rchar:"):
-                    return int(line.split()[1])
-        return 0
-
-    def log_mark(self):
-        self.logf.flush()
-        return os.path.getsize(self.logpath)
-
-    def uploads_since(self, mark):
-        """Blob upload requests (POST/PATCH/PUT on /blobs/uploads/) logged after mark."""
-        time.sleep(0.2)  # let the access log catch up
-        with open(self.logpath, "rb") as f:
-            f.seek(mark)
-            text = f.read().decode(errors="replace")
-        n = 0
-        for line in text.splitlines():
-            if "/blobs/uploads/" in line and re.search(r'"(POST|PATCH|PUT) ', line):
-                n += 1
-        return n
-
-    def stop(self):
-        self.proxy.stop()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.logf.close()
-        # keep config and log for inspection, drop the (possibly GB-sized) storage
-        rmtree(os.path.join(self.dir, "storage"))
-        if self.proc in STARTED:
-            STARTED.remove(self.proc)
-
-
-def stop_all(*_):
-    for p in list(STARTED):
-        try:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(10)
-        except Exception:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except Exception:
-                pass
+def registry(name, delay):
+    """A fresh registry under target/bench/registry/NAME (its config and log kept after stop)."""
+    return Registry(os.path.join(WORK, "registry", name), delay)
 
 
 # ---------------------------------------------------------------- the tools
@@ -386,7 +274,7 @@ def blob_index(layout):
 
 def push_pair(tool, layout, name, delay):
     """First push to a fresh registry, then the no-op re-push to the same one."""
-    reg = Registry(name, delay)
+    reg = registry(name, delay)
     try:
         f = tool(layout, reg)
         r = tool(layout, reg)
@@ -398,7 +286,7 @@ def push_pair(tool, layout, name, delay):
 def pull_round(i, delay, layouts):
     """The puller's side of one round: the four images pushed (untimed) to one registry behind
     the delay proxy, then every (puller, image) pull timed from fresh state."""
-    reg = Registry(f"pull-{i}", delay)
+    reg = registry(f"pull-{i}", delay)
     try:
         def run(cmd):
             subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)

@@ -17,18 +17,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from delay_proxy import DelayProxy, round_trips  # noqa: E402
+from delay_proxy import round_trips  # noqa: E402
+from registry import Registry  # noqa: E402
 
 IRONSTAR = os.path.join(ROOT, "target/release/ironstar")
 PASSWORD = "bench-password"
@@ -36,12 +35,6 @@ PASSWORD = "bench-password"
 
 def sh(args, **kw):
     return subprocess.run(args, check=True, capture_output=True, text=True, **kw).stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fixture_binaries(work):
@@ -58,36 +51,6 @@ def fixture_binaries(work):
            cwd=os.path.join(ROOT, "tests/fixtures/hello"), env=env)
         out[arch] = os.path.join(target_dir, t, "release/hello")
     return out
-
-
-class Registry:
-    """A fresh docker-registry on loopback behind a DelayProxy."""
-
-    def __init__(self, work, delay):
-        self.dir = tempfile.mkdtemp(dir=work)
-        port = free_port()
-        cfg = os.path.join(self.dir, "config.yml")
-        with open(cfg, "w") as f:
-            f.write(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-                    f"    rootdirectory: {self.dir}/storage\nhttp:\n  addr: 127.0.0.1:{port}\n")
-        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-                break
-            except Exception:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise SystemExit("bench: docker-registry did not start")
-                time.sleep(0.05)
-        self.proxy = DelayProxy(port, delay).start()
-
-    def stop(self):
-        self.proxy.stop()
-        self.proc.terminate()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def push(layout, reg, key):
@@ -109,7 +72,7 @@ def push(layout, reg, key):
 
 def pair(layout, work, delay, key):
     """A first push to a fresh registry, then the no-op re-push."""
-    reg = Registry(work, delay)
+    reg = Registry(tempfile.mkdtemp(dir=work), delay)
     try:
         return {"first": push(layout, reg, key), "repush": push(layout, reg, key)}
     finally:

@@ -71,7 +71,7 @@ def main():
     subprocess.run(["env", "-C", FIXTURE, b.IRONSTAR, "build", "--cargo", "--workspace",
                     "--locked", "-q", "-o", os.path.join(b.WORK, "workspace-oci")],
                    env=env(), check=True, stdout=subprocess.DEVNULL)
-    reg = b.Registry("workspace", a.delay_ms / 1000)
+    reg = b.registry("workspace", a.delay_ms / 1000)
     rounds = []
     try:
         for i in range(a.rounds):
