@@ -198,17 +198,7 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
             .arg(&layout)
             .args(["--platform", platform]));
         assert_eq!(podman.run("service:latest"), format!("hello from {arch}\n"));
-        let shell = ok(podman.cmd().args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/bin/sh",
-            "service:latest",
-            "-c",
-            "echo \"$BASE_GREETING\"; uname -m",
-        ]));
+        let shell = base_shell(&podman, "echo \"$BASE_GREETING\"; uname -m");
         assert_eq!(shell, format!("from the base\n{arch}\n"), "{platform}");
     }
 
@@ -338,6 +328,21 @@ fn base_behind_auth(registry: &Registry) {
     assert_eq!(images(&layout).len(), 2);
 }
 
+/// `script` run by the base's shell in the loaded `service:latest`.
+fn base_shell(podman: &Podman, script: &str) -> String {
+    ok(podman.cmd().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/bin/sh",
+        "service:latest",
+        "-c",
+        script,
+    ]))
+}
+
 fn base_index_digest(registry: &Registry) -> String {
     let bytes = raw(&format!("{}/base:v1", registry.addr()));
     format!("sha256:{}", ironstar::Digest::of(&bytes).hex())
@@ -401,16 +406,6 @@ fn zstd_layers_go_on_top_of_a_gzip_base() {
         .args(["load", "--platform", "linux/amd64", "--layout"])
         .arg(&layout));
     assert_eq!(podman.run("service:latest"), "hello from x86_64\n");
-    let shell = ok(podman.cmd().args([
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--entrypoint",
-        "/bin/sh",
-        "service:latest",
-        "-c",
-        "echo \"$BASE_GREETING\"; test -d /tmp && echo tmp",
-    ]));
+    let shell = base_shell(&podman, "echo \"$BASE_GREETING\"; test -d /tmp && echo tmp");
     assert_eq!(shell, "from the base\ntmp\n");
 }

@@ -461,15 +461,7 @@ fn a_killed_build_leaves_the_previous_layout() {
     // A large static binary (the fixture plus 300 MiB of trailing data) makes the build slow
     // enough to be killed in the middle.
     let big = big_binary(tmp.path(), 300);
-    let mut child = ironstar()
-        .arg("build")
-        .arg(format!("--binary=linux/amd64={}", big.display()))
-        .arg("-o")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_build(&big, &out);
     // Kill once it has started writing its temporary layout.
     wait_for("the temporary layout", || {
         !names_with(tmp.path(), ".img.tmp-").is_empty()

@@ -218,15 +218,7 @@ fn sigterm_sighup_and_sigint_during_a_build_remove_its_temporary_layout() {
     let index_before = fs::read(out.join("index.json")).unwrap();
     let big = big_binary(tmp.path(), 300);
     for (signal, number) in [("TERM", 15), ("HUP", 1), ("INT", 2)] {
-        let mut child = ironstar()
-            .arg("build")
-            .arg(format!("--binary=linux/amd64={}", big.display()))
-            .arg("-o")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_build(&big, &out);
         // Once its temporary layout holds part of the layer.
         wait_for("the temporary layout", || {
             names_with(tmp.path(), ".img.tmp-").iter().any(|n| {

@@ -457,6 +457,19 @@ pub fn big_binary(dir: &Path, mib: usize) -> PathBuf {
     big
 }
 
+/// `ironstar build` of `binary` (linux/amd64) to `out`, running in the background, quiet.
+pub fn spawn_build(binary: &Path, out: &Path) -> std::process::Child {
+    ironstar()
+        .arg("build")
+        .arg(format!("--binary=linux/amd64={}", binary.display()))
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Names in `dir` starting with `prefix`.
 pub fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
     std::fs::read_dir(dir)
