@@ -2,7 +2,7 @@
 //! does to `push`, `load` and `sbom --layout` (issue 23): definition sources confined to the
 //! definition's directory, workspace or repository; NUL bytes refused where they stand; SIGTERM,
 //! SIGHUP and SIGINT cleaning up the temporary layout (and cargo); ENOSPC naming the path;
-//! symlinked blobs refused.
+//! symlinked blobs, tampered blobs and digests that are paths refused before anything is sent.
 
 mod support;
 
@@ -10,7 +10,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
+use support::cli::{expect_fail, expect_ok, layout, tag_status};
 use support::common::*;
+use support::registry::{Auth, Registry};
 
 /// A failed build: one line (no panic, nothing on stdout), containing every `expect`.
 fn one_line_failure(o: &Output, expect: &[&str]) -> String {
@@ -474,4 +476,79 @@ fn symlinks_in_a_layout_are_refused_by_push_load_and_sbom() {
     // Nothing was pushed, and the layout without links goes through.
     let good = run(&mut push(&layout));
     assert!(good.status.success(), "{}", stderr(&good));
+}
+
+/// Copy a layout directory (flat enough for this: a file and one level of blobs).
+fn copy_layout(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("blobs/sha256")).unwrap();
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(from.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_corrupt_layout_is_refused_before_anything_is_sent() {
+    let reg = Registry::start(Auth::None);
+    let home = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (dir, digest) = layout();
+    let index = json(&blob(dir, digest));
+    let manifest = json(&blob(
+        dir,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+
+    // A layer whose bytes no longer hash to its name.
+    let bad = work.path().join("tampered");
+    copy_layout(dir, &bad);
+    let path = bad.join("blobs/sha256").join(&layer[7..]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let mut cmd = ironstar();
+    cmd.env("HOME", home.path())
+        .env("DOCKER_CONFIG", home.path().join(".docker"))
+        .args(["push", "--plain-http", "--layout"])
+        .arg(&bad)
+        .args(["--repository", &format!("{}/x/tampered", reg.addr())]);
+    let err = expect_fail(&run(&mut cmd), "tampered push");
+    assert!(
+        err.contains(&layer[..19]) && err.contains("hashes to"),
+        "{err}"
+    );
+    assert_eq!(tag_status(&reg, "x/tampered", "latest"), Some(404));
+    let blobs = reg.storage().join("storage/docker/registry/v2/blobs");
+    assert!(!blobs.exists(), "a blob reached the registry");
+    // The control: the intact layout does put blobs there.
+    let mut cmd = ironstar();
+    cmd.env("HOME", home.path())
+        .env("DOCKER_CONFIG", home.path().join(".docker"))
+        .args(["push", "--plain-http", "--layout"])
+        .arg(dir)
+        .args(["--repository", &format!("{}/x/intact", reg.addr())]);
+    expect_ok(&run(&mut cmd), "intact push");
+    assert!(blobs.is_dir(), "blobs are not stored where this test looks");
+
+    // A digest that is a path.
+    let evil = work.path().join("evil");
+    copy_layout(dir, &evil);
+    let text = std::fs::read_to_string(evil.join("index.json")).unwrap();
+    std::fs::write(
+        evil.join("index.json"),
+        text.replace(digest.as_str(), "sha256:../../../../etc/passwd"),
+    )
+    .unwrap();
+    let mut cmd = ironstar();
+    cmd.env("HOME", home.path())
+        .args(["push", "--plain-http", "--layout"])
+        .arg(&evil)
+        .args(["--repository", &format!("{}/x/evil", reg.addr())]);
+    let err = expect_fail(&run(&mut cmd), "evil push");
+    assert!(err.contains("invalid digest"), "{err}");
 }
