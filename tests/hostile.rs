@@ -101,20 +101,25 @@ fn sources_outside_the_definitions_directory_or_repository_are_refused_unless_al
     fs::write(&def, with_source("link")).unwrap();
     let o = build_file(&def, &out, &["--allow-outside-sources"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let index = json(&blob(&out, digest_line(&stdout(&o)).trim()));
+    assert_eq!(etc_x(&out, &o), b"host secret");
+}
+
+/// `/etc/x` as the first platform's layer of the build `o` (to `out`) holds it.
+fn etc_x(out: &Path, o: &Output) -> Vec<u8> {
+    let index = json(&blob(out, digest_line(&stdout(o)).trim()));
     let manifest = json(&blob(
-        &out,
+        out,
         index["manifests"][0]["digest"].as_str().unwrap(),
     ));
     let layer = layer_entries(&blob(
-        &out,
+        out,
         manifest["layers"][0]["digest"].as_str().unwrap(),
     ));
-    let x = layer
-        .iter()
+    layer
+        .into_iter()
         .find(|e| e.0 == "etc/x")
-        .expect("etc/x in the layer");
-    assert_eq!(x.5, b"host secret");
+        .expect("etc/x in the layer")
+        .5
 }
 
 #[test]
@@ -156,20 +161,7 @@ fn cargo_metadata_sources_stay_in_the_package_or_workspace() {
         .arg("-o")
         .arg(&out));
     assert!(o.status.success(), "{}", stderr(&o));
-    let index = json(&blob(&out, digest_line(&stdout(&o)).trim()));
-    let manifest = json(&blob(
-        &out,
-        index["manifests"][0]["digest"].as_str().unwrap(),
-    ));
-    let layer = layer_entries(&blob(
-        &out,
-        manifest["layers"][0]["digest"].as_str().unwrap(),
-    ));
-    let x = layer
-        .iter()
-        .find(|e| e.0 == "etc/x")
-        .expect("etc/x in the layer");
-    assert_eq!(x.5, b"root:x:0:0::/:/x\n");
+    assert_eq!(etc_x(&out, &o), b"root:x:0:0::/:/x\n");
 }
 
 #[test]

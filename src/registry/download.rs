@@ -1,15 +1,19 @@
-//! The read side for blobs of any size (a base image's layers): streamed to a file, hashed on
-//! the way, and named by their digest only once they hash to it.
+//! The read side for blobs: a small one into memory, bounded (an SBOM, a signature payload), and
+//! one of any size (a base image's layers) streamed to a file, hashed on the way, and named by
+//! its digest only once it hashes to it.
 
 use std::io::Write as _;
 use std::path::Path;
 
+use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use reqwest::header::{HeaderValue, ACCEPT};
-use reqwest::Method;
+use reqwest::{Method, Response};
+use url::Url;
 
 use super::client::Client;
 use super::error::{redact_url, RegistryError};
+use super::transport::read_at_most;
 use crate::digest::{Digest, HashWriter};
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -26,14 +30,48 @@ impl Client {
             .await
     }
 
-    async fn download_once(&self, digest: &Digest, size: u64, dest: &Path) -> Result<()> {
+    /// `GET` of the blob `digest`: its URL, and the response unless 404. `once`: not retried
+    /// here (the caller retries the whole transfer).
+    async fn get_blob_response(
+        &self,
+        digest: &Digest,
+        once: bool,
+    ) -> Result<(Url, Option<Response>)> {
         let url = self.repo_url(&format!("blobs/{digest}"));
-        let get = self.session.request(Method::GET, url.clone()).once();
-        let Some(resp) = get
+        let mut get = self.session.request(Method::GET, url.clone());
+        if once {
+            get = get.once();
+        }
+        let resp = get
             .header(ACCEPT, HeaderValue::from_static("*/*"))
             .send_unless_404()
-            .await?
-        else {
+            .await?;
+        Ok((url, resp))
+    }
+
+    /// A blob of at most `max` bytes, checked against its digest; an error when absent.
+    pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Bytes> {
+        let (url, resp) = self.get_blob_response(digest, false).await?;
+        let Some(resp) = resp else {
+            return Err(RegistryError::Protocol(format!(
+                "blob {digest}: not in the registry"
+            )));
+        };
+        let bytes = read_at_most(resp, &url, max).await?;
+        let got = Digest::of(&bytes);
+        if &got != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {digest}"),
+                expected: digest.clone(),
+                got: got.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    async fn download_once(&self, digest: &Digest, size: u64, dest: &Path) -> Result<()> {
+        let (url, resp) = self.get_blob_response(digest, true).await?;
+        let Some(resp) = resp else {
             return Err(RegistryError::Protocol(format!(
                 "blob {digest}: not in {} (its manifest names it)",
                 self.repository

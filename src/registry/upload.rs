@@ -1,17 +1,16 @@
 //! Blobs: `HEAD`, cross-repository mount, upload (one monolithic `PUT`, or `PATCH` chunks that
-//! follow the registry's `Range`), and the bounded `GET` of a small one (an SBOM).
+//! follow the registry's `Range`). Reading them: [`super::download`].
 
 use std::path::Path;
 
-use bytes::Bytes;
-use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::warn;
 use url::Url;
 
 use super::client::{short, Client};
 use super::error::{redact_url, RegistryError};
-use super::transport::{header_str, read_at_most, ProgressFn};
+use super::transport::{header_str, ProgressFn};
 use crate::digest::Digest;
 use crate::oci::reference::Repository;
 
@@ -54,31 +53,6 @@ impl Client {
         let url = self.repo_url(&format!("blobs/{digest}"));
         let head = self.session.request(Method::HEAD, url);
         Ok(head.send_unless_404().await?.is_some())
-    }
-
-    /// A blob of at most `max` bytes, checked against its digest; an error when absent.
-    pub async fn get_blob(&self, digest: &Digest, max: usize) -> Result<Bytes> {
-        let url = self.repo_url(&format!("blobs/{digest}"));
-        let get = self.session.request(Method::GET, url.clone());
-        let Some(resp) = get
-            .header(ACCEPT, HeaderValue::from_static("*/*"))
-            .send_unless_404()
-            .await?
-        else {
-            return Err(RegistryError::Protocol(format!(
-                "blob {digest}: not in the registry"
-            )));
-        };
-        let bytes = read_at_most(resp, &url, max).await?;
-        let got = Digest::of(&bytes);
-        if &got != digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("blob {digest}"),
-                expected: digest.clone(),
-                got: got.to_string(),
-            });
-        }
-        Ok(bytes)
     }
 
     /// One `HEAD`, not retried by itself (a blob push retries as a whole).
