@@ -13,7 +13,7 @@ use super::{layer_media_type, Base, BaseError, BaseOptions, PlatformBase};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::image::BlobRef;
-use crate::oci::{media_type, Reference, Tag};
+use crate::oci::{media_type, platform_name, Reference, Tag};
 use crate::platform::Platform;
 use crate::registry::manifest::MAX_MANIFEST;
 use crate::registry::{find_credential, Client, ClientOptions, RegistryError, Target};
@@ -310,15 +310,9 @@ fn size_at(descriptor: &Value) -> u64 {
 }
 
 /// `os/arch[/variant]` of a platform object (an index entry's, or a config's top level).
+/// A platform object's name for messages (`?` when it has none).
 fn platform_string(p: &Value) -> String {
-    let (os, arch) = (
-        p["os"].as_str().unwrap_or("?"),
-        p["architecture"].as_str().unwrap_or("?"),
-    );
-    match p["variant"].as_str() {
-        Some(v) => format!("{os}/{arch}/{v}"),
-        None => format!("{os}/{arch}"),
-    }
+    platform_name(p).unwrap_or_else(|| "?".to_string())
 }
 
 /// Whether a platform object is `platform`; arm64's `v8` is arm64.

@@ -48,3 +48,13 @@ pub mod label {
         format!("{ROOTFS_ITEM}{name}")
     }
 }
+
+/// The `os/architecture[/variant]` name of a platform object (a descriptor's `platform`, or an
+/// image config, which has the same three keys); `None` without `os` or `architecture`.
+pub fn platform_name(p: &serde_json::Value) -> Option<String> {
+    let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
+    Some(match p["variant"].as_str() {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    })
+}

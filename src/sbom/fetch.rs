@@ -9,6 +9,7 @@ use super::artifact::{self, digest_at, parse};
 use super::{SbomError, MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
 use crate::digest::Digest;
 use crate::layout::Layout;
+use crate::oci::platform_name;
 use crate::registry::{Client, Reference, Target};
 
 /// An SBOM is read into memory: bounded.
@@ -116,7 +117,7 @@ pub async fn from_registry(
     let manifests: Vec<_> = match v["manifests"].as_array() {
         Some(list) => list
             .iter()
-            .map(|d| Ok((platform_of(d), digest_at(d, "image index")?)))
+            .map(|d| Ok((platform_name(&d["platform"]), digest_at(d, "image index")?)))
             .collect::<Result<_, SbomError>>()?,
         None => vec![(None, Digest::of(&top))],
     };
@@ -147,13 +148,4 @@ pub async fn from_registry(
     }
     let layer = digest_at(&m["layers"][0], "SBOM manifest")?;
     Ok(repo.get_blob(&layer, MAX_DOCUMENT).await?.to_vec())
-}
-
-fn platform_of(d: &Value) -> Option<String> {
-    let p = &d["platform"];
-    let (os, arch) = (p["os"].as_str()?, p["architecture"].as_str()?);
-    Some(match p["variant"].as_str() {
-        Some(v) => format!("{os}/{arch}/{v}"),
-        None => format!("{os}/{arch}"),
-    })
 }

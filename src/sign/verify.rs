@@ -12,7 +12,7 @@ use super::{
 };
 use crate::digest::Digest;
 use crate::layout::Layout;
-use crate::oci::{Reference, Repository};
+use crate::oci::{platform_name, Reference, Repository};
 use crate::registry::{Client, Target};
 
 /// The payload blob read at most: cosign's payloads are a few hundred bytes.
@@ -135,17 +135,9 @@ pub async fn registry(
                 problem: e.to_string(),
             }
         })?;
-        let p = &d["platform"];
-        let platform = match (
-            p["os"].as_str(),
-            p["architecture"].as_str(),
-            p["variant"].as_str(),
-        ) {
-            (Some(os), Some(a), Some(v)) => Some(format!("{os}/{a}/{v}")),
-            (Some(os), Some(a), None) => Some(format!("{os}/{a}")),
-            _ => Some("unknown platform".to_string()),
-        };
-        subjects.push((digest, platform));
+        let platform =
+            platform_name(&d["platform"]).unwrap_or_else(|| "unknown platform".to_string());
+        subjects.push((digest, Some(platform)));
     }
     let client = &client;
     try_join_all(subjects.into_iter().map(|(digest, platform)| async move {
