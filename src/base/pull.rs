@@ -309,8 +309,8 @@ fn size_at(descriptor: &Value) -> u64 {
     descriptor["size"].as_u64().unwrap_or(0)
 }
 
-/// `os/arch[/variant]` of a platform object (an index entry's, or a config's top level).
-/// A platform object's name for messages (`?` when it has none).
+/// `os/arch[/variant]` of a platform object (an index entry's, or a config's top level) for
+/// messages: `?` without `os` or `architecture`.
 fn platform_string(p: &Value) -> String {
     platform_name(p).unwrap_or_else(|| "?".to_string())
 }
