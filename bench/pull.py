@@ -223,9 +223,9 @@ def summary(rounds, med, ratio_med):
 
 
 def _bound(p):
-    """The best any layer encoding could do in this round: the zstd pull's fetch side (its bytes
-    and round trips) followed by the unpack of the uncompressed tar (no decompression at all),
-    over the gzip pull. A ratio target below this cannot be met by the layer's encoding."""
+    """The best a layer of zstd's size could do in this round: the zstd pull's fetch side (its
+    bytes and round trips) followed by the unpack of the uncompressed tar (no decompression at
+    all), over the gzip pull. Only a smaller layer could get below it."""
     z, t, g = p["containerd_ironstar_zstd"], p["containerd_tar"], p["containerd_ironstar_gzip"]
     return (z["wall"] - z["unpack"] + t["unpack"]) / g["wall"]
 
