@@ -47,7 +47,7 @@ pub enum BuildError {
     Sign(#[from] crate::sign::SignError),
     #[error(transparent)]
     Base(#[from] BaseError),
-    #[error("base {reference}: its config for {platform} is not JSON: {message}")]
+    #[error("base {reference}: its config for {platform}: {message}")]
     BaseConfig {
         reference: String,
         platform: String,
@@ -373,7 +373,7 @@ fn build_platform(
             crate::base::merge(&pb.config, &config_bytes).map_err(|e| BuildError::BaseConfig {
                 reference: b.reference.to_string(),
                 platform: what.clone(),
-                message: e.to_string(),
+                message: e,
             })?;
         annotations.insert(annotation::BASE_NAME.into(), b.reference.to_string());
         annotations.insert(annotation::BASE_DIGEST.into(), pb.manifest.to_string());

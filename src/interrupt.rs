@@ -2,8 +2,8 @@
 //! terminal) remove what a build had under way, as its destructors would, then end the process
 //! by that signal.
 //!
-//! What a build leaves while it runs registers here: temporary directories with their locks
-//! (the layout being written), temporary files (a cache entry being copied) and child process
+//! What a build leaves while it runs registers here: temporary directories, with their locks
+//! (the layout being written) or without (a base's blobs pulled with `--no-cache`), temporary files (a cache entry being copied) and child process
 //! groups (cargo and the compilers it runs). [`install`] starts a thread that waits for the
 //! signals; on the first, it takes the registry's lock for good (so no further step starts and
 //! no critical section is cut in half), kills the process groups and reaps their leaders,
@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 enum Item {
-    /// A directory and the lock file that marks it as live.
+    /// A directory and the lock file that marks it as live, if it has one.
     Dir {
         dir: PathBuf,
-        lock: PathBuf,
+        lock: Option<PathBuf>,
     },
     File(PathBuf),
     /// A child that leads its own process group.
@@ -40,6 +40,7 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// Something to clean up on a signal, while this lives.
+#[derive(Debug)]
 #[must_use = "dropping it unregisters at once"]
 pub struct Registered(u64);
 
@@ -61,7 +62,15 @@ fn register(item: Item) -> Registered {
 pub fn temp_dir(dir: &Path, lock: &Path) -> Registered {
     register(Item::Dir {
         dir: dir.to_path_buf(),
-        lock: lock.to_path_buf(),
+        lock: Some(lock.to_path_buf()),
+    })
+}
+
+/// Remove `dir`, which has no lock, on a signal.
+pub fn dir(dir: &Path) -> Registered {
+    register(Item::Dir {
+        dir: dir.to_path_buf(),
+        lock: None,
     })
 }
 
@@ -139,7 +148,9 @@ fn clean_up(registry: &Registry) {
                     Err(_) => dir,
                 };
                 let _ = std::fs::remove_dir_all(gone);
-                let _ = std::fs::remove_file(lock);
+                if let Some(lock) = lock {
+                    let _ = std::fs::remove_file(lock);
+                }
             }
             Item::File(f) => {
                 let _ = std::fs::remove_file(f);

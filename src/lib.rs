@@ -23,7 +23,9 @@
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
-//!   or docker.
+//!   or docker;
+//! - [`untrusted`]: JSON someone else wrote (a base's manifest or config), counted before it is
+//!   parsed.
 
 pub mod archive;
 pub mod base;
@@ -50,6 +52,7 @@ pub mod sbom;
 pub mod sign;
 pub mod source_date;
 pub mod spec;
+pub mod untrusted;
 
 pub use digest::Digest;
 pub use platform::Platform;

@@ -3,16 +3,22 @@
 //! base's, and setting it drops the base's cmd (ours, when set, is the cmd); our user, workdir
 //! and stop signal replace the base's when set; exposed ports, volumes and labels are merged;
 //! the base's layers and history come before ours. What we do not set (a healthcheck, a shell)
-//! is the base's.
+//! is the base's. The result is checked against the config schema's types ([`super::check`]).
 
 use serde_json::{Map, Value};
 
 use crate::image::canonical;
 
-/// The merged config's canonical bytes; `ours` is the config ironstar made (canonical JSON).
-pub fn merge(base: &Value, ours: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out: Value = serde_json::from_slice(ours)?;
-    let theirs = base["config"].as_object().cloned().unwrap_or_default();
+/// The merged config's canonical bytes; `ours` is the config ironstar made (canonical JSON). An
+/// error names the field that is not what the config schema says (one of the base's).
+pub fn merge(base: &Value, ours: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out: Value = serde_json::from_slice(ours).map_err(|e| e.to_string())?;
+    let mut theirs = match &base["config"] {
+        Value::Object(run) => run.clone(),
+        Value::Null => Map::new(),
+        _ => return Err("`config` is not an object".into()),
+    };
+    super::check::drop_nulls(&mut theirs);
     let mine = out["config"].as_object().cloned().unwrap_or_default();
     out["config"] = Value::Object(run_config(theirs, mine));
     for (key, list) in [("rootfs", "diff_ids"), ("history", "")] {
@@ -28,6 +34,7 @@ pub fn merge(base: &Value, ours: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
         let mine = slot.as_array().cloned().unwrap_or_default();
         *slot = Value::Array(base_items.into_iter().chain(mine).collect());
     }
+    super::check::check(&out)?;
     Ok(canonical(&out))
 }
 
@@ -75,6 +82,10 @@ mod tests {
 
     #[test]
     fn merges_as_docker_does() {
+        let (aa, bb) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
         let base = json!({
             "architecture": "amd64", "os": "linux",
             "config": {
@@ -83,7 +94,7 @@ mod tests {
                 "ExposedPorts": {"80/tcp": {}}, "Labels": {"a": "base", "b": "base"},
                 "Healthcheck": {"Test": ["CMD", "true"]}, "OnBuild": ["RUN x"]
             },
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:aa"]},
+            "rootfs": {"type": "layers", "diff_ids": [aa]},
             "history": [{"created_by": "buildah"}]
         });
         let ours = canonical(&json!({
@@ -92,7 +103,7 @@ mod tests {
                 "Entrypoint": ["/app"], "Env": ["GREETING=ours", "RUST_LOG=info"],
                 "ExposedPorts": {"8080/tcp": {}}, "Labels": {"b": "ours"}
             },
-            "rootfs": {"type": "layers", "diff_ids": ["sha256:bb"]},
+            "rootfs": {"type": "layers", "diff_ids": [bb]},
             "history": [{"created_by": "ironstar"}]
         }));
         let m: Value = serde_json::from_slice(&merge(&base, &ours).unwrap()).unwrap();
@@ -113,7 +124,7 @@ mod tests {
         assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "8080/tcp": {}}));
         assert_eq!(c["Labels"], json!({"a": "base", "b": "ours"}));
         assert!(c.get("Healthcheck").is_some() && c.get("OnBuild").is_none());
-        assert_eq!(m["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
+        assert_eq!(m["rootfs"]["diff_ids"], json!([aa, bb]));
         assert_eq!(
             m["history"],
             json!([{"created_by": "buildah"}, {"created_by": "ironstar"}])

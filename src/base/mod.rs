@@ -6,10 +6,12 @@
 //!
 //! `pull` fetches, `config` merges the base's config under ours as docker does.
 
+mod check;
 mod config;
 mod pull;
 
 pub use config::merge;
+pub use pull::resolve;
 
 use std::path::PathBuf;
 
@@ -54,7 +56,20 @@ pub struct BaseOptions {
     pub plain_http: bool,
     /// Attempts per request; 0: the client's default.
     pub max_attempts: u32,
+    /// Blobs downloaded at once, over all platforms; 0: [`DEFAULT_JOBS`] (as a push's
+    /// `--upload-jobs`).
+    pub jobs: usize,
 }
+
+/// Blobs a pull downloads at once unless told otherwise: a push's default too.
+pub const DEFAULT_JOBS: usize = 4;
+
+/// The most layers a base's platform may have: overlayfs, which runtimes mount images with,
+/// stacks at most 500 (the kernel's `OVL_MAX_STACK`), and our layers go on top.
+pub const MAX_LAYERS: usize = 400;
+
+/// The largest base config read: as a manifest ([`crate::registry::manifest::MAX_MANIFEST`]).
+pub const MAX_CONFIG: u64 = crate::registry::manifest::MAX_MANIFEST as u64;
 
 /// A base image resolved for the platforms of a build.
 #[derive(Debug, Clone)]
@@ -67,7 +82,14 @@ pub struct Base {
     pub platforms: Vec<PlatformBase>,
     /// Where the blobs are; kept alive while the build links them (a temporary store without
     /// a cache).
-    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+    _scratch: Option<std::sync::Arc<Scratch>>,
+}
+
+/// A temporary blob store (`--no-cache`): removed when dropped, or on a signal.
+#[derive(Debug)]
+struct Scratch {
+    _dir: tempfile::TempDir,
+    _on_signal: crate::interrupt::Registered,
 }
 
 /// One platform of the base.
@@ -89,19 +111,59 @@ impl Base {
     }
 }
 
-/// A layer's media type in an OCI manifest: Docker's gzip layers are OCI gzip layers byte for
-/// byte; OCI layer types are kept; anything else (foreign layers) is refused.
+/// A layer's media type in an OCI manifest, for the layer types a runtime unpacks: a tar,
+/// gzip- or zstd-compressed, OCI's or Docker's (whose bytes are the same as OCI's). Anything
+/// else (foreign or non-distributable layers, an unknown suffix) is `None`, refused.
 fn layer_media_type(mt: &str) -> Option<MediaType> {
-    const DOCKER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    match mt {
-        DOCKER_GZIP => Some(MediaType::ImageLayerGzip),
-        mt if mt.starts_with("application/vnd.oci.image.layer.v1.tar")
-            && !mt.contains("nondistributable") =>
-        {
-            Some(MediaType::from(mt))
-        }
-        _ => None,
-    }
+    Some(match mt {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => MediaType::ImageLayer,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => MediaType::ImageLayerZstd,
+        _ => return None,
+    })
 }
 
-pub use pull::resolve;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::media_type;
+
+    #[test]
+    fn only_layer_types_a_runtime_unpacks_are_taken() {
+        for (mt, want) in [
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                "application/vnd.oci.image.layer.v1.tar",
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                media_type::LAYER_GZIP,
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                media_type::LAYER_ZSTD,
+            ),
+            (
+                "application/vnd.docker.image.rootfs.diff.tar.zstd",
+                media_type::LAYER_ZSTD,
+            ),
+        ] {
+            assert_eq!(
+                layer_media_type(mt).map(|m| m.to_string()),
+                Some(want.to_string())
+            );
+        }
+        for mt in [
+            "application/vnd.oci.image.layer.v1.tar+evil",
+            "application/vnd.oci.image.layer.v1.tar+gzip+evil",
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+            "application/vnd.oci.image.layer.v1.tar ",
+        ] {
+            assert!(layer_media_type(mt).is_none(), "{mt}");
+        }
+    }
+}

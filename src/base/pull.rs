@@ -1,15 +1,23 @@
 //! Pulling a base: resolve the reference (a tag needs the registry, a digest does not), read its
 //! index or manifest, choose each platform's manifest, and fetch configs and layers into a blob
 //! store, each checked against its digest. Blobs already stored are used without a request.
+//!
+//! Whatever the registry sends is bounded: manifests and configs by size (4 MiB) and by what
+//! their JSON holds ([`crate::untrusted`]), a platform's layers by [`MAX_LAYERS`], and the
+//! downloads by `jobs` at once over all platforms, each blob once however many platforms share it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::try_join_all;
 use serde_json::Value;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::{layer_media_type, Base, BaseError, BaseOptions, PlatformBase};
+use super::{
+    layer_media_type, Base, BaseError, BaseOptions, PlatformBase, Scratch, DEFAULT_JOBS,
+    MAX_CONFIG, MAX_LAYERS,
+};
 use crate::cache::BlobStore;
 use crate::digest::Digest;
 use crate::image::BlobRef;
@@ -17,6 +25,22 @@ use crate::oci::{media_type, platform_name, Reference, Tag};
 use crate::platform::Platform;
 use crate::registry::manifest::MAX_MANIFEST;
 use crate::registry::{find_credential, Client, ClientOptions, RegistryError, Target};
+use crate::untrusted::{BoundError, Limits};
+
+/// What a manifest or index may hold: an array as long as a base's layers may be, and values
+/// enough for each layer's descriptor with a few annotations. A `Value` of the most this allows
+/// takes about 10 MB, whatever the JSON.
+const MANIFEST_LIMITS: Limits = Limits {
+    array: MAX_LAYERS,
+    values: 32 << 10,
+};
+
+/// What a config may hold: a history entry for every layer and for many steps without one
+/// (`ENV`, `CMD`).
+const CONFIG_LIMITS: Limits = Limits {
+    array: 10 * MAX_LAYERS,
+    values: 32 << 10,
+};
 
 type Result<T, E = BaseError> = std::result::Result<T, E>;
 
@@ -46,8 +70,14 @@ pub fn resolve(
         Some(s) => (s, None),
         None => {
             let dir = tempfile::tempdir().map_err(io(&std::env::temp_dir()))?;
+            // Registered before anything is written into it: a signal mid-pull removes it.
+            let on_signal = crate::interrupt::dir(dir.path());
             let store = BlobStore::open(dir.path()).map_err(io(dir.path()))?;
-            (store, Some(Arc::new(dir)))
+            let scratch = Scratch {
+                _dir: dir,
+                _on_signal: on_signal,
+            };
+            (store, Some(Arc::new(scratch)))
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -60,6 +90,11 @@ pub fn resolve(
         opts,
         store,
         client: OnceCell::new(),
+        downloads: Semaphore::new(match opts.jobs {
+            0 => DEFAULT_JOBS,
+            n => n,
+        }),
+        blobs: Mutex::default(),
     };
     let (digest, platforms) = runtime.block_on(puller.resolve(platforms))?;
     Ok(Base {
@@ -77,6 +112,11 @@ struct Puller<'a> {
     store: BlobStore,
     /// Made on the first request: a pinned, stored base makes none (and reads no credential).
     client: OnceCell<Client>,
+    /// A permit a blob download: `jobs` at once.
+    downloads: Semaphore,
+    /// Each blob's path once it is stored: a layer two platforms share is fetched (or checked)
+    /// once, and never written by two downloads at once.
+    blobs: Mutex<HashMap<Digest, Arc<OnceCell<PathBuf>>>>,
 }
 
 impl Puller<'_> {
@@ -92,6 +132,16 @@ impl Puller<'_> {
             reference: self.named.to_string(),
             message: message.into(),
         }
+    }
+
+    /// Untrusted JSON `what` (a manifest, a config) as a `Value`, within `limits`.
+    fn parse(&self, what: &str, bytes: &[u8], limits: Limits) -> Result<Value> {
+        crate::untrusted::parse(bytes, limits).map_err(|e| match e {
+            BoundError::Array { .. } | BoundError::Values { .. } => self.malformed(format!(
+                "{what}: {e}; a base may have at most {MAX_LAYERS} layers (overlayfs stacks 500)"
+            )),
+            BoundError::Json(e) => self.malformed(format!("{what}: {e}")),
+        })
     }
 
     async fn client(&self) -> Result<&Client> {
@@ -205,25 +255,30 @@ impl Puller<'_> {
         if m.get("manifests").is_some() {
             return Err(self.malformed(format!("{manifest} is an index inside an index")));
         }
-        let config = self.config_of(&m).await?;
-        let layers = m["layers"].as_array().cloned().unwrap_or_default();
-        let layers = try_join_all(layers.iter().map(|l| async move {
-            let mt = l["mediaType"].as_str().unwrap_or_default();
-            let media_type = layer_media_type(mt).ok_or_else(|| {
-                self.malformed(format!("layer media type `{mt}` is not supported"))
-            })?;
-            let (digest, size) = (self.digest_at(l)?, size_at(l));
-            let path = self.blob(&digest, size).await?;
-            Ok::<_, BaseError>((
-                BlobRef {
+        // Every layer's descriptor is checked before anything is downloaded.
+        let layers = m["layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let layers: Vec<BlobRef> = layers
+            .iter()
+            .map(|l| {
+                let mt = l["mediaType"].as_str().unwrap_or_default();
+                let media_type = layer_media_type(mt).ok_or_else(|| {
+                    self.malformed(format!(
+                        "{platform}: layer media type `{}` is not one a runtime unpacks (a tar, \
+                         gzip- or zstd-compressed)",
+                        mt.escape_debug()
+                    ))
+                })?;
+                Ok(BlobRef {
                     media_type,
-                    digest,
-                    size,
-                },
-                path,
-            ))
-        }))
-        .await?;
+                    digest: self.digest_at(l)?,
+                    size: size_at(l),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let config = self.config_of(&m).await?;
         let diff_ids = config["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
         if diff_ids != layers.len() {
             return Err(self.malformed(format!(
@@ -231,24 +286,41 @@ impl Puller<'_> {
                 layers.len()
             )));
         }
+        let paths = try_join_all(layers.iter().map(|l| self.blob(&l.digest, l.size))).await?;
         Ok(PlatformBase {
             platform,
             manifest,
             config,
-            layers,
+            layers: layers.into_iter().zip(paths).collect(),
         })
     }
 
     async fn config_of(&self, manifest: &Value) -> Result<Value> {
         let c = &manifest["config"];
         let digest = self.digest_at(c)?;
+        let too_large = |size: u64| {
+            self.malformed(format!(
+                "config {digest} is {}, more than the {} a config may be (as a manifest)",
+                crate::human_bytes(size),
+                crate::human_bytes(MAX_CONFIG)
+            ))
+        };
+        if size_at(c) > MAX_CONFIG {
+            return Err(too_large(size_at(c)));
+        }
         let path = self.blob(&digest, size_at(c)).await?;
-        let bytes = std::fs::read(&path).map_err(|source| BaseError::Io {
+        let io = |source| BaseError::Io {
             reference: self.named.to_string(),
             path: path.clone(),
             source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| self.malformed(format!("config {digest}: {e}")))
+        };
+        // A stored one is checked too: another build may have stored it under no limit.
+        let size = std::fs::metadata(&path).map_err(io)?.len();
+        if size > MAX_CONFIG {
+            return Err(too_large(size));
+        }
+        let bytes = std::fs::read(&path).map_err(io)?;
+        self.parse(&format!("config {digest}"), &bytes, CONFIG_LIMITS)
     }
 
     /// A manifest or index by digest: stored, else fetched (checked) and stored.
@@ -281,8 +353,7 @@ impl Puller<'_> {
                 fetched.bytes.to_vec()
             }
         };
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| self.malformed(format!("manifest {digest}: {e}")))?;
+        let v = self.parse(&format!("manifest {digest}"), &bytes, MANIFEST_LIMITS)?;
         let mt = v["mediaType"].as_str().unwrap_or(media_type::MANIFEST);
         if mt.contains("v1+prettyjws") || v["schemaVersion"].as_u64() != Some(2) {
             return Err(self.malformed(format!("manifest {digest}: schema 1 is not supported")));
@@ -290,18 +361,28 @@ impl Puller<'_> {
         Ok(v)
     }
 
-    /// A config or layer on disk: stored, else downloaded into the store.
+    /// A config or layer on disk: stored, else downloaded into the store (`jobs` at a time).
     async fn blob(&self, digest: &Digest, size: u64) -> Result<PathBuf> {
-        if let Some(path) = self.store.get(digest) {
-            return Ok(path);
-        }
-        let path = self.store.path(digest);
-        let client = self.client().await?;
-        client
-            .download_blob(digest, size, &path)
-            .await
-            .map_err(|e| self.registry_err(e))?;
-        Ok(path)
+        let once = {
+            let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+            blobs.entry(digest.clone()).or_default().clone()
+        };
+        let path = once
+            .get_or_try_init(|| async {
+                if let Some(path) = self.store.get(digest) {
+                    return Ok(path);
+                }
+                let path = self.store.path(digest);
+                let client = self.client().await?;
+                let _permit = self.downloads.acquire().await.expect("never closed");
+                client
+                    .download_blob(digest, size, &path)
+                    .await
+                    .map_err(|e| self.registry_err(e))?;
+                Ok::<_, BaseError>(path)
+            })
+            .await?;
+        Ok(path.clone())
     }
 }
 

@@ -275,7 +275,7 @@ pub fn build_resolved(
             sign,
             base: ironstar::base::BaseOptions {
                 plain_http: args.base_plain_http,
-                max_attempts: 0,
+                ..Default::default()
             },
         };
         jobs.push((&r.spec, opts));

@@ -1,9 +1,11 @@
 //! Writing a layout: in a temporary directory beside its destination, locked while the build
 //! lives, world-readable, and swapped into place whole.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{io_err, LayoutError, Result, OCI_LAYOUT_CONTENT, OCI_LAYOUT_FILE};
 use crate::digest::{Digest, HashWriter};
@@ -12,6 +14,9 @@ use crate::digest::{Digest, HashWriter};
 pub struct LayoutWriter {
     tmp: Staging,
     output: PathBuf,
+    /// Per digest, whether [`put_blob_file`](Self::put_blob_file) has placed it: held while it
+    /// does, so two platforms sharing a layer never place it at once.
+    placed: Mutex<HashMap<Digest, Arc<Mutex<bool>>>>,
 }
 
 /// Layout files are world-readable, as skopeo and umoci write them: a layout built by one user
@@ -118,6 +123,7 @@ impl LayoutWriter {
         Ok(LayoutWriter {
             tmp,
             output: output.to_path_buf(),
+            placed: Mutex::default(),
         })
     }
 
@@ -153,38 +159,47 @@ impl LayoutWriter {
         self.tmp.path().join("blobs/sha256").join(digest.hex())
     }
 
-    /// Store a blob already on disk whose digest is known (a cached layer). A blob already in the
-    /// layout (two platforms sharing a layer) is left alone: it may be `src` itself, hard-linked,
-    /// and copying a file onto itself truncates it.
+    /// Store a blob already on disk whose digest is known (a cached layer, a base's). Safe from
+    /// any number of threads at once: each digest is placed once, by one of them, and always
+    /// under a temporary name renamed over its own, so its path never names a missing or a
+    /// half-written file (two platforms sharing a base layer once raced to `ENOENT` here).
     pub fn put_blob_file(&self, src: &Path, digest: &Digest) -> Result<()> {
+        let once = {
+            let mut placed = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+            placed.entry(digest.clone()).or_default().clone()
+        };
+        let mut done = once.lock().unwrap_or_else(|e| e.into_inner());
+        if !*done {
+            self.place(src, digest)?;
+            *done = true;
+        }
+        Ok(())
+    }
+
+    fn place(&self, src: &Path, digest: &Digest) -> Result<()> {
         let dest = self.blob_path(digest);
         let want = fs::metadata(src).map_err(io_err(src))?.len();
+        // Already written (by `put_blob`), or `src` itself (hard-linked): left alone, as
+        // copying a file onto itself truncates it.
         if fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == want) {
             return Ok(());
         }
-        // A hard link costs nothing when the cache is on the same file system. It shares the
-        // mode with the cache entry, which may predate world-readable layouts: set it.
-        match fs::hard_link(src, &dest) {
-            Ok(()) => return set_mode(&dest, FILE_MODE),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Present but of the wrong size: replace it, never write through it.
-                fs::remove_file(&dest).map_err(out_err(&dest))?;
-            }
-            Err(_) => {}
+        let tmp = dest.with_file_name(format!(".partial-{}", digest.hex()));
+        let _ = fs::remove_file(&tmp);
+        // A hard link costs nothing when the cache is on the same file system; across file
+        // systems, a copy. Either shares or sets the mode (a cache entry's may predate
+        // world-readable layouts).
+        if fs::hard_link(src, &tmp).is_err() {
+            // A full disk is the copy's write side (the layout); anything else, its source.
+            fs::copy(src, &tmp).map_err(|e| match crate::storage_full(&e) {
+                true => out_err(&tmp)(e),
+                false => io_err(src)(e),
+            })?;
         }
-        // Across file systems: a copy under a temporary name, renamed into place whole.
-        let dir = self.tmp.path().join("blobs/sha256");
-        let tmp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(&dir)
-            .map_err(out_err(&dir))?;
-        // A full disk is the copy's write side (the layout); anything else, its source.
-        fs::copy(src, tmp.path()).map_err(|e| match crate::storage_full(&e) {
-            true => out_err(tmp.path())(e),
-            false => io_err(src)(e),
-        })?;
-        set_mode(tmp.path(), FILE_MODE)?;
-        tmp.persist(&dest).map_err(|e| out_err(&dest)(e.error))?;
+        set_mode(&tmp, FILE_MODE)?;
+        fs::rename(&tmp, &dest).map_err(out_err(&dest))?;
+        // A rename onto another link to the same file does nothing, leaving `tmp`.
+        let _ = fs::remove_file(&tmp);
         Ok(())
     }
 
@@ -386,6 +401,51 @@ mod tests {
             seen, 7,
             "layout, oci-layout, index.json, blobs, sha256, two blobs"
         );
+    }
+
+    /// Issue 34, finding 3: platforms sharing a base's layers put the same blobs at once.
+    #[test]
+    fn blobs_shared_by_many_threads_are_placed_whole_without_a_race() {
+        let parent = tempfile::tempdir().unwrap();
+        let cache = parent.path().join("cache");
+        fs::create_dir(&cache).unwrap();
+        let blobs: Vec<(PathBuf, Digest)> = (0..300)
+            .map(|i| {
+                let bytes = format!("layer {i}").repeat(i % 7 + 1);
+                let path = cache.join(i.to_string());
+                fs::write(&path, &bytes).unwrap();
+                (path, Digest::of(bytes.as_bytes()))
+            })
+            .collect();
+        for round in 0..5 {
+            let out = parent.path().join(format!("img{round}"));
+            let w = LayoutWriter::create(&out).unwrap();
+            let errors: Vec<String> = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            blobs
+                                .iter()
+                                .filter_map(|(p, d)| w.put_blob_file(p, d).err())
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .flat_map(|t| t.join().unwrap())
+                    .collect()
+            });
+            assert_eq!(errors, Vec::<String>::new(), "round {round}");
+            w.commit(b"{\"schemaVersion\":2,\"manifests\":[]}").unwrap();
+            let dir = out.join("blobs/sha256");
+            for (p, d) in &blobs {
+                assert_eq!(fs::read(dir.join(d.hex())).unwrap(), fs::read(p).unwrap());
+            }
+            let names = fs::read_dir(&dir).unwrap().count();
+            assert_eq!(names, blobs.len(), "round {round}: temporaries left");
+        }
     }
 
     #[test]
