@@ -2,7 +2,8 @@
 //! [`serde_json::Value`] only after a first pass that allocates nothing has counted it. A `Value`
 //! costs far more than its text: a one-entry object is a map node of about 600 bytes, so 4 MiB of
 //! `{"a":0},` would take gigabytes. The count bounds every array's length and the values in all,
-//! and names the top-level field at fault.
+//! and names the top-level field at fault. [`Capped`] keeps the first entries of a list and
+//! only counts the rest.
 
 use std::cell::Cell;
 use std::fmt;
@@ -168,6 +169,50 @@ impl<'de> Visitor<'de> for Counter<'_> {
     }
 }
 
+/// A JSON list read into at most `N` entries; the rest are counted, never kept.
+#[derive(Debug)]
+pub struct Capped<T, const N: usize> {
+    pub kept: Vec<T>,
+    /// Entries in the list, kept or not.
+    pub total: usize,
+}
+
+impl<T, const N: usize> Default for Capped<T, N> {
+    fn default() -> Self {
+        Capped {
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>, const N: usize> serde::Deserialize<'de> for Capped<T, N> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct List<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>, const N: usize> Visitor<'de> for List<T, N> {
+            type Value = Capped<T, N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Capped::default();
+                while out.total < N {
+                    match seq.next_element::<T>()? {
+                        Some(t) => out.kept.push(t),
+                        None => return Ok(out),
+                    }
+                    out.total += 1;
+                }
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    out.total += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(List(std::marker::PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +245,14 @@ mod tests {
         assert_eq!(err.to_string(), "`history` has more than 3 entries");
         let err = parse(b"[1,2,3,4]", SMALL).unwrap_err();
         assert_eq!(err.to_string(), "the document has more than 3 entries");
+    }
+
+    #[test]
+    fn a_capped_list_keeps_its_first_entries_and_counts_all() {
+        let c: Capped<u32, 2> = serde_json::from_str("[1, 2, 3, [4, {}]]").unwrap();
+        assert_eq!((c.kept, c.total), (vec![1, 2], 4));
+        let c: Capped<u32, 2> = serde_json::from_str("[1]").unwrap();
+        assert_eq!((c.kept, c.total), (vec![1], 1));
     }
 
     #[test]

@@ -244,6 +244,19 @@ impl PublicKey {
     pub fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
         Signature::from_der(signature).is_ok_and(|sig| self.key.verify(payload, &sig).is_ok())
     }
+
+    /// [`verifies`](Self::verifies) for the payload whose SHA-256 is `payload`: what `verify`
+    /// does after hashing, so a payload checked against its digest is not hashed again.
+    pub fn verifies_digest(&self, payload: &crate::Digest, signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+        let hex = payload.hex().as_bytes();
+        let prehash: Vec<u8> = hex
+            .chunks(2)
+            .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("x"), 16).unwrap_or(0))
+            .collect();
+        Signature::from_der(signature)
+            .is_ok_and(|sig| self.key.verify_prehash(&prehash, &sig).is_ok())
+    }
 }
 
 #[cfg(test)]
@@ -337,5 +350,12 @@ mod tests {
         let (r, s) = sig.split_scalars();
         let flipped = Signature::from_scalars(r, -*s).unwrap();
         assert!(public.verifies(b"payload", flipped.to_der().as_bytes()));
+        let (d, other) = (
+            crate::Digest::of(b"payload"),
+            crate::Digest::of(b"payload!"),
+        );
+        assert!(public.verifies_digest(&d, &a));
+        assert!(public.verifies_digest(&d, flipped.to_der().as_bytes()));
+        assert!(!public.verifies_digest(&other, &a));
     }
 }
