@@ -13,12 +13,13 @@ $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installin
 # podman, runc: a real container runtime; containerd (containerd, ctr): the zstd tests' and the
 # benchmark's other puller; golang-github-opencontainers-image-spec-dev: the OCI
 # JSON schemas the tests validate against; python3-venv: the Python tools below; buildah and
-# busybox-static: the base image another tool makes for the base-image tests.
+# busybox-static: the base image another tool makes for the base-image tests; time: GNU time, the
+# peak memory of the hostile-input tests.
 $sudo apt-get install -y -qq \
   ca-certificates git curl build-essential pkg-config \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
   nix-bin podman runc containerd golang-github-opencontainers-image-spec-dev \
-  buildah busybox-static \
+  buildah busybox-static time \
   python3 python3-venv >/dev/null
 # The packages start a registry on :5000 and a system containerd where systemd runs; the tests
 # and the benchmark start private ones.

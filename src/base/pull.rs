@@ -112,7 +112,7 @@ struct Puller<'a> {
     store: BlobStore,
     /// Made on the first request: a pinned, stored base makes none (and reads no credential).
     client: OnceCell<Client>,
-    /// A permit a blob download: `jobs` at once.
+    /// A permit a request for a manifest or a blob: `jobs` at once.
     downloads: Semaphore,
     /// Each blob's path once it is stored: a layer two platforms share is fetched (or checked)
     /// once, and never written by two downloads at once.
@@ -137,10 +137,15 @@ impl Puller<'_> {
     /// Untrusted JSON `what` (a manifest, a config) as a `Value`, within `limits`.
     fn parse(&self, what: &str, bytes: &[u8], limits: Limits) -> Result<Value> {
         crate::untrusted::parse(bytes, limits).map_err(|e| match e {
-            BoundError::Array { .. } | BoundError::Values { .. } => self.malformed(format!(
-                "{what}: {e}; a base may have at most {MAX_LAYERS} layers (overlayfs stacks 500)"
-            )),
-            BoundError::Json(e) => self.malformed(format!("{what}: {e}")),
+            BoundError::Array { .. } | BoundError::Values { .. }
+                if what.starts_with("manifest") =>
+            {
+                self.malformed(format!(
+                    "{what}: {e}; a base may have at most {MAX_LAYERS} layers (overlayfs \
+                     stacks at most 500)"
+                ))
+            }
+            e => self.malformed(format!("{what}: {e}")),
         })
     }
 
@@ -333,6 +338,7 @@ impl Puller<'_> {
             })?,
             None => {
                 let client = self.client().await?;
+                let _permit = self.downloads.acquire().await.expect("never closed");
                 let fetched = client
                     .get_manifest(Target::Digest(digest))
                     .await

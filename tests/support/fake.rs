@@ -34,6 +34,9 @@ pub struct Behaviour {
     pub referrers_api: bool,
     /// Without the referrers API, answer its route with this status (default: 404).
     pub referrers_refusal: Option<StatusCode>,
+    /// Hold each `GET` of a blob larger than this for a minute before answering (a pull that
+    /// is under way when a signal comes).
+    pub stall_blobs_over: Option<usize>,
 }
 
 #[derive(Default)]
@@ -50,6 +53,9 @@ pub struct State {
     /// `METHOD path -> status` of every request.
     pub log: Mutex<Vec<String>>,
     throttled: AtomicUsize,
+    /// Requests being answered now, and the most at once.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
 }
 
 impl State {
@@ -155,7 +161,10 @@ async fn handle(req: Request<Incoming>, b: &Behaviour, s: &State) -> Resp {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let resp = route(req, b, s, &path, &query).await;
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     let line = format!("{method} {path} -> {}", resp.status().as_u16());
     s.log.lock().unwrap().push(line);
     resp
@@ -247,6 +256,10 @@ async fn route(req: Request<Incoming>, b: &Behaviour, s: &State, path: &str, que
         );
     }
     if let Some((_, d)) = rest.split_once("/blobs/") {
+        let size = s.blobs.lock().unwrap().get(d).map_or(0, Vec::len);
+        if b.stall_blobs_over.is_some_and(|n| size > n) && method == hyper::Method::GET {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
         let blobs = s.blobs.lock().unwrap();
         return match blobs.get(d) {
             Some(b) if method == hyper::Method::GET => reply(StatusCode::OK, &[], b.clone()),
