@@ -124,7 +124,11 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
     Ok(out)
 }
 
-fn walk(dir: &Path, seen: &mut BTreeSet<PathBuf>, out: &mut Vec<PathBuf>) -> Result<(), ResolveError> {
+fn walk(
+    dir: &Path,
+    seen: &mut BTreeSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), ResolveError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ResolveError::Io { path, source }
@@ -417,9 +421,17 @@ mod tests {
             "a: 1\nb: |2\n    ironstar://api\n",
         ];
         for (i, text) in cases.into_iter().enumerate() {
-            let line = text.lines().position(|l| l.contains("ironstar://")).unwrap() + 1;
+            let line = text
+                .lines()
+                .position(|l| l.contains("ironstar://"))
+                .unwrap()
+                + 1;
             let e = YamlFile::parse("t.yaml".into(), text.into()).unwrap_err();
-            assert_eq!(e.to_string(), format!("t.yaml:{line}: {}", embedded()), "case {i}");
+            assert_eq!(
+                e.to_string(),
+                format!("t.yaml:{line}: {}", embedded()),
+                "case {i}"
+            );
         }
     }
 
