@@ -32,6 +32,10 @@ pub enum PublishError {
     NoRepository { name: String },
     #[error("--repository `{0}`: with several images it is a prefix (REGISTRY/PATH, each image going to PREFIX/NAME) and takes no tag or digest")]
     PrefixWithTag(String),
+    #[error(transparent)]
+    SameRepository(#[from] crate::push::SameRepository),
+    #[error(transparent)]
+    Reference(#[from] crate::oci::ReferenceError),
     #[error("{} and {} both hold an image named `{name}`", first.display(), second.display())]
     DuplicateLayout {
         name: String,
@@ -85,6 +89,29 @@ pub fn repository_for(
         return Err(PublishError::PrefixWithTag(prefix.to_string()));
     }
     Ok(Some(format!("{prefix}/{name}")))
+}
+
+/// Refuse, before anything is built, two of `specs` going to one repository (each where
+/// [`repository_for`] sends it with the flag `flag`; one with no repository yet is left to the
+/// push to refuse).
+pub fn one_repository_each<'a>(
+    specs: impl IntoIterator<Item = &'a ImageSpec>,
+    flag: Option<&str>,
+) -> Result<(), PublishError> {
+    let specs: Vec<&ImageSpec> = specs.into_iter().collect();
+    let several = specs.len() > 1;
+    let mut named = Vec::new();
+    for s in &specs {
+        let repo = repository_for(&s.name, s.repository.as_deref(), flag, several)?;
+        if let Some(r) = repo {
+            named.push((
+                s.name.as_str(),
+                crate::oci::Reference::parse(&r)?.repository,
+            ));
+        }
+    }
+    crate::push::one_repository_each(named.iter().map(|(n, r)| (*n, r)))?;
+    Ok(())
 }
 
 /// One layout of a directory of layouts.

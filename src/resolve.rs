@@ -3,15 +3,18 @@
 //!
 //! A YAML parser (saphyr-parser, YAML 1.2) finds the scalars, with their spans, in every
 //! document of a file; a scalar whose value is exactly `ironstar://NAME` (plain, quoted or a
-//! block scalar) is a reference. Only the reference's text inside the scalar's span is replaced,
-//! so comments, order, quoting and layout stay as they were: the file is never re-serialised.
+//! block scalar, whose closing line breaks do not count) is a reference. A scalar holding the
+//! scheme in any other way is refused, naming its line: no `ironstar://` is left in the data of
+//! what is printed (comments are not data, and stay as written). Only the reference's text
+//! inside the scalar's span is replaced, so comments, order, quoting and layout stay as they
+//! were: the file is never re-serialised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use saphyr_parser::{Event, Parser};
+use saphyr_parser::{Event, Parser, ScalarStyle};
 
 /// What a reference starts with.
 pub const SCHEME: &str = "ironstar://";
@@ -43,6 +46,8 @@ pub enum ResolveError {
         line: usize,
         name: String,
     },
+    #[error("{file}:{line}: `{SCHEME}` inside a longer text is not replaced; a reference is a value of its own (`image: {SCHEME}NAME`)")]
+    Embedded { file: String, line: usize },
     #[error("{file}:{line}: no image named `{name}` (images: {known})")]
     Unknown {
         file: String,
@@ -90,12 +95,10 @@ pub fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<YamlFile>, ResolveError> {
             continue;
         }
         let paths = if input.is_dir() {
-            let mut found = Vec::new();
-            yaml_files(input, &mut found)?;
+            let found = yaml_files(input)?;
             if found.is_empty() {
                 return Err(ResolveError::Empty(input.clone()));
             }
-            found.sort();
             found
         } else {
             vec![input.clone()]
@@ -111,17 +114,44 @@ pub fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<YamlFile>, ResolveError> {
     Ok(files)
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ResolveError> {
-    let io = |source| ResolveError::Io {
-        path: dir.to_path_buf(),
-        source,
+/// Every `*.yaml`/`*.yml` under `dir`, in path order, each real file once: a directory or file
+/// reached again through a symbolic link (a loop, or two links to one place) is skipped where
+/// it comes later in path order, so a loop costs one visit of each directory and is no error.
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    walk(dir, &mut seen, &mut out)?;
+    Ok(out)
+}
+
+fn walk(
+    dir: &Path,
+    seen: &mut BTreeSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), ResolveError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ResolveError::Io { path, source }
     };
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
+    if !seen.insert(dir.canonicalize().map_err(io(dir))?) {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io(dir))?;
+    // Depth first in name order is path order, so the first path to a real file is the one kept.
+    entries.sort();
+    for path in entries {
         if path.is_dir() {
-            yaml_files(&path, out)?;
+            walk(&path, seen, out)?;
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
+            // A dangling link is read (and named) as it is.
+            let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+            if seen.insert(real) {
+                out.push(path);
+            }
         }
     }
     Ok(())
@@ -170,42 +200,70 @@ pub fn find(file: &str, text: &str) -> Result<Vec<Reference>, ResolveError> {
             column: e.marker().col() + 1,
             message: e.info().to_string(),
         })?;
-        let Event::Scalar(value, ..) = event else {
+        let Event::Scalar(value, style, ..) = event else {
             continue;
         };
-        // Prose that happens to start with the scheme is not a reference.
-        let Some(name) = value
+        if value.contains(SCHEME) {
+            let scalar = Scalar {
+                text,
+                bytes: byte(span.start.index())..byte(span.end.index()),
+                line: span.start.line(),
+                value: &value,
+                block: matches!(style, ScalarStyle::Literal | ScalarStyle::Folded),
+            };
+            found.push(scalar.reference(file)?);
+        }
+    }
+    Ok(found)
+}
+
+/// A scalar whose value holds the scheme.
+struct Scalar<'a> {
+    text: &'a str,
+    /// Its span in `text` (a block scalar's starts at its text, after the indicator's line).
+    bytes: Range<usize>,
+    /// Of its first byte, 1-based.
+    line: usize,
+    value: &'a str,
+    /// `|` or `>`: the value ends with its line breaks, which are not part of a reference.
+    block: bool,
+}
+
+impl Scalar<'_> {
+    /// The reference this scalar is, or why it is none.
+    fn reference(&self, file: &str) -> Result<Reference, ResolveError> {
+        let source = &self.text[self.bytes.clone()];
+        let line = |offset: usize| self.line + source[..offset].matches('\n').count();
+        let exact = match self.block {
+            true => self.value.trim_end_matches('\n'),
+            false => self.value,
+        };
+        let file = file.to_string();
+        let Some(name) = exact
             .strip_prefix(SCHEME)
             .filter(|n| !n.contains(char::is_whitespace))
         else {
-            continue;
+            let line = line(source.find(SCHEME).unwrap_or(0));
+            return Err(ResolveError::Embedded { file, line });
         };
-        let (start, end) = (byte(span.start.index()), byte(span.end.index()));
         let literal = format!("{SCHEME}{name}");
-        let line = span.start.line();
-        if !is_image_name(name) {
-            return Err(ResolveError::BadName {
-                file: file.to_string(),
-                line,
-                name: name.to_string(),
-            });
+        let at = source.find(&literal);
+        let name = name.to_string();
+        if !is_image_name(&name) {
+            let line = line(at.unwrap_or(0));
+            return Err(ResolveError::BadName { file, line, name });
         }
-        let Some(offset) = text[start..end].find(&literal) else {
-            return Err(ResolveError::Escaped {
-                file: file.to_string(),
-                line,
-                name: name.to_string(),
-            });
+        let Some(offset) = at else {
+            let line = self.line;
+            return Err(ResolveError::Escaped { file, line, name });
         };
-        // A block scalar's span starts at its indicator (`|`): count the lines before the text.
-        let line = line + text[start..start + offset].matches('\n').count();
-        found.push(Reference {
-            name: name.to_string(),
-            line,
-            span: start + offset..start + offset + literal.len(),
-        });
+        let start = self.bytes.start + offset;
+        Ok(Reference {
+            name,
+            line: line(offset),
+            span: start..start + literal.len(),
+        })
     }
-    Ok(found)
 }
 
 /// The image name grammar of definitions (a repository path component).
@@ -267,7 +325,6 @@ mod tests {
         image: ironstar://api   # plain, naïve\n\
         q: \"ironstar://worker\"\n\
         s: 'ironstar://api'\n\
-        other: ironstar://only prose\n\
         ---\n\
         - {a: ironstar://api, b: \"x\"}\n\
         - |-\n  ironstar://block\n";
@@ -286,8 +343,8 @@ mod tests {
                 ("api", 2),
                 ("worker", 3),
                 ("api", 4),
-                ("api", 7),
-                ("block", 9)
+                ("api", 6),
+                ("block", 8)
             ]
         );
         let images: BTreeMap<String, String> = [
@@ -327,6 +384,81 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("d.yaml:2:") && e.contains("lowercase"), "{e}");
+    }
+
+    /// Every block scalar style, the reference on its own line (a comment after the indicator
+    /// naming another): replaced, the line breaks and the comment kept.
+    #[test]
+    fn block_scalars_are_references_whatever_their_chomping() {
+        let text = "a: |\n  ironstar://api\nb: >\n  ironstar://api\n\n\
+            c: |+\n  ironstar://api\n\nd: >- # ironstar://x in a comment\n    ironstar://api\n";
+        let f = YamlFile::parse("b.yaml".into(), text.into()).unwrap();
+        let lines: Vec<usize> = f.references.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 4, 7, 10]);
+        let images = BTreeMap::from([("api".to_string(), "R@sha256:1".to_string())]);
+        let out = f.render(&images);
+        assert_eq!(out, text.replace("  ironstar://api", "  R@sha256:1"));
+        assert!(out.contains("# ironstar://x in a comment"));
+    }
+
+    fn embedded() -> String {
+        "`ironstar://` inside a longer text is not replaced; a reference is a value of its own \
+         (`image: ironstar://NAME`)"
+            .into()
+    }
+
+    /// A scalar holding the scheme other than as a whole value is refused at its line: never a
+    /// printed file with an `ironstar://` left in its data.
+    #[test]
+    fn the_scheme_inside_text_is_refused_at_its_line() {
+        let cases = [
+            "a: 1\nb: |\n  run\n  ironstar://api\n",
+            "a: 1\nb: >\n  x\n  ironstar://api\n",
+            "a: 1\nb: >\n  ironstar://\n  api\n",
+            "a: 1\nb: x\n\n  ironstar://api\n",
+            "a: 1\nb: \"see\n  ironstar://api\"\n",
+            "a: 1\nc: 2\nb: ironstar://only prose\n",
+            "a: 1\nb: |2\n    ironstar://api\n",
+        ];
+        for (i, text) in cases.into_iter().enumerate() {
+            let line = text
+                .lines()
+                .position(|l| l.contains("ironstar://"))
+                .unwrap()
+                + 1;
+            let e = YamlFile::parse("t.yaml".into(), text.into()).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("t.yaml:{line}: {}", embedded()),
+                "case {i}"
+            );
+        }
+    }
+
+    /// Two symbolic-link loops and a second link to one file: each real file once, in path
+    /// order, under its first path.
+    #[test]
+    fn a_directory_with_link_loops_reads_each_file_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("x/y")).unwrap();
+        std::fs::write(d.join("a.yaml"), "a: 1\n").unwrap();
+        std::fs::write(d.join("x/y/b.yml"), "b: 2\n").unwrap();
+        symlink(d, d.join("x/y/top")).unwrap();
+        symlink("..", d.join("x/up")).unwrap();
+        symlink(d.join("a.yaml"), d.join("z.yaml")).unwrap();
+        // Bounded: a walk that follows the loops would not end.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let top = d.to_path_buf();
+        std::thread::spawn(move || tx.send(read_inputs(&[top]).map_err(|e| e.to_string())));
+        let files = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the walk ends")
+            .unwrap();
+        let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+        let want = [d.join("a.yaml"), d.join("x/y/b.yml")];
+        assert_eq!(names, want.map(|p| p.display().to_string()));
     }
 
     #[test]

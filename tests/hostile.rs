@@ -211,6 +211,9 @@ fn sigterm_sighup_and_sigint_during_a_build_remove_its_temporary_layout() {
     let first = build_layout(&out);
     let index_before = fs::read(out.join("index.json")).unwrap();
     let big = big_binary(tmp.path(), 300);
+    // As under `nohup`: the children would inherit SIGHUP ignored, and ironstar keeps that.
+    // SAFETY: setting a disposition to SIG_IGN runs no handler.
+    unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     for (signal, number) in [("TERM", 15), ("HUP", 1), ("INT", 2)] {
         let mut child = spawn_build(&big, &out);
         // Once its temporary layout holds part of the layer.
@@ -260,7 +263,7 @@ fn sigterm_during_a_cargo_build_kills_and_reaps_cargo_and_its_compilers() {
     let wrapper = tmp.path().join("slow-rustc");
     fs::write(&wrapper, format!("#!/bin/sh\nsleep {token}\nexec \"$@\"\n")).unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut child = ironstar()
+    let mut child = default_signals(&mut ironstar())
         .env("RUSTC_WRAPPER", &wrapper)
         .args(["build", "--cargo", "--offline", "--platform", "linux/amd64"])
         .arg("--manifest-path")

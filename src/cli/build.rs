@@ -366,7 +366,14 @@ fn summary(
 /// Build, then push what was built: the same definitions, tags and layouts. With several
 /// images `--repository` is a prefix ([`publish::repository_for`]).
 pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let built = run(&args.build, args.registry.repository.as_deref(), quiet)?;
+    let repository = args.registry.repository.as_deref();
+    // As `run`, with the destinations checked before cargo runs.
+    let signer = args.build.sign.signer()?;
+    let request = args.build.request();
+    let planned = request.plan()?;
+    publish::one_repository_each(planned.iter().map(|p| &p.spec), repository)?;
+    let resolved = request.build(planned)?;
+    let built = build_resolved(&args.build, &request, resolved, signer, repository, quiet)?;
     let refs = push_built(&built, &args.build, &args.registry, quiet)?;
     super::push::print_refs(&refs);
     super::push::write_refs(&refs, &args.registry)

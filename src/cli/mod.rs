@@ -42,7 +42,7 @@ pub enum Command {
     /// Build and publish the images that `ironstar://NAME` references in YAML name, and print
     /// the YAML with each reference replaced by REGISTRY/REPO@DIGEST (everything else kept).
     #[command(
-        mut_arg("cargo", |a| a.hide(true)),
+        mut_arg("cargo", |a| a.help("Implied: resolve always builds with cargo (accepted, as in a copied publish line)")),
         mut_arg("image_file", |a| a.hide(true)),
         mut_arg("binaries", |a| a.hide(true)),
         mut_arg("tags", |a| a.help(
@@ -156,14 +156,7 @@ pub fn main(bin_name: &'static str, args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            // One line, like every other error; `--help` has the rest.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim_start_matches("error: ");
-            eprintln!("ironstar: error: {first} (see --help)");
+            eprintln!("ironstar: error: {} (see --help)", usage_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -196,6 +189,26 @@ pub fn main(bin_name: &'static str, args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// clap's message on one line, like every other error (`--help` has the rest): its first line,
+/// and the lines listing what it is about (the missing required arguments) after it.
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let mut line = lines
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    let listed: Vec<&str> = lines
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if !listed.is_empty() {
+        line = format!("{} {}", line.trim_end(), listed.join(", "));
+    }
+    line
+}
+
 /// The error and its causes on one line, each said once: many errors already print their source
 /// (`{path}: {source}`), and the chain would repeat it.
 fn one_line(e: &anyhow::Error) -> String {
@@ -223,7 +236,8 @@ fn parse(bin_name: &'static str, args: Vec<OsString>) -> Result<Cli, clap::Error
 }
 
 /// `resolve` always builds with cargo: its `--cargo` is implied (clap's `requires` between
-/// the cargo flags and `--cargo` holds only for flags given, not for defaults).
+/// the cargo flags and `--cargo` holds only for flags given, not for defaults), and accepted
+/// when given (flags copied from a `publish --cargo` line).
 fn with_implied_flags(mut args: Vec<OsString>) -> Vec<OsString> {
     let sub = args
         .iter()
@@ -231,7 +245,10 @@ fn with_implied_flags(mut args: Vec<OsString>) -> Vec<OsString> {
         .position(|a| !a.to_string_lossy().starts_with('-'))
         .map(|i| i + 1);
     if let Some(i) = sub.filter(|&i| args[i] == "resolve") {
-        args.insert(i + 1, "--cargo".into());
+        let own = args[i + 1..].iter().take_while(|a| *a != "--");
+        if !own.into_iter().any(|a| a == "--cargo") {
+            args.insert(i + 1, "--cargo".into());
+        }
     }
     args
 }
@@ -245,5 +262,95 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory as _;
         super::Cli::command().debug_assert();
+    }
+
+    fn try_parse(args: &[&str]) -> Result<super::Cli, clap::Error> {
+        let args = args.iter().map(|a| a.into()).collect();
+        super::parse("ironstar", super::with_implied_flags(args))
+    }
+
+    /// How the one-line error names an argument: `--key <PUB.pem>`, `<REFERENCE>`.
+    fn shown(a: &clap::Arg) -> String {
+        let value = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map_or_else(|| a.get_id().as_str().to_uppercase(), |v| v.to_string());
+        match a.get_long() {
+            Some(long) => format!("--{long} <{value}>"),
+            None => format!("<{value}>"),
+        }
+    }
+
+    /// Each subcommand with a required argument, run without it (and `verify` with only its
+    /// key): the one line names every missing one, as `--help` spells it.
+    #[test]
+    fn a_missing_required_argument_is_named_on_the_one_line() {
+        use clap::CommandFactory as _;
+        let cases: [(&[&str], &[&str]); 4] = [
+            (&["resolve"], &["--filename <FILE|DIR|->"]),
+            (&["verify"], &["--key <PUB.pem>", "<REFERENCE>"]),
+            (&["verify", "--key", "k.pub"], &["<REFERENCE>"]),
+            (&["check-binary"], &["--platform <PLATFORM>", "<BINARY>"]),
+        ];
+        for (args, missing) in cases {
+            let e = try_parse(&[&["ironstar"], args].concat())
+                .err()
+                .expect("refused");
+            let line = super::usage_line(&e);
+            let want = format!(
+                "the following required arguments were not provided: {}",
+                missing.join(", ")
+            );
+            assert!(line.starts_with(&want), "{args:?}: {line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+        // Every subcommand with a required argument is a case above, each argument named.
+        for sub in super::Cli::command().get_subcommands() {
+            for a in sub.get_arguments().filter(|a| a.is_required_set()) {
+                let case = cases.iter().find(|c| c.0 == [sub.get_name()]);
+                let named = case.is_some_and(|c| c.1.contains(&shown(a).as_str()));
+                assert!(named, "{} {}: no case names it", sub.get_name(), shown(a));
+            }
+        }
+    }
+
+    /// `resolve --cargo` is accepted (it is implied), and no subcommand's `--help` names a
+    /// flag the subcommand does not take: each flag named, given alone (with a value when it
+    /// takes one), is neither unknown nor in conflict.
+    #[test]
+    fn help_names_only_flags_the_command_takes() {
+        use clap::error::ErrorKind;
+        use clap::CommandFactory as _;
+        assert!(try_parse(&["ironstar", "resolve", "--cargo", "-f", "x.yaml"]).is_ok());
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut wrong = Vec::new();
+        for sub in cli.get_subcommands() {
+            let help = sub.clone().render_long_help().to_string();
+            let named = help
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .map(|w| w.trim_end_matches('-'));
+            for flag in named.collect::<std::collections::BTreeSet<_>>() {
+                let mut args = vec!["ironstar", sub.get_name(), flag];
+                let arg = sub
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(&flag[2..]));
+                if arg.is_some_and(|a| a.get_action().takes_values()) {
+                    args.push("1");
+                }
+                if let Err(e) = try_parse(&args) {
+                    let refused = [ErrorKind::UnknownArgument, ErrorKind::ArgumentConflict];
+                    if refused.contains(&e.kind()) {
+                        wrong.push(format!(
+                            "{} {flag}: {}",
+                            sub.get_name(),
+                            super::usage_line(&e)
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "--help names flags refused: {wrong:#?}");
     }
 }

@@ -77,7 +77,8 @@ pub struct RegistryArgs {
     /// Talk plain http to the registry (a local test registry); https otherwise.
     #[arg(long)]
     pub plain_http: bool,
-    /// Blobs uploaded in parallel. (Not `-j`/`--jobs`: in `publish` those are cargo's.)
+    // Not `-j`/`--jobs`: in `publish` those are cargo's.
+    /// Blobs uploaded in parallel.
     #[arg(id = "upload_jobs", long = "upload-jobs", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: u64,
     /// Try a cross-repository mount of each blob from this repository of the same registry,

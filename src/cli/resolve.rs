@@ -49,6 +49,10 @@ pub fn run(mut args: ResolveArgs, quiet: bool) -> anyhow::Result<()> {
         .into_iter()
         .filter(|p| wanted.contains(&p.spec.name))
         .collect::<Vec<_>>();
+    if !args.local {
+        let specs = planned.iter().map(|p| &p.spec);
+        ironstar::publish::one_repository_each(specs, args.registry.repository.as_deref())?;
+    }
     let images = match planned.is_empty() {
         true => BTreeMap::new(),
         false => {

@@ -9,7 +9,7 @@ use ironstar::sign::{KeySigner, PublicKey, Signer};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SignArgs {
-    /// Sign the index and every platform manifest, as `cosign sign --recursive` does, with this
+    /// Sign the index and every platform manifest, as cosign's recursive signing does, with this
     /// key: the file `cosign generate-key-pair` writes (its password in $COSIGN_PASSWORD, empty
     /// allowed), or a PKCS#8 PEM key. ECDSA P-256. `env://NAME` reads the key from the
     /// environment variable NAME, as cosign does.
@@ -53,7 +53,7 @@ pub fn identity(repository: Option<&str>) -> anyhow::Result<String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// The pushed image: REGISTRY/REPO[:TAG|@DIGEST] (default tag: latest).
-    #[arg(required_unless_present = "layout")]
+    #[arg(required_unless_present = "layout", value_name = "REFERENCE")]
     pub image: Option<String>,
     /// Verify the signatures kept in an OCI layout instead (DIR, or DIR:TAG for one of several
     /// images).

@@ -15,7 +15,7 @@ use futures_util::future::{join_all, try_join_all};
 
 use super::phases::{check_with, connect_shared};
 use super::{PushError, PushOptions, PushOutcome};
-use crate::registry::Client;
+use crate::registry::{Client, Repository};
 
 /// One image of several: its name (for messages) and where it goes.
 #[derive(Debug, Clone)]
@@ -24,9 +24,39 @@ pub struct NamedPush {
     pub opts: PushOptions,
 }
 
+/// Two images bound for one repository: their tags would race, and which image a tag names
+/// would depend on the run.
+#[derive(Debug, thiserror::Error)]
+#[error("images `{first}` and `{second}` both go to {repository}: which one a tag would name depends on the run; give each its own `repository`")]
+pub struct SameRepository {
+    pub first: String,
+    pub second: String,
+    pub repository: String,
+}
+
+/// Refuse two of `images` (name, repository) with one repository, the first pair in order.
+pub fn one_repository_each<'a>(
+    images: impl IntoIterator<Item = (&'a str, &'a Repository)>,
+) -> Result<(), SameRepository> {
+    let mut seen: Vec<(&str, &Repository)> = Vec::new();
+    for (name, repository) in images {
+        if let Some((first, _)) = seen.iter().find(|(_, r)| *r == repository) {
+            return Err(SameRepository {
+                first: first.to_string(),
+                second: name.to_string(),
+                repository: repository.to_string(),
+            });
+        }
+        seen.push((name, repository));
+    }
+    Ok(())
+}
+
 /// Push every image of `images`; returns once every image's tags point at its index, the
-/// outcomes in the order given. A failure before the tags moves no tag of any image.
+/// outcomes in the order given. A failure before the tags moves no tag of any image. Two
+/// images with one repository are refused before any request.
 pub async fn push_all(images: &[NamedPush]) -> Result<Vec<PushOutcome>, PushError> {
+    one_repository_each(images.iter().map(|i| (i.name.as_str(), &i.opts.repository)))?;
     let clients = connect_all(images).await?;
     let checked = try_join_all(images.iter().zip(clients).map(|(img, client)| async move {
         check_with(&img.opts, client)

@@ -29,7 +29,7 @@ mod plan;
 mod report;
 mod verify;
 
-pub use many::{push_all, NamedPush};
+pub use many::{one_repository_each, push_all, NamedPush, SameRepository};
 pub use phases::{check, check_with, Checked, Uploaded};
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
@@ -65,6 +65,8 @@ pub enum PushError {
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
+    #[error(transparent)]
+    SameRepository(#[from] SameRepository),
     #[error("internal: {0}")]
     Internal(String),
     /// One image of several failed.

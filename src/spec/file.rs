@@ -114,7 +114,7 @@ impl<'a> Source<'a> {
         };
         Ok(ImageSpec {
             name,
-            repository: raw.repository.map(|s| self.text(s)).transpose()?,
+            repository: raw.repository.map(|s| self.repository(s)).transpose()?,
             tags,
             version: raw.version.map(|s| self.text(s)).transpose()?,
             platforms,
@@ -129,6 +129,25 @@ impl<'a> Source<'a> {
             base: self.base(raw.base)?,
             compression: self.compression(raw.compression)?,
         })
+    }
+
+    /// `repository = "REGISTRY/REPO"`, with no tag or digest: the tags are `tags`, one rule for
+    /// a push of this image alone and of several (a tag here was one more tag of the one, and
+    /// the only tag of the other).
+    fn repository(&self, raw: Spanned<String>) -> Result<String> {
+        let span = raw.span();
+        let text = self.text(raw)?;
+        if let Ok(r) = crate::oci::Reference::parse(&text) {
+            if r.tag.is_some() || r.digest.is_some() {
+                let message = format!(
+                    "repository `{text}` carries a tag or digest; write `repository = \"{}\"` and \
+                     put the tag in `tags`",
+                    r.repository
+                );
+                return Err(self.invalid(Some(span), message));
+            }
+        }
+        Ok(text)
     }
 
     /// `compression = "gzip" | "zstd"`; default gzip.

@@ -457,9 +457,28 @@ pub fn big_binary(dir: &Path, mib: usize) -> PathBuf {
     big
 }
 
-/// `ironstar build` of `binary` (linux/amd64) to `out`, running in the background, quiet.
+/// Give the child of `cmd` the default action for the signals the tests send it. ironstar
+/// keeps a signal its parent left ignored (`nohup`, some CI runners ignore SIGHUP), so a test
+/// that sends one sets the disposition itself rather than inheriting the runner's.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: signal(2) is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            for s in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+                if libc::signal(s, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `ironstar build` of `binary` (linux/amd64) to `out`, running in the background, quiet, with
+/// the default signal dispositions ([`default_signals`]).
 pub fn spawn_build(binary: &Path, out: &Path) -> std::process::Child {
-    ironstar()
+    default_signals(&mut ironstar())
         .arg("build")
         .arg(format!("--binary=linux/amd64={}", binary.display()))
         .arg("-o")

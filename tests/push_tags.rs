@@ -1,0 +1,156 @@
+//! Where several images' tags go and how they move: one repository per image (refused before any
+//! request otherwise), no tag hidden in a definition's repository, tags all or none when a tag
+//! `PUT` fails (put back as far as the registry allows), and two identical workspace pushes at
+//! once over one cache. Against the real `docker-registry`, the fault proxy in front.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::cli::expect_fail;
+use support::common::{self, fixtures, ironstar, ok, run, stderr};
+use support::proxy::{Faults, Proxy};
+use support::registry::{Auth, Registry};
+
+/// A definition of the fixture binaries named `name` with `extra` TOML lines, in `dir`.
+fn definition(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let f = fixtures();
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{name}\"\n{extra}\n[binaries]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
+            f.amd64.display(),
+            f.arm64.display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// `ironstar build` of `definition` into `out` (`extra` flags); its index digest.
+fn build(definition: &Path, out: &Path, extra: &[&str]) -> String {
+    let digest = ok(ironstar()
+        .arg("build")
+        .arg(definition)
+        .args(extra)
+        .arg("-o")
+        .arg(out));
+    digest.trim().to_string()
+}
+
+/// `ironstar push --workspace` of the layouts under `dir`, isolated from the machine's
+/// credentials.
+fn push_workspace(home: &Path, dir: &Path) -> Command {
+    let mut c = ironstar();
+    c.env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("GITHUB_OUTPUT")
+        .args(["push", "--workspace", "--plain-http", "--layout-dir"])
+        .arg(dir);
+    c
+}
+
+#[test]
+fn two_images_with_one_repository_are_refused_before_any_request() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(reg.port, Faults::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = format!("{}/org/zz", proxy.addr());
+    for name in ["a", "b"] {
+        let def = definition(tmp.path(), name, &format!("repository = \"{repo}\""));
+        build(&def, &tmp.path().join("oci").join(name), &[]);
+    }
+    let o = run(&mut push_workspace(tmp.path(), &tmp.path().join("oci")));
+    let line = expect_fail(&o, "two images, one repository");
+    assert_eq!(
+        line,
+        format!(
+            "ironstar: error: images `a` and `b` both go to {repo}: which one a tag would name \
+             depends on the run; give each its own `repository`"
+        )
+    );
+    assert_eq!(proxy.get(&proxy.stats.requests), 0, "a request went out");
+
+    // publish of two members of a workspace whose definitions name one repository: refused
+    // before cargo builds anything.
+    let ws = tmp.path().join("ws");
+    copy_dir(&common::repo().join("tests/fixtures/workspace"), &ws);
+    let api = ws.join("api/Cargo.toml");
+    let text = std::fs::read_to_string(&api).unwrap().replace(
+        "[package.metadata.ironstar]\n",
+        &format!("[package.metadata.ironstar]\nrepository = \"{repo}\"\n"),
+    );
+    std::fs::write(&api, text).unwrap();
+    let migrate = ws.join("migrate/Cargo.toml");
+    let mut text = std::fs::read_to_string(&migrate).unwrap();
+    text.push_str(&format!(
+        "\n[package.metadata.ironstar]\nrepository = \"{repo}\"\n"
+    ));
+    std::fs::write(&migrate, text).unwrap();
+    let target = tmp.path().join("target");
+    let o = run(ironstar()
+        .current_dir(&ws)
+        .env("CARGO_NET_OFFLINE", "true")
+        .args([
+            "publish",
+            "--cargo",
+            "-p",
+            "api",
+            "-p",
+            "migrate",
+            "--plain-http",
+        ])
+        .arg("--target-dir")
+        .arg(&target));
+    let line = expect_fail(&o, "publish of two images to one repository");
+    assert!(
+        line.contains(&format!("images `api` and `migrate` both go to {repo}")),
+        "{line}"
+    );
+    assert!(!target.exists(), "cargo ran");
+    assert_eq!(proxy.get(&proxy.stats.requests), 0, "a request went out");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let dest = to.join(e.file_name());
+        match e.file_type().unwrap().is_dir() {
+            true => copy_dir(&e.path(), &dest),
+            false => drop(std::fs::copy(e.path(), dest).unwrap()),
+        }
+    }
+}
+
+/// A definition's repository with a tag: refused at its file, line and column, by every
+/// command that reads it (a workspace push would have moved only that tag, a single push the
+/// image's tags and that one).
+#[test]
+fn a_tag_in_a_definitions_repository_is_refused_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let def = definition(
+        tmp.path(),
+        "zz",
+        "tags = [\"latest\"]\nrepository = \"127.0.0.1:9/org/zz:v9\"",
+    );
+    let want = format!(
+        "ironstar: error: {}:3:14: repository `127.0.0.1:9/org/zz:v9` carries a tag or digest; \
+         write `repository = \"127.0.0.1:9/org/zz\"` and put the tag in `tags`",
+        def.display()
+    );
+    let out = tmp.path().join("out");
+    for (command, output) in [("build", "-o"), ("publish", "-o"), ("push", "--layout")] {
+        let o = run(ironstar()
+            .arg(command)
+            .arg(&def)
+            .arg(output)
+            .arg(&out)
+            .env("HOME", tmp.path()));
+        let line = expect_fail(&o, command);
+        assert_eq!(line, want, "{command}: {}", stderr(&o));
+    }
+    assert!(!out.exists());
+}
