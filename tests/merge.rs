@@ -237,7 +237,9 @@ fn run_both_arches(reference: &str) {
     if binfmt_arm64() {
         arches.push(("arm64", "aarch64"));
     } else {
-        eprintln!("skipping linux/arm64 in podman: /proc/sys/fs/binfmt_misc/qemu-aarch64 is missing");
+        eprintln!(
+            "skipping linux/arm64 in podman: /proc/sys/fs/binfmt_misc/qemu-aarch64 is missing"
+        );
     }
     for (arch, machine) in &arches {
         let out = ok(podman.cmd().args([
@@ -250,7 +252,10 @@ fn run_both_arches(reference: &str) {
             arch,
             reference,
         ]));
-        assert!(out.contains(&format!("hello from {machine}")), "{arch}: {out}");
+        assert!(
+            out.contains(&format!("hello from {machine}")),
+            "{arch}: {out}"
+        );
     }
     match support::containerd::Containerd::start() {
         Ok(c) => {
@@ -388,14 +393,39 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
     let c = buildah(&["from", "--arch", "arm64", "scratch"]);
     let arm64 = common::fixtures().arm64.display().to_string();
     buildah(&["copy", &c, &arm64, "/hello"]);
-    buildah(&["config", "--os", "linux", "--arch", "arm64", "--entrypoint", "[\"/hello\"]", &c]);
-    buildah(&["commit", "--format", "docker", &c, "localhost/arm-img"]);
-    buildah(&["push", "--tls-verify=false", "localhost/arm-img", &format!("docker://{repo}:arm")]);
-    buildah(&["manifest", "create", "localhost/arm-list"]);
-    buildah(&["manifest", "add", "localhost/arm-list", "containers-storage:localhost/arm-img"]);
     buildah(&[
-        "manifest", "push", "--all", "--tls-verify=false", "--format", "v2s2",
-        "localhost/arm-list", &format!("docker://{repo}:list"),
+        "config",
+        "--os",
+        "linux",
+        "--arch",
+        "arm64",
+        "--entrypoint",
+        "[\"/hello\"]",
+        &c,
+    ]);
+    buildah(&["commit", "--format", "docker", &c, "localhost/arm-img"]);
+    buildah(&[
+        "push",
+        "--tls-verify=false",
+        "localhost/arm-img",
+        &format!("docker://{repo}:arm"),
+    ]);
+    buildah(&["manifest", "create", "localhost/arm-list"]);
+    buildah(&[
+        "manifest",
+        "add",
+        "localhost/arm-list",
+        "containers-storage:localhost/arm-img",
+    ]);
+    buildah(&[
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "--format",
+        "v2s2",
+        "localhost/arm-list",
+        &format!("docker://{repo}:list"),
     ]);
     let arm_manifest = raw(&format!("{repo}:arm"));
     let arm_digest = ironstar::Digest::of(&arm_manifest).to_string();
@@ -405,7 +435,10 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
         "application/vnd.docker.distribution.manifest.list.v2+json"
     );
 
-    for (source, tag) in [(format!("{repo}:arm"), "mixed"), (format!("{repo}:list"), "mixed-list")] {
+    for (source, tag) in [
+        (format!("{repo}:arm"), "mixed"),
+        (format!("{repo}:list"), "mixed-list"),
+    ] {
         let o = run(ironstar()
             .args(["merge", &ra, &source, "--plain-http", "--repository", &repo])
             .args(["--tag", tag]));
@@ -436,4 +469,74 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
             &format!("oci:{}", copy.display()),
         ]));
     }
+}
+
+#[test]
+fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() {
+    require_tool("skopeo", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let (amd, arm) = (tmp.path().join("amd64"), tmp.path().join("arm64"));
+    binary_layout(&amd, "linux/amd64", &[]);
+    binary_layout(&arm, "linux/arm64", &[]);
+    let local = tmp.path().join("merged");
+    let want = ok(ironstar()
+        .arg("merge")
+        .args([&amd, &arm])
+        .arg("--output")
+        .arg(&local))
+    .trim()
+    .to_string();
+
+    let (here, there) = (Registry::start(Auth::None), Registry::start(Auth::None));
+    let push = |reg: &Registry, repo: &str, layout: &Path| {
+        ok(ironstar()
+            .args(["push", "--plain-http", "--by-digest", "--repository"])
+            .arg(format!("{}/{repo}", reg.addr()))
+            .arg("--layout")
+            .arg(layout))
+        .trim()
+        .to_string()
+    };
+    let ra = push(&here, "parts/amd64", &amd);
+    let rb = push(&there, "parts/arm64", &arm);
+    let dest = format!("{}/final/app", here.addr());
+    let o = run(ironstar()
+        .args(["merge", &ra, &rb, "--plain-http", "--repository", &dest])
+        .args(["--tag", "v1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), format!("{dest}@{want}"));
+    let err = stderr(&o);
+    assert!(
+        err.contains("2 blob(s) mounted, 2 copied from another registry"),
+        "{err}"
+    );
+    assert_eq!(raw(&format!("{dest}:v1")), blob(&local, &want));
+    // Whole in the destination: every blob of both platforms is there.
+    let copy = tmp.path().join("copy");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{dest}:v1"),
+        &format!("oci:{}", copy.display()),
+    ]));
+}
+
+#[test]
+fn the_workflow_example_and_the_action_match_githubs_schemas() {
+    require_tool(
+        "check-jsonschema",
+        "check-jsonschema (scripts/install-deps.sh)",
+    );
+    let root = common::repo();
+    for (schema, file) in [
+        ("vendor.github-workflows", "docs/examples/two-runners.yml"),
+        ("vendor.github-actions", "action.yml"),
+    ] {
+        ok(Command::new("check-jsonschema")
+            .args(["--builtin-schema", schema])
+            .arg(root.join(file)));
+    }
+    let action = fs::read_to_string(root.join("action.yml")).unwrap();
+    assert!(action.contains("inputs.command == 'merge' && inputs.sources"));
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{plan, source_of, top, Merged, MergeError, Source, Top};
+use super::{plan, source_of, top, MergeError, Merged, Source, Top};
 use crate::digest::Digest;
 use crate::image::{self, BlobRef};
 use crate::layout::{Descriptor, Layout, LayoutWriter, ResolvedImage};
@@ -233,7 +233,8 @@ fn copy_tree(layout: &Layout, writer: &LayoutWriter, d: &Descriptor) -> Result<(
         problem: format!("manifest {}: {e}", d.digest),
     })?;
     let name = layout.root().display().to_string();
-    let children = std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten());
+    let children =
+        std::iter::once(&v["config"]).chain(v["layers"].as_array().into_iter().flatten());
     for c in children.filter(|c| c.is_object()) {
         let b = descriptor(&super::blob_ref(&name, c)?);
         layout.verify_blob(&b)?;
@@ -284,10 +285,12 @@ fn copy_signatures(
     for p in &merged.parts {
         let o = &opened[p.source];
         let path = o.layout.root().join("index.json");
-        let index: Value = serde_json::from_slice(&crate::layout::read_in_layout(&path)?)
-            .map_err(|e| MergeError::Malformed {
-                source_name: path.display().to_string(),
-                problem: e.to_string(),
+        let index: Value =
+            serde_json::from_slice(&crate::layout::read_in_layout(&path)?).map_err(|e| {
+                MergeError::Malformed {
+                    source_name: path.display().to_string(),
+                    problem: e.to_string(),
+                }
             })?;
         let tag = signature_tag(&p.manifest.digest).to_string();
         let entries = index["manifests"].as_array().into_iter().flatten();

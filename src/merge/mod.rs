@@ -67,7 +67,10 @@ pub enum MergeError {
         hint: &'static str,
     },
     #[error("{source_name}: {problem}")]
-    Malformed { source_name: String, problem: String },
+    Malformed {
+        source_name: String,
+        problem: String,
+    },
     #[error("{source_name}: platform {given} is not one ironstar knows")]
     Platform { source_name: String, given: String },
     #[error(transparent)]
@@ -229,7 +232,8 @@ pub fn blob_ref(name: &str, d: &Value) -> Result<BlobRef, MergeError> {
 
 /// The platform `os/arch[/variant]` of a descriptor's `platform` or of an image config.
 pub fn platform_of(name: &str, v: &Value) -> Result<&'static Platform, MergeError> {
-    let given = platform_name(v).ok_or_else(|| malformed(name, "no platform (os, architecture)"))?;
+    let given =
+        platform_name(v).ok_or_else(|| malformed(name, "no platform (os, architecture)"))?;
     Platform::parse(&given).map_err(|_| MergeError::Platform {
         source_name: name.to_string(),
         given,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use serde_json::Value;
 
-use super::{plan, source_of, top, Merged, MergeError, Part, Source, Top};
+use super::{plan, source_of, top, MergeError, Merged, Part, Source, Top};
 use crate::digest::Digest;
 use crate::oci::{Reference, Repository, Tag};
 use crate::push::ProgressMode;
@@ -100,9 +100,11 @@ pub async fn merge_in_registry(
     };
     for p in &merged.parts {
         let s = &sources[p.source];
-        report
-            .platforms
-            .push((p.platform.to_string(), p.manifest.digest.clone(), s.name.clone()));
+        report.platforms.push((
+            p.platform.to_string(),
+            p.manifest.digest.clone(),
+            s.name.clone(),
+        ));
     }
     let signatures = match opts.signer.clone() {
         Some(signer) => {
@@ -124,7 +126,12 @@ pub async fn merge_in_registry(
     };
     let parts = bring_parts(opts, &dest, &readers, &merged, &sources);
     let (staged, counts) = tokio::try_join!(staging, parts)?;
-    (report.in_place, report.mounted, report.copied, report.copied_bytes) = counts;
+    (
+        report.in_place,
+        report.mounted,
+        report.copied,
+        report.copied_bytes,
+    ) = counts;
 
     let index_mt = merged.index_ref.media_type.to_string();
     let direct = (opts.tags.len() == 1 && staged.is_none()).then(|| &opts.tags[0]);
@@ -138,9 +145,10 @@ pub async fn merge_in_registry(
         report.signed = true;
     }
     let rest: Vec<&Tag> = opts.tags.iter().filter(|t| Some(*t) != direct).collect();
-    try_join_all(rest.iter().map(|t| {
-        dest.put_manifest(Target::Tag(*t), &index_mt, &merged.index, &digest)
-    }))
+    try_join_all(
+        rest.iter()
+            .map(|t| dest.put_manifest(Target::Tag(*t), &index_mt, &merged.index, &digest)),
+    )
     .await?;
     for t in &opts.tags {
         line(opts.progress, format!("tag {t} -> {}", short(&digest)));
@@ -177,16 +185,18 @@ async fn connect(opts: &RegistryMergeOptions) -> Result<(Arc<Client>, Vec<Reader
         let readers = opts
             .sources
             .iter()
-            .map(|s| match shared.iter().find(|c| c.repository == s.repository) {
-                Some(c) => Ok(Reader {
-                    client: c.clone(),
-                    same_registry: true,
-                }),
-                None => Ok(Reader {
-                    client: Arc::new(Client::reader(&s.repository, opts.plain_http)?),
-                    same_registry: false,
-                }),
-            })
+            .map(
+                |s| match shared.iter().find(|c| c.repository == s.repository) {
+                    Some(c) => Ok(Reader {
+                        client: c.clone(),
+                        same_registry: true,
+                    }),
+                    None => Ok(Reader {
+                        client: Arc::new(Client::reader(&s.repository, opts.plain_http)?),
+                        same_registry: false,
+                    }),
+                },
+            )
             .collect::<Result<Vec<_>, MergeError>>()?;
         Ok((shared[0].clone(), readers))
     })
