@@ -20,6 +20,7 @@
 //!   dated by [`source_date`] (the last commit's time);
 //! - [`publish`]: several images at once (a workspace's): layouts side by side, repositories
 //!   named as ko names them; [`resolve`]: `ironstar://NAME` references in YAML;
+//! - [`merge`]: per-platform images built apart, joined into the index one build would write;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
@@ -41,6 +42,7 @@ pub mod interrupt;
 pub mod layer;
 pub mod layout;
 pub mod load;
+pub mod merge;
 pub mod oci;
 pub mod platform;
 pub mod publish;

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod load;
+pub mod merge;
 pub mod push;
 pub mod resolve;
 pub mod sbom;
@@ -50,6 +51,10 @@ pub enum Command {
         ))
     )]
     Resolve(resolve::ResolveArgs),
+    /// Merge per-platform images (each built on its own machine) into the index one build of
+    /// all their platforms writes: layouts into a layout (--output), or images in a registry
+    /// (--repository; only manifests read). Prints the index digest or REGISTRY/REPO@DIGEST.
+    Merge(merge::MergeArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),
     /// Check the cosign signatures of an image's index and every platform manifest, in a
@@ -108,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Load(args) => load::run(&args),
         Command::Publish(args) => build::publish(args, cli.quiet),
+        Command::Merge(args) => merge::run(&args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
         Command::Resolve(args) => resolve::run(args, cli.quiet),
         Command::Verify(args) => sign::verify(&args, cli.quiet),

@@ -99,6 +99,10 @@ pub struct RegistryArgs {
     /// Attempts per request before giving up on transient failures.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
+    /// Push everything (image, SBOMs, signatures) but move no tag: the image is known by its
+    /// REGISTRY/REPO@DIGEST only, e.g. one platform's part for `ironstar merge`.
+    #[arg(long, env = "IRONSTAR_BY_DIGEST", value_parser = clap::builder::FalseyValueParser::new())]
+    pub by_digest: bool,
 }
 
 /// Push as the flags say; prints `REGISTRY/REPO@DIGEST` on stdout (a line per image with
@@ -225,6 +229,7 @@ pub fn run_pushes(
                 no_sbom,
                 signer: signing.signer.clone(),
                 no_sign: signing.no_sign,
+                by_digest: registry.by_digest,
                 ..PushOptions::from_plan(plan)
             },
         })
@@ -266,7 +271,7 @@ pub fn write_refs(refs: &[(String, String)], registry: &RegistryArgs) -> anyhow:
 }
 
 /// Append `lines` to `$GITHUB_OUTPUT`, when set (under GitHub Actions).
-fn github_output(lines: &str) -> anyhow::Result<()> {
+pub fn github_output(lines: &str) -> anyhow::Result<()> {
     let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
         return Ok(());
     };

@@ -107,6 +107,9 @@ pub struct PushOptions {
     pub signer: Option<std::sync::Arc<dyn crate::sign::Signer>>,
     /// Send no signature, neither made nor stored.
     pub no_sign: bool,
+    /// Every phase but the tags: the image (and what is about it) goes up by digest, no tag
+    /// is read or moved (a per-platform part for `ironstar merge`).
+    pub by_digest: bool,
 }
 
 impl PushOptions {
@@ -128,6 +131,7 @@ impl PushOptions {
             no_sbom: false,
             signer: None,
             no_sign: false,
+            by_digest: false,
         }
     }
 }

@@ -79,7 +79,10 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         None => None,
     };
     let report = Reporter::new(opts.progress);
-    let (layout, image, tags) = open(opts).await?;
+    let (layout, image, mut tags) = open(opts).await?;
+    if opts.by_digest {
+        tags.clear();
+    }
     let signatures = match opts.no_sign {
         true => None,
         false => signatures(opts, &layout, &image).await?,

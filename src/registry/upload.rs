@@ -109,6 +109,20 @@ impl Client {
             .await
     }
 
+    /// Mount the blob from `from`, another repository of this registry, with no bytes at hand:
+    /// `false` when the registry would rather have an upload (the session it opened is
+    /// cancelled) or refuses the mount.
+    pub async fn mount_blob(&self, digest: &Digest, from: &Repository) -> Result<bool> {
+        match self.try_mount(digest, from).await? {
+            Mount::Mounted => Ok(true),
+            Mount::Session(s) => {
+                self.cancel_upload(s).await;
+                Ok(false)
+            }
+            Mount::Refused => Ok(false),
+        }
+    }
+
     /// A mount from `mount_from` (another repository), else an upload session.
     async fn open_session(
         &self,

@@ -1,0 +1,333 @@
+//! `ironstar merge REF... --repository R [--tag T]...`: the merge in a registry. Only manifests
+//! are read (and, for a bare manifest of another tool, its config, for the platform). Round trips
+//! one after another, for parts already in R: the sources together, the index (under its tag when
+//! it has exactly one and nothing is signed), then the tags together. A part from another
+//! repository of R's registry has its blobs mounted (no byte moves) and its manifest put by
+//! digest first; a part from another registry has its blobs copied, each checked against its
+//! digest on the way. The index is written by digest before any tag moves, and a refusal (or any
+//! failure before the tags) moves none.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use serde_json::Value;
+
+use super::{plan, source_of, top, MergeError, Merged, Part, Source, Top};
+use crate::digest::Digest;
+use crate::oci::{Reference, Repository, Tag};
+use crate::push::ProgressMode;
+use crate::registry::client::short;
+use crate::registry::credential::{find_credential, Credential};
+use crate::registry::{Client, ClientOptions, Target};
+use crate::sign::{ImageSignatures, Signer};
+
+/// A config read at most (a bare manifest's, for its platform).
+const MAX_CONFIG: usize = 4 << 20;
+
+/// What to merge where.
+#[derive(Debug, Clone)]
+pub struct RegistryMergeOptions {
+    pub sources: Vec<Reference>,
+    pub repository: Repository,
+    /// Tags to point at the merged index; none: it is written by digest only.
+    pub tags: Vec<Tag>,
+    pub plain_http: bool,
+    pub credential: Option<Credential>,
+    pub max_attempts: u32,
+    /// Sign the merged index for `repository`.
+    pub signer: Option<Arc<dyn Signer>>,
+    pub progress: ProgressMode,
+}
+
+/// What a registry merge did.
+#[derive(Debug, Clone)]
+pub struct RegistryMergeReport {
+    /// `REGISTRY/REPO@sha256:…`
+    pub image: String,
+    pub index: Digest,
+    /// Each platform, its manifest, and the source it came from.
+    pub platforms: Vec<(String, Digest, String)>,
+    /// Platforms whose manifest was in R already.
+    pub in_place: usize,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted: usize,
+    /// Blobs copied from another registry (or where a mount was refused), and their bytes.
+    pub copied: usize,
+    pub copied_bytes: u64,
+    pub tags_moved: Vec<Tag>,
+    pub signed: bool,
+}
+
+/// Where each source is read from: a client of its repository.
+struct Reader {
+    client: Arc<Client>,
+    /// Same registry as R (a mount can move its blobs).
+    same_registry: bool,
+}
+
+fn line(mode: ProgressMode, msg: String) {
+    if mode != ProgressMode::Quiet {
+        eprintln!("{msg}");
+    }
+}
+
+/// Merge the sources into `opts.repository`.
+pub async fn merge_in_registry(
+    opts: &RegistryMergeOptions,
+) -> Result<RegistryMergeReport, MergeError> {
+    let (dest, readers) = connect(opts).await?;
+    let sources = try_join_all(
+        opts.sources
+            .iter()
+            .zip(&readers)
+            .enumerate()
+            .map(|(i, (r, reader))| read_source(i, r, &reader.client)),
+    )
+    .await?;
+    let merged = plan(&sources)?;
+    let digest = merged.index_ref.digest.clone();
+    let mut report = RegistryMergeReport {
+        image: format!("{}@{digest}", opts.repository),
+        index: digest.clone(),
+        platforms: Vec::new(),
+        in_place: 0,
+        mounted: 0,
+        copied: 0,
+        copied_bytes: 0,
+        tags_moved: Vec::new(),
+        signed: false,
+    };
+    for p in &merged.parts {
+        let s = &sources[p.source];
+        report.platforms.push((
+            p.platform.to_string(),
+            p.manifest.digest.clone(),
+            s.name.clone(),
+        ));
+    }
+    let signatures = match opts.signer.clone() {
+        Some(signer) => {
+            let (identity, subjects) = (opts.repository.to_string(), merged.index_subject());
+            let sigs = tokio::task::spawn_blocking(move || {
+                ImageSignatures::sign(signer.as_ref(), &identity, &subjects)
+            })
+            .await
+            .map_err(|e| MergeError::Internal(e.to_string()))??;
+            Some(sigs)
+        }
+        None => None,
+    };
+    let staging = async {
+        match &signatures {
+            Some(s) => Ok(Some(crate::sign::push::stage(&dest, s).await?)),
+            None => Ok::<_, MergeError>(None),
+        }
+    };
+    let parts = bring_parts(opts, &dest, &readers, &merged, &sources);
+    let (staged, counts) = tokio::try_join!(staging, parts)?;
+    (
+        report.in_place,
+        report.mounted,
+        report.copied,
+        report.copied_bytes,
+    ) = counts;
+
+    let index_mt = merged.index_ref.media_type.to_string();
+    let direct = (opts.tags.len() == 1 && staged.is_none()).then(|| &opts.tags[0]);
+    let target = direct.map_or(Target::Digest(&digest), Target::Tag);
+    dest.put_manifest(target, &index_mt, &merged.index, &digest)
+        .await?;
+    line(opts.progress, format!("index {} pushed", short(&digest)));
+    if let Some(staged) = staged {
+        let say = |m: String| line(opts.progress, m);
+        staged.commit(&dest, &say).await?;
+        report.signed = true;
+    }
+    let rest: Vec<&Tag> = opts.tags.iter().filter(|t| Some(*t) != direct).collect();
+    try_join_all(
+        rest.iter()
+            .map(|t| dest.put_manifest(Target::Tag(*t), &index_mt, &merged.index, &digest)),
+    )
+    .await?;
+    for t in &opts.tags {
+        line(opts.progress, format!("tag {t} -> {}", short(&digest)));
+    }
+    report.tags_moved = opts.tags.clone();
+    Ok(report)
+}
+
+/// The client of R and one reader a source: R's registry over one session (one token for every
+/// repository), each other registry with the credentials the usual files hold for it.
+async fn connect(opts: &RegistryMergeOptions) -> Result<(Arc<Client>, Vec<Reader>), MergeError> {
+    let opts = opts.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = &opts.repository;
+        let mut repos = vec![r.clone()];
+        for s in &opts.sources {
+            let repo = &s.repository;
+            if repo.api_host() == r.api_host() && !repos.contains(repo) {
+                repos.push(repo.clone());
+            }
+        }
+        let credential = find_credential(r, opts.credential.clone())
+            .map_err(|e| crate::registry::RegistryError::Auth(format!("credentials: {e}")))?;
+        let client_opts = ClientOptions {
+            plain_http: opts.plain_http,
+            max_attempts: opts.max_attempts.max(1),
+            credential,
+            ..Default::default()
+        };
+        let shared: Vec<Arc<Client>> = Client::shared(&repos, client_opts)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let readers = opts
+            .sources
+            .iter()
+            .map(
+                |s| match shared.iter().find(|c| c.repository == s.repository) {
+                    Some(c) => Ok(Reader {
+                        client: c.clone(),
+                        same_registry: true,
+                    }),
+                    None => Ok(Reader {
+                        client: Arc::new(Client::reader(&s.repository, opts.plain_http)?),
+                        same_registry: false,
+                    }),
+                },
+            )
+            .collect::<Result<Vec<_>, MergeError>>()?;
+        Ok((shared[0].clone(), readers))
+    })
+    .await
+    .map_err(|e| MergeError::Internal(e.to_string()))?
+}
+
+/// One source: its top manifest, and for a bare manifest its config's platform.
+async fn read_source(
+    position: usize,
+    reference: &Reference,
+    client: &Client,
+) -> Result<Source, MergeError> {
+    let name = reference.to_string();
+    let fetched = client
+        .get_manifest(Target::of(reference))
+        .await?
+        .ok_or_else(|| MergeError::Malformed {
+            source_name: name.clone(),
+            problem: "no such image in the registry".into(),
+        })?;
+    let t = top(&name, &fetched.media_type, &fetched.bytes)?;
+    let platform = match &t {
+        Top::Manifest { config } => {
+            let bytes = client.get_blob(&config.digest, MAX_CONFIG).await?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| MergeError::Malformed {
+                source_name: name.clone(),
+                problem: format!("its config: {e}"),
+            })?;
+            Some(super::platform_of(&name, &v)?)
+        }
+        Top::Index { .. } => None,
+    };
+    let declared = serde_json::from_slice::<Value>(&fetched.bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(String::from));
+    let media_type = declared.unwrap_or(fetched.media_type);
+    let top_ref = crate::image::BlobRef {
+        media_type: media_type.as_str().into(),
+        digest: fetched.digest,
+        size: fetched.bytes.len() as u64,
+    };
+    source_of(&name, position, t, top_ref, platform)
+}
+
+/// Every part not in R yet, put there: blobs mounted or copied, then its manifest by digest.
+/// (in place, mounted, copied, bytes copied).
+async fn bring_parts(
+    opts: &RegistryMergeOptions,
+    dest: &Client,
+    readers: &[Reader],
+    merged: &Merged,
+    sources: &[Source],
+) -> Result<(usize, usize, usize, u64), MergeError> {
+    let scratch = tempfile::tempdir().map_err(|e| MergeError::Internal(e.to_string()))?;
+    let moves = merged.parts.iter().filter_map(|p| {
+        let reader = &readers[p.source];
+        (reader.client.repository != opts.repository).then_some((p, reader))
+    });
+    let moved = try_join_all(moves.map(|(p, reader)| {
+        let name = &sources[p.source].name;
+        bring_part(opts, dest, reader, p, name, scratch.path())
+    }))
+    .await?;
+    let in_place = merged.parts.len() - moved.len();
+    let mut counts = (in_place, 0, 0, 0);
+    for (m, c, b) in moved {
+        counts.1 += m;
+        counts.2 += c;
+        counts.3 += b;
+    }
+    Ok(counts)
+}
+
+/// One part from another repository: (blobs mounted, blobs copied, bytes copied).
+async fn bring_part(
+    opts: &RegistryMergeOptions,
+    dest: &Client,
+    reader: &Reader,
+    part: &Part,
+    name: &str,
+    scratch: &Path,
+) -> Result<(usize, usize, u64), MergeError> {
+    let digest = &part.manifest.digest;
+    let m = reader
+        .client
+        .get_manifest(Target::Digest(digest))
+        .await?
+        .ok_or_else(|| MergeError::Malformed {
+            source_name: name.to_string(),
+            problem: format!("its manifest {digest} ({}) is missing", part.platform),
+        })?;
+    let v: Value = serde_json::from_slice(&m.bytes).map_err(|e| MergeError::Malformed {
+        source_name: name.to_string(),
+        problem: format!("manifest {digest}: {e}"),
+    })?;
+    let blobs = std::iter::once(&v["config"])
+        .chain(v["layers"].as_array().into_iter().flatten())
+        .map(|d| super::blob_ref(name, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let from = &reader.client.repository;
+    let moved = try_join_all(blobs.iter().map(|b| async move {
+        if reader.same_registry && dest.mount_blob(&b.digest, from).await? {
+            return Ok::<(usize, usize, u64), MergeError>((1, 0, 0));
+        }
+        if dest.blob_exists(&b.digest).await? {
+            return Ok((0, 0, 0));
+        }
+        // Downloaded whole and checked against its digest before a byte goes up.
+        let path = scratch.join(b.digest.hex());
+        reader
+            .client
+            .download_blob(&b.digest, b.size, &path)
+            .await?;
+        dest.push_blob(&b.digest, b.size, &path, None, None).await?;
+        let _ = std::fs::remove_file(&path);
+        Ok((0, 1, b.size))
+    }))
+    .await?;
+    let mt = part.manifest.media_type.to_string();
+    dest.put_manifest(Target::Digest(digest), &mt, &m.bytes, digest)
+        .await?;
+    line(
+        opts.progress,
+        format!(
+            "manifest {} ({}) from {from} pushed",
+            short(digest),
+            part.platform
+        ),
+    );
+    Ok(moved
+        .into_iter()
+        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2)))
+}
