@@ -44,6 +44,41 @@ pub(super) fn metadata(mut cmd: std::process::Command, manifest: &Path) -> Resul
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The features of package `name` in the build's dependency graph (`cargo metadata` with the
+/// dependencies, offline: the failed build fetched them); none if it cannot tell.
+pub(super) fn features(
+    cargo: &std::ffi::OsStr,
+    dir: &Path,
+    manifest: &Path,
+    name: &str,
+) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Full {
+        packages: Vec<WithFeatures>,
+    }
+    #[derive(Deserialize)]
+    struct WithFeatures {
+        name: String,
+        features: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+    let mut cmd = super::cargo_command(cargo, dir);
+    cmd.args(["metadata", "--offline", "--format-version", "1"])
+        .arg("--manifest-path")
+        .arg(manifest);
+    let Ok(text) = run_captured(&mut cmd, "cargo metadata") else {
+        return Vec::new();
+    };
+    let full: Full = match serde_json::from_str(&text) {
+        Ok(f) => f,
+        Err(_) => return Vec::new(),
+    };
+    full.packages
+        .into_iter()
+        .filter(|p| p.name == name)
+        .flat_map(|p| p.features.into_keys())
+        .collect()
+}
+
 pub(super) fn find_manifest(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()

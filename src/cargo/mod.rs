@@ -16,6 +16,7 @@
 //! building, for anything else that needs to know (an image definition in `Cargo.toml`, an SBOM).
 
 mod config;
+mod diagnose;
 mod env;
 mod metadata;
 mod run;
@@ -30,6 +31,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use crate::platform::Platform;
 use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
+pub use diagnose::{Cause, Diagnosis};
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
 
@@ -144,6 +146,12 @@ pub enum CargoError {
     },
     #[error("`{command}` failed ({status})")]
     CargoFailed { command: String, status: ExitStatus },
+    /// A build that failed, with what its output says of why: the last line the user sees.
+    #[error("cargo failed ({status}): {diagnosis}")]
+    BuildFailed {
+        status: ExitStatus,
+        diagnosis: Box<Diagnosis>,
+    },
     #[error("`{command}` printed output that is not what was expected: {message}")]
     Output { command: String, message: String },
     #[error("cannot read cargo's JSON messages: {0}")]
@@ -398,6 +406,7 @@ pub fn build_all(
             set.push(("SOURCE_DATE_EPOCH".into(), t.to_string().into()));
         }
     }
+    run::terminal_settings(&mut set);
     let selections: Vec<&Selection> = units.iter().map(|(s, _)| *s).collect();
     let (mut cmd, shown) = build_command(&selections, opts, &platforms, &toolchain, &target_dir);
     cmd.envs(set);
@@ -409,6 +418,7 @@ pub fn build_all(
             .collect(),
         platforms: &platforms,
         target_dir: &target_dir,
+        features: &|name| metadata::features(&sel.cargo, &sel.dir, &sel.manifest_path, name),
     };
     let (built, compiled) = run::run(cmd, &shown, &want)?;
     Ok(units

@@ -107,6 +107,8 @@ pub(super) struct Wanted<'a> {
     pub platforms: &'a [&'static Platform],
     /// The `--target-dir`, to tell target units from host units.
     pub target_dir: &'a Path,
+    /// A package's features by name, to name the one that fixes a failure.
+    pub features: &'a dyn Fn(&str) -> Vec<String>,
 }
 
 /// Run `cmd` (a cargo build with JSON messages on stdout): each wanted binary's paths by
@@ -121,7 +123,7 @@ pub(super) fn run(
     // the compilers' diagnostics go to our stderr.
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     let mut child = Running::spawn(&mut cmd).map_err(|source| CargoError::Spawn {
         command: shown.to_string(),
         source,
@@ -131,6 +133,12 @@ pub(super) fn run(
         .as_mut()
         .and_then(|c| c.stdout.take())
         .expect("piped stdout");
+    let stderr_pipe = child
+        .child
+        .as_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("piped stderr");
+    let tail = std::thread::spawn(move || pass_on(stderr_pipe));
     let mut found: Vec<BTreeMap<String, PathBuf>> = vec![BTreeMap::new(); want.units.len()];
     let mut units = Units::default();
     let triples: Vec<&str> = want.platforms.iter().map(|p| p.rust_target).collect();
@@ -152,10 +160,12 @@ pub(super) fn run(
         }
     }
     let status = child.wait()?;
+    let tail = tail.join().unwrap_or_default();
     if !status.success() {
-        return Err(CargoError::CargoFailed {
-            command: shown.to_string(),
+        let output = super::diagnose::strip_ansi(&String::from_utf8_lossy(&tail));
+        return Err(CargoError::BuildFailed {
             status,
+            diagnosis: Box::new(super::diagnose::diagnose(&output, &triples, want.features)),
         });
     }
     for ((_, bin), binaries) in want.units.iter().zip(&found) {
@@ -171,6 +181,55 @@ pub(super) fn run(
         }
     }
     Ok((found, units))
+}
+
+/// Cargo's stderr is a pipe here (its tail is kept): on a terminal, its colours and progress bar
+/// are asked for, unless the user chose them.
+pub(super) fn terminal_settings(set: &mut Vec<(String, std::ffi::OsString)>) {
+    use std::io::IsTerminal as _;
+    let unset = |k: &str| std::env::var_os(k).is_none();
+    if crate::stderr_is_styled() && unset("CARGO_TERM_COLOR") {
+        set.push(("CARGO_TERM_COLOR".into(), "always".into()));
+    }
+    if !std::io::stderr().is_terminal() || !unset("CARGO_TERM_PROGRESS_WHEN") {
+        return;
+    }
+    if let Some(width) = terminal_width() {
+        set.push(("CARGO_TERM_PROGRESS_WHEN".into(), "always".into()));
+        set.push(("CARGO_TERM_PROGRESS_WIDTH".into(), width.to_string().into()));
+    }
+}
+
+fn terminal_width() -> Option<u16> {
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; fd 2 is ours.
+    let rc = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
+}
+
+/// How much of cargo's stderr is kept for [`super::diagnose`]: a failing build script's block
+/// (openssl-sys prints ~100 lines) with room to spare, bounded whatever cargo prints.
+const TAIL: usize = 1 << 20;
+
+/// Copy cargo's stderr to ours as it comes, keeping its last [`TAIL`] bytes.
+fn pass_on(mut from: impl std::io::Read) -> Vec<u8> {
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut stderr = std::io::stderr();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let _ = stderr.write_all(&buf[..n]);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > TAIL {
+            tail.drain(..tail.len() - TAIL);
+        }
+    }
+    tail
 }
 
 /// The wanted binary a message announces: its unit (index in `want.units`) and platform.

@@ -1,0 +1,166 @@
+//! Services that use C libraries (`ironstar build --cargo`): a failed build ends with its cause
+//! and fix in one line, jemalloc's page size for arm64, and musl's allocator replaced.
+//!
+//! Fixtures under `tests/fixtures/`: `protoc-hello` (prost-build in its build script),
+//! `vendored-app` (a `-sys` crate beside it asking pkg-config for its library unless `vendored`),
+//! `jemalloc-hello` (tikv-jemalloc-sys). Each builds in its own target directory under ours
+//! (`target/test-fixtures/`), kept between runs.
+
+mod support;
+use support::common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::common::{blob, digest_line, ironstar, json, layer_entries, ok, run, stderr};
+
+fn fixture_target_dir(name: &str) -> PathBuf {
+    common::repo().join("target/test-fixtures").join(name)
+}
+
+/// `ironstar build --cargo --locked` of fixture `name` for `platforms`, into `out`.
+fn build(name: &str, platforms: &str, out: &Path) -> Command {
+    let mut c = ironstar();
+    c.args(["build", "--cargo", "--locked", "--manifest-path"])
+        .arg(
+            common::repo()
+                .join("tests/fixtures")
+                .join(name)
+                .join("Cargo.toml"),
+        )
+        .arg("--target-dir")
+        .arg(fixture_target_dir(name))
+        .args(["--platform", platforms, "-o"])
+        .arg(out);
+    c
+}
+
+/// A failed build's last line, with the whole of stderr for the assertion message.
+fn failure(cmd: &mut Command, out: &Path) -> (String, String) {
+    let o = run(cmd);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "built, but should not have: {err}");
+    assert!(!out.exists(), "a layout was written at {}", out.display());
+    let last = err.lines().last().unwrap_or_default().to_string();
+    (last, err)
+}
+
+/// PATH without any directory holding `tool`.
+fn path_without(tool: &str) -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join(tool).exists())
+        .collect();
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// The layout's binary `name` for `platform`, written to `dir` as an executable file.
+fn binary_from_layout(layout: &Path, platform: &str, name: &str, dir: &Path) -> PathBuf {
+    let mut index = json(&std::fs::read(layout.join("index.json")).unwrap());
+    while index["manifests"][0]["mediaType"] == "application/vnd.oci.image.index.v1+json" {
+        index = json(&blob(
+            layout,
+            index["manifests"][0]["digest"].as_str().unwrap(),
+        ));
+    }
+    let arch = platform.split_once('/').unwrap().1;
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap_or_else(|| panic!("no {platform} manifest in {index}"));
+    let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
+    for layer in manifest["layers"].as_array().unwrap() {
+        let entries = layer_entries(&blob(layout, layer["digest"].as_str().unwrap()));
+        if let Some(e) = entries.into_iter().find(|e| e.0 == name) {
+            let out = dir.join(format!("{}-{name}", platform.replace('/', "-")));
+            std::fs::write(&out, &e.5).unwrap();
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
+            return out;
+        }
+    }
+    panic!("no {name} in the {platform} image");
+}
+
+/// What the binary prints, checked static first: natively on amd64, under qemu on arm64.
+fn output_of(bin: &Path, platform: &str) -> String {
+    let p = ironstar::platform::Platform::parse(platform).unwrap();
+    ironstar::elf::check(bin, p).unwrap_or_else(|e| panic!("{platform}: {e}"));
+    let mut cmd = match platform {
+        "linux/arm64" => {
+            common::require_tool("qemu-aarch64-static", "qemu-user-static");
+            let mut c = Command::new("qemu-aarch64-static");
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    };
+    ok(&mut cmd)
+}
+
+#[test]
+fn a_build_script_needing_protoc_without_one_ends_naming_protoc_and_its_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("oci");
+    let (last, err) = failure(
+        build("protoc-hello", "linux/amd64", &out)
+            .env("PATH", path_without("protoc"))
+            .env_remove("PROTOC"),
+        &out,
+    );
+    assert!(
+        last.starts_with("ironstar: error: cargo failed (exit status: 101): protoc-hello v0.1.0"),
+        "{err}"
+    );
+    assert!(
+        last.contains("needs protoc") && last.contains("or set PROTOC to its path"),
+        "{err}"
+    );
+    // The package for this machine's OS (Debian here, as in CI).
+    let debian = std::fs::read_to_string("/etc/os-release").is_ok_and(|o| o.contains("ID=debian"));
+    if debian {
+        assert!(
+            last.contains("`apt-get install protobuf-compiler`"),
+            "{last}"
+        );
+    }
+    // prost-build's own message is still there, above.
+    assert!(err.contains("Could not find `protoc`"), "{err}");
+}
+
+#[test]
+fn a_sys_crate_asking_pkg_config_for_a_cross_target_is_told_its_vendored_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("oci");
+    let mut cmd = build("vendored-app", "linux/arm64", &out);
+    for k in [
+        "PKG_CONFIG_ALLOW_CROSS",
+        "PKG_CONFIG_PATH",
+        "PKG_CONFIG_SYSROOT_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    let (last, err) = failure(&mut cmd, &out);
+    assert!(
+        last.contains("demo-sys v0.1.0 looked for its C library for aarch64-unknown-linux-musl"),
+        "{err}"
+    );
+    assert!(
+        last.contains("enable its `vendored` feature")
+            && last.contains("--features demo-sys/vendored"),
+        "{err}"
+    );
+    assert!(!last.contains("libssl-dev"), "{last}");
+
+    // The advice, followed, builds; the binary says its library is the vendored one.
+    let o =
+        ok(build("vendored-app", "linux/arm64", &out).args(["--features", "demo-sys/vendored"]));
+    digest_line(&o);
+    let bin = binary_from_layout(&out, "linux/arm64", "vendored-app", tmp.path());
+    assert_eq!(
+        output_of(&bin, "linux/arm64").trim(),
+        "vendored-app vendored"
+    );
+}
