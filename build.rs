@@ -47,7 +47,10 @@ fn commit(dir: &Path) -> Option<(String, String)> {
 
 /// Ask cargo to rerun this script when git's file `name` (resolved by git, worktrees too) changes.
 fn watch(dir: &Path, name: &str) {
-    if let Some(path) = git(dir, &["rev-parse", "--path-format=absolute", "--git-path", name]) {
+    if let Some(path) = git(
+        dir,
+        &["rev-parse", "--path-format=absolute", "--git-path", name],
+    ) {
         if Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

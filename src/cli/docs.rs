@@ -51,7 +51,12 @@ pub fn man(root: Command, out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(out, ".SH COMMANDS")?;
     for cmd in commands(&root) {
         let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
-        writeln!(out, ".TP\n\\fBironstar {}\\fR\n{}", cmd.get_name(), roff_text(&about))?;
+        writeln!(
+            out,
+            ".TP\n\\fBironstar {}\\fR\n{}",
+            cmd.get_name(),
+            roff_text(&about)
+        )?;
     }
     for cmd in commands(&root) {
         let name = format!("ironstar {}", cmd.get_name());
@@ -116,7 +121,12 @@ pub fn markdown(root: Command, name: &str, out: &mut dyn Write) -> anyhow::Resul
 fn spelling(arg: &Arg) -> String {
     let value = arg
         .get_value_names()
-        .map(|v| v.iter().map(|n| format!("<{n}>")).collect::<Vec<_>>().join(" "))
+        .map(|v| {
+            v.iter()
+                .map(|n| format!("<{n}>"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_else(|| format!("<{}>", arg.get_id().as_str().to_uppercase()));
     if arg.is_positional() {
         let name = value.trim_start_matches('<').trim_end_matches('>');
@@ -238,10 +248,7 @@ mod tests {
             let text = String::from_utf8(script).unwrap();
             // fish spells a flag without its dashes (`-l cargo`, `-s t`).
             let text = match shell {
-                Shell::Fish => text
-                    .replace("-l ", "--")
-                    .replace("-s ", "-")
-                    ,
+                Shell::Fish => text.replace("-l ", "--").replace("-s ", "-"),
                 _ => text,
             };
             assert_eq!(missing(&text, &words), Vec::<String>::new(), "{shell}");

@@ -17,10 +17,7 @@ use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 /// `0.1.0 (18cfe84 2026-12-03)` from a git checkout, `0.1.0` from the crate (build.rs).
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    env!("IRONSTAR_BUILD_COMMIT")
-);
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("IRONSTAR_BUILD_COMMIT"));
 
 #[derive(Debug, Parser)]
 #[command(name = "ironstar", version = VERSION, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None, arg_required_else_help = true)]

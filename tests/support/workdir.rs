@@ -6,8 +6,8 @@ use std::process::{Command, Stdio};
 
 use super::common::*;
 
-/// A working directory as the README and the guide assume one: the repository's `images/`, and the layout
-/// `ironstar build images/ironstar.toml` writes, from the fixture binaries (a release build of
+/// A working directory as the README and the guide assume one: a copy of the repository's
+/// `images/`, and the layout `ironstar build images/ironstar.toml` writes, from the fixture binaries (a release build of
 /// ironstar takes minutes; `tests/readme_build.sh` does that one).
 pub struct Workdir {
     dir: tempfile::TempDir,
@@ -18,11 +18,10 @@ impl Workdir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let w = dir.path();
-        for f in ["ironstar.toml", "rootfs/etc/passwd", "rootfs/etc/group"] {
-            let to = w.join("images").join(f);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(repo().join("images").join(f), to).unwrap();
-        }
+        ok(Command::new("cp")
+            .arg("-r")
+            .arg(repo().join("images"))
+            .arg(w.join("images")));
         std::fs::create_dir(w.join("tmp")).unwrap();
         let f = fixtures();
         ok(ironstar()
@@ -81,4 +80,3 @@ impl Workdir {
         stdout(&out)
     }
 }
-
