@@ -1,5 +1,5 @@
 //! zstd levels and frame sizes against ironstar's gzip (its default level), one thread, on one
-//! file: size, compression time, decompression time (docs/performance.md, issue 21).
+//! file: size, compression time, decompression time (docs/src/performance.md, issue 21).
 //!
 //!     cargo run --release --example zstd-levels -- FILE 1,3,5,9 4     # levels, frame MiB (0: one)
 use std::io::{Read, Write};

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use support::common::*;
+use support::workdir::Workdir;
 
 /// The ```sh blocks of the README, each with the `## ` section it is in.
 fn sh_blocks() -> Vec<(String, String)> {
@@ -61,82 +62,6 @@ fn install_block_is_the_script_ci_runs_and_the_test_command_is_cargo_test() {
     assert!(repo().join("scripts/install-deps.sh").is_file());
     assert!(quick[1].contains("\ncargo test --locked\n"), "{}", quick[1]);
     assert!(ci.contains("\ncargo test --locked\n"));
-}
-
-/// A working directory as the README assumes one: the repository's `images/`, and the layout
-/// `ironstar build images/ironstar.toml` writes, from the fixture binaries (a release build of
-/// ironstar takes minutes; `tests/readme_build.sh` does that one).
-struct Workdir {
-    dir: tempfile::TempDir,
-    podman: Podman,
-}
-
-impl Workdir {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let w = dir.path();
-        for f in ["ironstar.toml", "rootfs/etc/passwd", "rootfs/etc/group"] {
-            let to = w.join("images").join(f);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(repo().join("images").join(f), to).unwrap();
-        }
-        std::fs::create_dir(w.join("tmp")).unwrap();
-        let f = fixtures();
-        ok(ironstar()
-            .current_dir(w)
-            .args(["-q", "build", "images/ironstar.toml", "--binary"])
-            .arg(format!("linux/amd64={}", f.amd64.display()))
-            .arg("--binary")
-            .arg(format!("linux/arm64={}", f.arm64.display())));
-        let podman = Podman::new();
-        Workdir { dir, podman }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Run `script` with `sh -e` here, `ironstar` on PATH and a private podman; /tmp/ becomes
-    /// this directory's tmp/. The whole process group is ended afterwards (a block may start a
-    /// registry in the background). Returns stdout; panics with both streams on failure.
-    fn sh(&self, script: &str) -> String {
-        use std::os::unix::process::CommandExt;
-        let script = script.replace("/tmp/", &format!("{}/tmp/", self.path().display()));
-        let bin = Path::new(env!("CARGO_BIN_EXE_ironstar")).parent().unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut sh = Command::new("sh");
-        let child = self
-            .podman
-            .env(&mut sh)
-            .args(["-ec", &script])
-            .current_dir(self.path())
-            .env("PATH", path)
-            .env("IRONSTAR_NO_CACHE", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pgid = child.id() as i32;
-        let out = child.wait_with_output().unwrap();
-        let _ = Command::new("kill")
-            .arg("--")
-            .arg(format!("-{pgid}"))
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            out.status.success(),
-            "README block failed ({}):\n{script}\nstdout: {}\nstderr: {}",
-            out.status,
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
 }
 
 #[test]

@@ -516,14 +516,14 @@ fn resolve_local_loads_the_images_and_writes_name_tag() {
     );
 }
 
-/// The README's "Workspaces" block, run as written in the fixture (twins: a local registry for
-/// ghcr.io, and the resolved YAML in a temporary file): one command publishes every image, and
-/// resolve prints deployable YAML.
+/// The guide's "Workspaces and resolve" block (the README shows the same), run as written in the
+/// fixture (twins: a local registry for ghcr.io, and the resolved YAML in a temporary file): one
+/// command publishes every image, and resolve prints deployable YAML.
 #[test]
-fn the_readme_workspace_block_runs_as_written() {
+fn the_guide_workspace_block_runs_as_written() {
     require_tool("zig", "zig: sh scripts/install-deps.sh");
-    let text = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
-    let section = &text[text.find("\n## Workspaces").expect("a Workspaces section")..];
+    let text = std::fs::read_to_string(common::repo().join("docs/src/workspaces.md")).unwrap();
+    let section = &text[text.find("# Workspaces").expect("a Workspaces chapter")..];
     let start = section.find("```sh\n").unwrap() + 6;
     let block = &section[start..start + section[start..].find("```").unwrap()];
     assert!(block.contains("ironstar publish --cargo --workspace --repository ghcr.io/org"));

@@ -2,6 +2,7 @@
 //! that a library user would need.
 
 pub mod build;
+pub mod docs;
 pub mod load;
 pub mod merge;
 pub mod push;
@@ -16,8 +17,11 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
+/// `0.1.0 (18cfe84 2026-12-03)` from a git checkout, `0.1.0` from the crate (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), env!("IRONSTAR_BUILD_COMMIT"));
+
 #[derive(Debug, Parser)]
-#[command(name = "ironstar", version, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None, arg_required_else_help = true)]
+#[command(name = "ironstar", version = VERSION, about = "Pack static binaries into reproducible multi-arch OCI images and push them", long_about = None, arg_required_else_help = true)]
 pub struct Cli {
     /// More logs on stderr: -v logs each step and request, -vv everything.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -78,6 +82,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL (bash: `ironstar completions bash >
+    /// ~/.local/share/bash-completion/completions/ironstar`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, ironstar(1): every command and flag (`ironstar man | man -l -`).
+    Man,
+    /// Print the reference block of one command as the guide carries it (a markdown table of its
+    /// flags, docs/src/reference/COMMAND.md).
+    #[command(hide = true)]
+    HelpMarkdown {
+        /// The command, e.g. build.
+        command: String,
+    },
 }
 
 /// The local cache (compressed layers; where blobs were pushed): shared by `build`, `push` and
@@ -105,6 +125,7 @@ impl CacheArgs {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
     match cli.command {
         Command::Build(args) => {
             build::print_digests(&build::run(&args, None, cli.quiet)?);
@@ -131,6 +152,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Completions { shell } => {
+            docs::completions(Cli::command(), shell, &mut std::io::stdout().lock())
+        }
+        Command::Man => docs::man(Cli::command(), &mut std::io::stdout().lock()),
+        Command::HelpMarkdown { command } => {
+            docs::markdown(Cli::command(), &command, &mut std::io::stdout().lock())
         }
         Command::Platforms { json } => {
             let rows = ironstar::platform::PLATFORMS;

@@ -12,7 +12,7 @@ use crate::digest::HashWriter;
 
 /// Deflate block size. Changing it changes every layer digest. 512 KiB rather than pigz's 128 KiB:
 /// each block sets up a compressor and loads the previous block's last 32 KiB as its dictionary
-/// (~5 % of the instructions at 128 KiB, docs/performance.md); a 3 MB binary still makes 6 blocks.
+/// (~5 % of the instructions at 128 KiB, docs/src/performance.md); a 3 MB binary still makes 6 blocks.
 pub const BLOCK_SIZE: usize = 512 << 10;
 const WINDOW: usize = 32 << 10;
 /// Blocks compressed per parallel batch: two a worker thread (at least 4), so every core has
@@ -21,7 +21,7 @@ const WINDOW: usize = 32 << 10;
 fn batch_blocks() -> usize {
     (2 * rayon::current_num_threads()).max(4)
 }
-/// The default deflate level, chosen by measurement (docs/performance.md): on real binaries
+/// The default deflate level, chosen by measurement (docs/src/performance.md): on real binaries
 /// zlib-rs's level 4 takes ~25 % less CPU than level 6 for layers ~3 % larger, still smaller than
 /// buildah's at its default (ko's default is level 1, podman's 5, docker's 6).
 pub const DEFAULT_LEVEL: u32 = 4;

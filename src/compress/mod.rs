@@ -49,7 +49,7 @@ impl Algorithm {
         }
     }
 
-    /// The level used when none is given, chosen by measurement (docs/performance.md).
+    /// The level used when none is given, chosen by measurement (docs/src/performance.md).
     pub fn default_level(self) -> u32 {
         match self {
             Algorithm::Gzip => gzip::DEFAULT_LEVEL,

@@ -16,10 +16,10 @@ use crate::digest::Digest;
 
 /// Input per frame. Changing it changes every zstd layer digest. Frames are independent, so a
 /// match never reaches into the previous frame: measured on the ~30 MB bench binaries, 4 MiB
-/// frames cost ~0.5 % of size against one frame (docs/performance.md), and a 30 MB binary still
+/// frames cost ~0.5 % of size against one frame (docs/src/performance.md), and a 30 MB binary still
 /// makes 8 frames to spread over the cores.
 pub const FRAME_SIZE: usize = 4 << 20;
-/// The default level, chosen by measurement (docs/performance.md).
+/// The default level, chosen by measurement (docs/src/performance.md).
 pub const DEFAULT_LEVEL: u32 = 3;
 /// The levels offered: libzstd's 1 to 19. 20 to 22 ("ultra") need windows of up to 128 MiB and
 /// more, which some decoders refuse by default, and gain nothing on 4 MiB frames.

@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod registry;
 pub mod sbom;
 pub mod token;
+pub mod workdir;
 
 use std::net::TcpListener;
 
