@@ -145,7 +145,6 @@ fn refused(o: &Output, out: &Path, expect: &[&str]) -> String {
 }
 
 fn within_bound(rss: u64, what: &str) {
-    eprintln!("{what}: peak RSS {rss} MB");
     assert!(
         rss <= MAX_RSS_MB,
         "{what}: peak RSS {rss} MB > {MAX_RSS_MB} MB"
