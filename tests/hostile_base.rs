@@ -274,6 +274,25 @@ fn a_base_s_layers_are_bounded_and_pulled_four_at_a_time() {
     }
 }
 
+/// Finding 2: a registry that throttles (429) and then lacks a layer: the retries are said
+/// only with `-v`, the failure in one line naming the layer.
+#[test]
+fn a_failed_pull_is_one_line_whatever_was_retried() {
+    let fake = FakeRegistry::start(Behaviour {
+        throttle_first: 4,
+        ..Default::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let good = |arch: &str, ids: &[String]| good_config(arch, ids, json!({}));
+    let reference = push_base(&fake, "gone", &layers(20), good, None);
+    let missing = digest_of(b"layer 7");
+    fake.state.blobs.lock().unwrap().remove(&missing);
+    let out = tmp.path().join("gone");
+    let o = support::common::run(&mut build_cmd(&reference, &out, None));
+    refused(&o, &out, &[&format!("base {reference}"), &missing]);
+    assert!(fake.state.count("-> 429") >= 4, "not throttled");
+}
+
 /// Each platform's manifest and config of a layout, checked against the schemas.
 fn platform_images(layout: &Path) -> Vec<(Value, Value)> {
     let index = validate_layout(layout);
