@@ -151,6 +151,9 @@ fn within_bound(rss: u64, what: &str) {
     );
 }
 
+/// A config for an arch and its diff ids.
+type MakeConfig = Box<dyn Fn(&str, &[String]) -> Vec<u8>>;
+
 /// A history entry of 19 bytes.
 const SMALL: &str = r#"{"created_by":"x"}"#;
 
@@ -187,12 +190,7 @@ fn base_configs_are_capped_and_counted_in_bounded_memory() {
             .collect();
         good_config(arch, ids, json!({ "Labels": labels }))
     };
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str, &[String]) -> Vec<u8>>,
-        Option<usize>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, MakeConfig, Option<usize>, &str)> = vec![
         (
             "env50",
             Box::new(big_env),
