@@ -145,12 +145,14 @@ fn refused(o: &Output, out: &Path, expect: &[&str]) -> String {
 }
 
 fn within_bound(rss: u64, what: &str) {
-    eprintln!("{what}: peak RSS {rss} MB");
     assert!(
         rss <= MAX_RSS_MB,
         "{what}: peak RSS {rss} MB > {MAX_RSS_MB} MB"
     );
 }
+
+/// A config for an arch and its diff ids.
+type MakeConfig = Box<dyn Fn(&str, &[String]) -> Vec<u8>>;
 
 /// A history entry of 19 bytes.
 const SMALL: &str = r#"{"created_by":"x"}"#;
@@ -188,12 +190,7 @@ fn base_configs_are_capped_and_counted_in_bounded_memory() {
             .collect();
         good_config(arch, ids, json!({ "Labels": labels }))
     };
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str, &[String]) -> Vec<u8>>,
-        Option<usize>,
-        &str,
-    )> = vec![
+    let cases: Vec<(&str, MakeConfig, Option<usize>, &str)> = vec![
         (
             "env50",
             Box::new(big_env),
@@ -273,6 +270,25 @@ fn a_base_s_layers_are_bounded_and_pulled_four_at_a_time() {
     for (manifest, _) in platform_images(&out) {
         assert_eq!(manifest["layers"].as_array().unwrap().len(), 401);
     }
+}
+
+/// Finding 2: a registry that throttles (429) and then lacks a layer: the retries are said
+/// only with `-v`, the failure in one line naming the layer.
+#[test]
+fn a_failed_pull_is_one_line_whatever_was_retried() {
+    let fake = FakeRegistry::start(Behaviour {
+        throttle_first: 4,
+        ..Default::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let good = |arch: &str, ids: &[String]| good_config(arch, ids, json!({}));
+    let reference = push_base(&fake, "gone", &layers(20), good, None);
+    let missing = digest_of(b"layer 7");
+    fake.state.blobs.lock().unwrap().remove(&missing);
+    let out = tmp.path().join("gone");
+    let o = support::common::run(&mut build_cmd(&reference, &out, None));
+    refused(&o, &out, &[&format!("base {reference}"), &missing]);
+    assert!(fake.state.count("-> 429") >= 4, "not throttled");
 }
 
 /// Each platform's manifest and config of a layout, checked against the schemas.

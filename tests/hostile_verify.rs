@@ -132,7 +132,6 @@ impl Signed {
 }
 
 fn within_bound(rss: u64, what: &str) {
-    eprintln!("{what}: peak RSS {rss} MB");
     assert!(
         rss <= MAX_RSS_MB,
         "{what}: peak RSS {rss} MB > {MAX_RSS_MB} MB"

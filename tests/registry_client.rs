@@ -20,6 +20,7 @@ fn client(fake: &FakeRegistry, name: &str, chunk_size: Option<u64>) -> Client {
         max_attempts: 3,
         credential: None,
         pull_only: false,
+        quiet_retries: false,
     };
     Client::new(&repo, opts).unwrap()
 }

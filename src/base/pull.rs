@@ -159,6 +159,8 @@ impl Puller<'_> {
                     plain_http: self.opts.plain_http,
                     credential,
                     pull_only: true,
+                    // A layer's failure is one line; its retries are said with -v.
+                    quiet_retries: true,
                     ..Default::default()
                 };
                 if self.opts.max_attempts > 0 {

@@ -259,6 +259,7 @@ pub(super) async fn connect_shared(all: &[&PushOptions]) -> Result<Vec<Arc<Clien
         max_attempts: opts.max_attempts.max(1),
         credential: None,
         pull_only: false,
+        quiet_retries: false,
     };
     blocking(move || {
         let credential = find_credential(&repositories[0], explicit)?;

@@ -31,6 +31,8 @@ pub struct ClientOptions {
     /// Ask for `pull` tokens only: a client that reads (`ironstar sbom`) from a repository it
     /// may not push to.
     pub pull_only: bool,
+    /// Say retries at debug level only: the caller's one line a failure says enough.
+    pub quiet_retries: bool,
 }
 
 impl Default for ClientOptions {
@@ -41,6 +43,7 @@ impl Default for ClientOptions {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             credential: None,
             pull_only: false,
+            quiet_retries: false,
         }
     }
 }
@@ -105,13 +108,17 @@ impl Client {
                 scopes.push(scope);
             }
         }
-        let session = Arc::new(Session::new(
+        let mut session = Session::new(
             base,
             opts.credential,
             &first.registry,
             scopes,
             opts.max_attempts,
-        )?);
+        )?;
+        if opts.quiet_retries {
+            session.quiet_retries();
+        }
+        let session = Arc::new(session);
         Ok(repositories
             .iter()
             .map(|r| Client {

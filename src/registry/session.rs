@@ -65,6 +65,11 @@ impl Session {
         })
     }
 
+    /// See [`Transport::quiet_retries`].
+    pub fn quiet_retries(&mut self) {
+        self.transport.quiet_retries();
+    }
+
     /// `path` (absolute, e.g. `/v2/`) on the registry.
     pub fn url(&self, path: &str) -> Url {
         self.transport.url(path)

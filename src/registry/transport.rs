@@ -48,6 +48,8 @@ pub struct Transport {
     /// Whether the registry has answered anything yet: a refused connection before that means
     /// nothing listens (a wrong port, a registry not started), and is not retried.
     reached: AtomicBool,
+    /// Say each retry at debug level only ([`Transport::quiet_retries`]).
+    quiet: bool,
 }
 
 /// A request's body: every one is sent with an explicit `Content-Length`.
@@ -201,7 +203,14 @@ impl Transport {
             base,
             max_attempts: max_attempts.max(1),
             reached: AtomicBool::new(false),
+            quiet: false,
         })
+    }
+
+    /// Say retries at debug level only: for a reader whose one failure line says enough (a base
+    /// pull, where a line for each retry of each blob would bury the error).
+    pub fn quiet_retries(&mut self) {
+        self.quiet = true;
     }
 
     /// `path` (absolute, e.g. `/v2/`) on the registry.
@@ -228,7 +237,11 @@ impl Transport {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        retrying(what, attempts, &self.reached, f).await
+        let reached = &self.reached;
+        match self.quiet {
+            true => retrying_at(tracing::Level::DEBUG, what, attempts, reached, f).await,
+            false => retrying(what, attempts, reached, f).await,
+        }
     }
 
     pub fn max_attempts(&self) -> u32 {
@@ -290,6 +303,21 @@ pub(crate) async fn retrying<T, F, Fut>(
     what: &str,
     attempts: u32,
     reached: &AtomicBool,
+    f: F,
+) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retrying_at(tracing::Level::WARN, what, attempts, reached, f).await
+}
+
+/// [`retrying`], saying each retry at `level`.
+async fn retrying_at<T, F, Fut>(
+    level: tracing::Level,
+    what: &str,
+    attempts: u32,
+    reached: &AtomicBool,
     mut f: F,
 ) -> Result<T>
 where
@@ -302,11 +330,15 @@ where
             Ok(v) => return Ok(v),
             Err(e) if attempt < attempts && e.is_retryable(reached.load(Ordering::Relaxed)) => {
                 let delay = e.retry_after().unwrap_or_else(|| backoff(attempt));
-                warn!(
+                let line = format!(
                     "{what}: {e}; retrying in {:.1}s (attempt {}/{attempts})",
                     delay.as_secs_f64(),
                     attempt + 1,
                 );
+                match level {
+                    tracing::Level::WARN => warn!("{line}"),
+                    _ => debug!("{line}"),
+                }
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }

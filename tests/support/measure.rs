@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 /// The bound on ironstar's resident memory whatever a registry or a user sends.
 pub const MAX_RSS_MB: u64 = 64;
 
-/// `cmd`'s output and its peak resident set in MB.
+/// `cmd`'s output and its peak resident set in MB. `IRONSTAR_MEASURED_BIN` names another
+/// ironstar to run in its place (the release binary: `cargo build --release`, then
+/// `IRONSTAR_MEASURED_BIN=target/release/ironstar cargo test --test hostile_base -- --nocapture`).
 pub fn run_measured(cmd: &Command) -> (Output, u64) {
     super::common::require_tool("/usr/bin/time", "time");
     let report = tempfile::NamedTempFile::new().unwrap();
@@ -16,7 +18,10 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
     timed
         .args(["-f", "%M", "-o"])
         .arg(report.path())
-        .arg(cmd.get_program())
+        .arg(match std::env::var_os("IRONSTAR_MEASURED_BIN") {
+            Some(bin) if cmd.get_program() == env!("CARGO_BIN_EXE_ironstar") => bin,
+            _ => cmd.get_program().to_os_string(),
+        })
         .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
@@ -35,5 +40,14 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no figure from time: {text}"));
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+    let (first, last) = (args.first(), args.last());
+    let name = |a: Option<&std::borrow::Cow<str>>| a.map(|a| a.to_string()).unwrap_or_default();
+    eprintln!(
+        "peak RSS {} MB: {} … {}",
+        kb / 1024,
+        name(first),
+        name(last)
+    );
     (output, kb / 1024)
 }
