@@ -186,6 +186,19 @@ impl Client {
         }
     }
 
+    /// `DELETE` what `target` names (a tag: the tag alone, where the registry can delete
+    /// tags); `false` when there was nothing (404).
+    pub async fn delete_manifest(&self, target: Target<'_>) -> Result<bool> {
+        let delete = self
+            .session
+            .request(Method::DELETE, self.manifest_url(target));
+        let resp = delete
+            .ok(&[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT])
+            .send_unless_404()
+            .await?;
+        Ok(resp.is_some())
+    }
+
     /// `GET /v2/<name>/referrers/<digest>`: the image index of the manifests whose `subject` is
     /// `digest`, or `None` when the registry has no referrers API: a 404, a 400 or 405 (how some
     /// registries answer an unknown route), or a 200 that is not an image index.
