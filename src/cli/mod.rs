@@ -327,9 +327,7 @@ mod tests {
             (&["check-binary"], &["--platform <PLATFORM>", "<BINARY>"]),
         ];
         for (args, missing) in cases {
-            let e = try_parse(&[&["ironstar"], args].concat())
-                .err()
-                .expect("refused");
+            let e = try_parse(&[&["ironstar"], args].concat()).expect_err("refused");
             let line = super::usage_line(&e);
             let want = format!(
                 "the following required arguments were not provided: {}",

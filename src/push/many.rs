@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use futures_util::future::{join_all, try_join_all};
 
-use super::phases::{check_with, connect_shared};
+use super::phases::{check_with, connect_shared, Uploaded};
+use super::tags::{self, TagMove};
 use super::{PushError, PushOptions, PushOutcome};
 use crate::registry::{Client, Repository};
 
@@ -71,17 +72,26 @@ pub async fn push_all(images: &[NamedPush]) -> Result<Vec<PushOutcome>, PushErro
     for (img, result) in images.iter().zip(uploads) {
         uploaded.push(result.map_err(|e| named(img, e, HELD))?);
     }
-    try_join_all(
-        uploaded
-            .into_iter()
-            .zip(images)
-            .map(|(u, img)| async move { u.tag().await.map_err(|e| named(img, e, TAGGING)) }),
-    )
-    .await
+    // Every image's tags together, all or none as far as the registry allows.
+    let (owners, moves): (Vec<usize>, Vec<TagMove>) = uploaded
+        .iter()
+        .enumerate()
+        .flat_map(|(i, u)| u.moves().into_iter().map(move |m| (i, m)))
+        .unzip();
+    let moved = tags::move_all(&moves).await;
+    drop(moves);
+    if let Err((at, e)) = moved {
+        return Err(named(
+            &images[owners[at]],
+            PushError::Tags(Box::new(e)),
+            TAGGING,
+        ));
+    }
+    Ok(uploaded.into_iter().map(Uploaded::done).collect())
 }
 
 const HELD: &str = "no image's tags were moved (they move only when every image is up)";
-const TAGGING: &str = "every image was up; other images' tags may have moved";
+const TAGGING: &str = "every image is in the registry by digest";
 
 fn named(img: &NamedPush, e: PushError, note: &'static str) -> PushError {
     PushError::Image {

@@ -27,12 +27,14 @@ mod many;
 mod phases;
 mod plan;
 mod report;
+mod tags;
 mod verify;
 
 pub use many::{one_repository_each, push_all, NamedPush, SameRepository};
 pub use phases::{check, check_with, Checked, Uploaded};
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
+pub use tags::TagsNotMoved;
 
 use std::path::PathBuf;
 
@@ -67,6 +69,8 @@ pub enum PushError {
     Sign(#[from] crate::sign::SignError),
     #[error(transparent)]
     SameRepository(#[from] SameRepository),
+    #[error(transparent)]
+    Tags(Box<TagsNotMoved>),
     #[error("internal: {0}")]
     Internal(String),
     /// One image of several failed.

@@ -9,8 +9,10 @@ use futures_util::future::try_join_all;
 
 use super::blobs::BlobPush;
 use super::report::Reporter;
+use super::tags::{self, TagMove};
 use super::verify::Verification;
 use super::{blocking, PushError, PushOptions, PushOutcome};
+use crate::digest::Digest;
 use crate::layout::{Layout, ManifestBlob, ResolvedImage};
 use crate::registry::client::short;
 use crate::registry::credential::find_credential;
@@ -32,6 +34,8 @@ pub struct Checked<'a> {
     /// Signatures to put up after the index ([`crate::sign::push`]), made before any request.
     signatures: Option<crate::sign::ImageSignatures>,
     moving: Vec<Tag>,
+    /// What the moving tags that exist named when the push began (to put them back).
+    before: Vec<(Tag, Digest)>,
     outcome: PushOutcome,
 }
 
@@ -111,12 +115,13 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         client.manifest_digest(Target::Digest(&digest)),
         try_join_all(tags.iter().map(|t| client.manifest_digest(Target::Tag(t)))),
     )?;
-    let mut moving = Vec::new();
+    let (mut moving, mut before) = (Vec::new(), Vec::new());
     for (tag, at) in tags.into_iter().zip(current) {
         if at.as_ref() == Some(&digest) {
             report.line(format!("tag {tag} already points at {}", short(&digest)));
             outcome.tags_unchanged.push(tag);
         } else {
+            before.extend(at.map(|d| (tag.clone(), d)));
             moving.push(tag);
         }
     }
@@ -146,6 +151,7 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         sboms,
         signatures,
         moving,
+        before,
         outcome,
     })
 }
@@ -231,12 +237,37 @@ impl<'a> Checked<'a> {
 }
 
 impl Uploaded<'_> {
-    /// Point the tags that differ at the index, together; the push is done.
+    /// Point the tags that differ at the index, together, all or none as far as the registry
+    /// allows ([`super::tags`]); the push is done.
     pub async fn tag(self) -> Result<PushOutcome, PushError> {
+        let moves = self.moves();
+        let moved = tags::move_all(&moves).await;
+        drop(moves);
+        moved.map_err(|(_, e)| PushError::Tags(Box::new(e)))?;
+        Ok(self.done())
+    }
+
+    /// The tags to move, each with what it named when the push began.
+    pub(super) fn moves(&self) -> Vec<TagMove<'_>> {
+        let c = &self.checked;
+        let before = |t: &Tag| c.before.iter().find(|b| b.0 == *t).map(|b| &b.1);
+        c.moving
+            .iter()
+            .map(|tag| TagMove {
+                client: &c.client,
+                top: &c.image.top,
+                tag,
+                before: before(tag),
+                report: &c.report,
+            })
+            .collect()
+    }
+
+    /// The outcome, once [`moves`](Self::moves) all moved.
+    pub(super) fn done(self) -> PushOutcome {
         let mut c = self.checked;
-        point_tags(&c.client, &c.image, &c.moving, &c.report).await?;
         c.outcome.tags_moved.append(&mut c.moving);
-        Ok(c.outcome)
+        c.outcome
     }
 }
 
@@ -271,26 +302,6 @@ pub(super) async fn connect_shared(all: &[&PushOptions]) -> Result<Vec<Arc<Clien
         Ok(clients.into_iter().map(Arc::new).collect())
     })
     .await
-}
-
-/// Point each of `tags` at the index, together (the caller skipped those that already do).
-async fn point_tags(
-    client: &Client,
-    image: &ResolvedImage,
-    tags: &[Tag],
-    report: &Reporter,
-) -> Result<(), PushError> {
-    let top = &image.top;
-    let (digest, mt) = (&top.descriptor.digest, &top.descriptor.media_type);
-    try_join_all(tags.iter().map(|tag| async move {
-        client
-            .put_manifest(Target::Tag(tag), mt, &top.bytes, digest)
-            .await?;
-        report.line(format!("tag {tag} -> {}", short(digest)));
-        Ok::<_, PushError>(())
-    }))
-    .await?;
-    Ok(())
 }
 
 /// Each manifest of `manifests` by digest (or, for the one index, under `tag`), together,

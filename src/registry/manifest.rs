@@ -2,6 +2,7 @@
 //! whether the registry indexes subjects), and the referrers API.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -21,6 +22,20 @@ const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 pub const MAX_MANIFEST: usize = 4 << 20;
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// The first wait before a manifest `PUT` answered MANIFEST_BLOB_UNKNOWN goes again; it doubles,
+/// 4 times (1.5 s in all).
+const BLOB_UNKNOWN_WAIT: Duration = Duration::from_millis(100);
+
+/// A manifest `PUT` refused for a blob the registry may hold: distribution 2.8 (filesystem
+/// storage) rewrites a blob's link in place (truncated, then written) each time a push commits
+/// or mounts that blob, and a manifest checked against it at that moment reads no link. Two
+/// pushes of the same blobs at once meet it (2 to 5 rounds of 20 of two identical workspace
+/// pushes); another try a moment later finds the link. A blob really missing fails the same way
+/// each time.
+fn blob_unknown(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Status { status: 400, summary, .. } if summary.contains("MANIFEST_BLOB_UNKNOWN"))
+}
 
 /// What a manifest is stored under: a tag, or its digest. A digest where a tag belongs does not
 /// compile:
@@ -168,14 +183,24 @@ impl Client {
         let content_type = HeaderValue::from_str(media_type).map_err(|_| {
             RegistryError::Protocol(format!("media type `{media_type}` is not a header value"))
         })?;
-        let resp = self
-            .session
-            .request(Method::PUT, self.manifest_url(target))
-            .header(CONTENT_TYPE, content_type)
-            .bytes(Bytes::copy_from_slice(bytes))
-            .ok(&[StatusCode::CREATED, StatusCode::OK])
-            .send()
-            .await?;
+        let body = Bytes::copy_from_slice(bytes);
+        let mut wait = BLOB_UNKNOWN_WAIT;
+        let resp = loop {
+            let put = self
+                .session
+                .request(Method::PUT, self.manifest_url(target))
+                .header(CONTENT_TYPE, content_type.clone())
+                .bytes(body.clone())
+                .ok(&[StatusCode::CREATED, StatusCode::OK]);
+            match put.send().await {
+                Err(e) if blob_unknown(&e) && wait <= BLOB_UNKNOWN_WAIT * 8 => {
+                    tracing::debug!("{e}: again in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                resp => break resp?,
+            }
+        };
         match header_str(&resp, DOCKER_CONTENT_DIGEST) {
             Some(got) if got != digest.to_string() => Err(RegistryError::DigestMismatch {
                 what: format!("manifest {target}"),
@@ -184,6 +209,19 @@ impl Client {
             }),
             _ => Ok(header_str(&resp, "oci-subject").is_some()),
         }
+    }
+
+    /// `DELETE` what `target` names (a tag: the tag alone, where the registry can delete
+    /// tags); `false` when there was nothing (404).
+    pub async fn delete_manifest(&self, target: Target<'_>) -> Result<bool> {
+        let delete = self
+            .session
+            .request(Method::DELETE, self.manifest_url(target));
+        let resp = delete
+            .ok(&[StatusCode::ACCEPTED, StatusCode::OK, StatusCode::NO_CONTENT])
+            .send_unless_404()
+            .await?;
+        Ok(resp.is_some())
     }
 
     /// `GET /v2/<name>/referrers/<digest>`: the image index of the manifests whose `subject` is
