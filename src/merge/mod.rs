@@ -57,13 +57,13 @@ pub enum MergeError {
         first_value: Option<String>,
         second_value: Option<String>,
     },
-    #[error("{first} and {second} differ in {what} ({first_value} vs {second_value}); {hint}")]
+    #[error("{first} and {second} differ in {what} ({values}); {hint}")]
     Differ {
         what: &'static str,
         first: String,
         second: String,
-        first_value: String,
-        second_value: String,
+        /// `A vs B`.
+        values: String,
         hint: &'static str,
     },
     #[error("{source_name}: {problem}")]

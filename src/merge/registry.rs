@@ -147,7 +147,7 @@ pub async fn merge_in_registry(
     let rest: Vec<&Tag> = opts.tags.iter().filter(|t| Some(*t) != direct).collect();
     try_join_all(
         rest.iter()
-            .map(|t| dest.put_manifest(Target::Tag(*t), &index_mt, &merged.index, &digest)),
+            .map(|t| dest.put_manifest(Target::Tag(t), &index_mt, &merged.index, &digest)),
     )
     .await?;
     for t in &opts.tags {
