@@ -199,11 +199,12 @@ fn two_machines_merge_to_the_index_one_machine_builds() {
         assert!(sbom.contains("hello"), "{p}: {sbom}");
     }
 
-    // The same in the registry, from the two references: only manifests read.
+    // The same in the registry, from the two references (in either order): only manifests
+    // read.
     let o = run(ironstar()
         .env("COSIGN_PASSWORD", PASSWORD)
         .arg("merge")
-        .args(&refs)
+        .args(refs.iter().rev())
         .args(["--repository", &repo, "--tag", "v1", "--plain-http"])
         .arg("--sign-key")
         .arg(&sign_key));
