@@ -428,6 +428,36 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
         "localhost/arm-list",
         &format!("docker://{repo}:list"),
     ]);
+    // As layouts too: buildah's OCI layout beside ironstar's.
+    let arm_layout = tmp.path().join("arm-layout");
+    buildah(&[
+        "push",
+        "--format",
+        "oci",
+        "localhost/arm-img",
+        &format!("oci:{}", arm_layout.display()),
+    ]);
+    let out = tmp.path().join("mixed-layout");
+    ok(ironstar()
+        .arg("merge")
+        .args([&amd, &arm_layout])
+        .args(["--tag", "mixed", "--output"])
+        .arg(&out));
+    let index = common::validate_layout(&out);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    let top = json(&index_json(&out));
+    assert_eq!(
+        top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "mixed"
+    );
+    let copy = tmp.path().join("copy-layout");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        &format!("oci:{}:mixed", out.display()),
+        &format!("oci:{}", copy.display()),
+    ]));
+
     let arm_manifest = raw(&format!("{repo}:arm"));
     let arm_digest = ironstar::Digest::of(&arm_manifest).to_string();
     let list: Value = json(&raw(&format!("{repo}:list")));
