@@ -507,8 +507,17 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
     require_tool("skopeo", "skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let (amd, arm) = (tmp.path().join("amd64"), tmp.path().join("arm64"));
-    binary_layout(&amd, "linux/amd64", &[]);
-    binary_layout(&arm, "linux/arm64", &[]);
+    // Each with an SBOM, which must follow its platform into the destination.
+    let sbom = |p: &str| {
+        let f = tmp
+            .path()
+            .join(format!("{}.spdx.json", p.replace('/', "-")));
+        let doc = serde_json::json!({"spdxVersion": "SPDX-2.3", "name": format!("sbom of {p}")});
+        fs::write(&f, doc.to_string()).unwrap();
+        format!("{p}={}", f.display())
+    };
+    binary_layout(&amd, "linux/amd64", &["--sbom", &sbom("linux/amd64")]);
+    binary_layout(&arm, "linux/arm64", &["--sbom", &sbom("linux/arm64")]);
     let local = tmp.path().join("merged");
     let want = ok(ironstar()
         .arg("merge")
@@ -538,10 +547,18 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
     assert_eq!(stdout(&o).trim(), format!("{dest}@{want}"));
     let err = stderr(&o);
     assert!(
-        err.contains("2 blob(s) mounted, 2 copied from another registry"),
+        // Config, layer, SBOM document and its empty config each; the arm64 side's empty
+        // config may be there already (mounted for amd64's SBOM).
+        err.contains("4 blob(s) mounted, ") && err.contains(" copied from another registry"),
         "{err}"
     );
     assert_eq!(raw(&format!("{dest}:v1")), blob(&local, &want));
+    for p in ["linux/amd64", "linux/arm64"] {
+        let got = ok(ironstar()
+            .args(["sbom", "--plain-http", "--platform", p])
+            .arg(format!("{dest}:v1")));
+        assert!(got.contains(&format!("sbom of {p}")), "{p}: {got}");
+    }
     // Whole in the destination: every blob of both platforms is there.
     let copy = tmp.path().join("copy");
     ok(Command::new("skopeo").args([
