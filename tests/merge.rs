@@ -540,9 +540,14 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
     let ra = push(&here, "parts/amd64", &amd);
     let rb = push(&there, "parts/arm64", &arm);
     let dest = format!("{}/final/app", here.addr());
+    let key = tmp.path().join("key");
+    fs::create_dir_all(&key).unwrap();
+    ok(checker().arg("genkey").arg(&key).arg(PASSWORD));
     let o = run(ironstar()
+        .env("COSIGN_PASSWORD", PASSWORD)
         .args(["merge", &ra, &rb, "--plain-http", "--repository", &dest])
-        .args(["--tag", "v1"]));
+        .args(["--tag", "v1", "--sign-key"])
+        .arg(key.join("cosign.key")));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), format!("{dest}@{want}"));
     let err = stderr(&o);
@@ -553,6 +558,11 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
         "{err}"
     );
     assert_eq!(raw(&format!("{dest}:v1")), blob(&local, &want));
+    // Signed at the merge: the index, and the parts it brought (unsigned where they were).
+    ok(ironstar()
+        .args(["verify", "--plain-http", "--key"])
+        .arg(key.join("cosign.pub"))
+        .arg(format!("{dest}:v1")));
     for p in ["linux/amd64", "linux/arm64"] {
         let got = ok(ironstar()
             .args(["sbom", "--plain-http", "--platform", p])

@@ -107,7 +107,14 @@ pub async fn merge_in_registry(
     }
     let signatures = match opts.signer.clone() {
         Some(signer) => {
-            let (identity, subjects) = (opts.repository.to_string(), merged.index_subject());
+            // The index, and the parts brought from elsewhere (their signatures stay where
+            // they were, naming that repository); parts already here keep their own.
+            let mut subjects = merged.index_subject();
+            subjects.extend(merged.parts.iter().filter_map(|p| {
+                let here = readers[p.source].client.repository == opts.repository;
+                (!here).then(|| (p.manifest.digest.clone(), Some(p.platform.to_string())))
+            }));
+            let identity = opts.repository.to_string();
             let sigs = tokio::task::spawn_blocking(move || {
                 ImageSignatures::sign(signer.as_ref(), &identity, &subjects)
             })
