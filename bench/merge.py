@@ -16,12 +16,15 @@ Output: a table on stdout and target/bench/merge.json.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
+import urllib.request
 
 import bench as b
 
@@ -33,12 +36,36 @@ def layouts():
     bins = b.hello_binaries()
     out = {}
     for arch, exe in bins.items():
+        # One name for both parts (a build names the image after its binary): one definition.
+        named = os.path.join(b.WORK, "merge", f"bin-{arch}", "hello")
+        os.makedirs(os.path.dirname(named), exist_ok=True)
+        shutil.copy(exe, named)
         d = os.path.join(b.WORK, "merge", f"layout-{arch}")
         b.rmtree(d)
         subprocess.run([IRONSTAR, "build", "-q", "--no-cache", "-o", d, "--tag", "latest",
-                        "--binary", f"linux/{arch}={exe}"], check=True, stdout=subprocess.DEVNULL)
+                        "--binary", f"linux/{arch}={named}"], check=True, stdout=subprocess.DEVNULL)
         out[arch] = d
-    return out
+    return out, {arch: os.path.join(b.WORK, "merge", f"bin-{arch}", "hello") for arch in bins}
+
+
+def single_build(parts_bins):
+    """The digest one build of both binaries writes: what the merge must equal."""
+    d = os.path.join(b.WORK, "merge", "layout-both")
+    b.rmtree(d)
+    cmd = [IRONSTAR, "build", "--no-cache", "-o", d, "--tag", "latest"]
+    for arch in ("amd64", "arm64"):
+        cmd += ["--binary", f"linux/{arch}={parts_bins[arch]}"]
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def index_digest(reg, repo_path, tag):
+    """The digest of a tag's index, asked of the registry directly (not through the proxy)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{reg.port}/v2/{repo_path}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                           "application/vnd.docker.distribution.manifest.list.v2+json"})
+    with urllib.request.urlopen(req) as r:
+        return "sha256:" + hashlib.sha256(r.read()).hexdigest()
 
 
 def blob_moves(reqs):
@@ -94,7 +121,8 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=20)
     a = ap.parse_args()
     os.makedirs(os.path.join(b.WORK, "merge"), exist_ok=True)
-    parts = layouts()
+    parts, named = layouts()
+    want = single_build(named)
     conf = containers_conf()
     reg = b.registry("merge", a.delay_ms / 1000)
     rounds = []
@@ -110,6 +138,9 @@ def main():
             if i % 2:
                 sides.reverse()
             r = {name: f() for name, f in sides}
+            for side in ("ironstar", "buildah"):
+                got = index_digest(reg, f"merge/r{i}", side)
+                r[side]["equals_single_build"] = got == want
             b.log(f"round {i}: ironstar {r['ironstar']['wall']:.3f} s "
                   f"({r['ironstar']['requests']} requests, {r['ironstar']['round_trips']} round "
                   f"trips), buildah {r['buildah']['wall']:.3f} s "
@@ -123,6 +154,9 @@ def main():
     med = lambda side, k: statistics.median(r[side][k] for r in rounds)
     keys = ("wall", "requests", "round_trips", "blob_requests")
     summary = {side: {k: med(side, k) for k in keys} for side in ("ironstar", "buildah")}
+    for side in ("ironstar", "buildah"):
+        summary[side]["equals_single_build"] = all(r[side]["equals_single_build"]
+                                                   for r in rounds)
     summary.update({"rounds": a.rounds, "delay_ms": a.delay_ms, "load": os.getloadavg()})
     path = os.path.join(b.WORK, "merge.json")
     with open(path, "w") as f:
@@ -135,6 +169,8 @@ def main():
     print(f"| requests | {i['requests']:.0f} | {bl['requests']:.0f} |")
     print(f"| round trips one after another | {i['round_trips']:.0f} | {bl['round_trips']:.0f} |")
     print(f"| requests moving blob bytes | {i['blob_requests']:.0f} | {bl['blob_requests']:.0f} |")
+    yes = lambda side: "yes" if summary[side]["equals_single_build"] else "no"
+    print(f"| index = `ironstar build` of both binaries | {yes('ironstar')} | {yes('buildah')} |")
     print(f"\nJSON: {os.path.relpath(path, b.ROOT)}")
 
 

@@ -199,11 +199,12 @@ fn two_machines_merge_to_the_index_one_machine_builds() {
         assert!(sbom.contains("hello"), "{p}: {sbom}");
     }
 
-    // The same in the registry, from the two references: only manifests read.
+    // The same in the registry, from the two references (in either order): only manifests
+    // read.
     let o = run(ironstar()
         .env("COSIGN_PASSWORD", PASSWORD)
         .arg("merge")
-        .args(&refs)
+        .args(refs.iter().rev())
         .args(["--repository", &repo, "--tag", "v1", "--plain-http"])
         .arg("--sign-key")
         .arg(&sign_key));
@@ -427,6 +428,36 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
         "localhost/arm-list",
         &format!("docker://{repo}:list"),
     ]);
+    // As layouts too: buildah's OCI layout beside ironstar's.
+    let arm_layout = tmp.path().join("arm-layout");
+    buildah(&[
+        "push",
+        "--format",
+        "oci",
+        "localhost/arm-img",
+        &format!("oci:{}", arm_layout.display()),
+    ]);
+    let out = tmp.path().join("mixed-layout");
+    ok(ironstar()
+        .arg("merge")
+        .args([&amd, &arm_layout])
+        .args(["--tag", "mixed", "--output"])
+        .arg(&out));
+    let index = common::validate_layout(&out);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{index}");
+    let top = json(&index_json(&out));
+    assert_eq!(
+        top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "mixed"
+    );
+    let copy = tmp.path().join("copy-layout");
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        &format!("oci:{}:mixed", out.display()),
+        &format!("oci:{}", copy.display()),
+    ]));
+
     let arm_manifest = raw(&format!("{repo}:arm"));
     let arm_digest = ironstar::Digest::of(&arm_manifest).to_string();
     let list: Value = json(&raw(&format!("{repo}:list")));
@@ -476,8 +507,17 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
     require_tool("skopeo", "skopeo");
     let tmp = tempfile::tempdir().unwrap();
     let (amd, arm) = (tmp.path().join("amd64"), tmp.path().join("arm64"));
-    binary_layout(&amd, "linux/amd64", &[]);
-    binary_layout(&arm, "linux/arm64", &[]);
+    // Each with an SBOM, which must follow its platform into the destination.
+    let sbom = |p: &str| {
+        let f = tmp
+            .path()
+            .join(format!("{}.spdx.json", p.replace('/', "-")));
+        let doc = serde_json::json!({"spdxVersion": "SPDX-2.3", "name": format!("sbom of {p}")});
+        fs::write(&f, doc.to_string()).unwrap();
+        format!("{p}={}", f.display())
+    };
+    binary_layout(&amd, "linux/amd64", &["--sbom", &sbom("linux/amd64")]);
+    binary_layout(&arm, "linux/arm64", &["--sbom", &sbom("linux/arm64")]);
     let local = tmp.path().join("merged");
     let want = ok(ironstar()
         .arg("merge")
@@ -500,17 +540,35 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
     let ra = push(&here, "parts/amd64", &amd);
     let rb = push(&there, "parts/arm64", &arm);
     let dest = format!("{}/final/app", here.addr());
+    let key = tmp.path().join("key");
+    fs::create_dir_all(&key).unwrap();
+    ok(checker().arg("genkey").arg(&key).arg(PASSWORD));
     let o = run(ironstar()
+        .env("COSIGN_PASSWORD", PASSWORD)
         .args(["merge", &ra, &rb, "--plain-http", "--repository", &dest])
-        .args(["--tag", "v1"]));
+        .args(["--tag", "v1", "--sign-key"])
+        .arg(key.join("cosign.key")));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), format!("{dest}@{want}"));
     let err = stderr(&o);
     assert!(
-        err.contains("2 blob(s) mounted, 2 copied from another registry"),
+        // Config, layer, SBOM document and its empty config each; the arm64 side's empty
+        // config may be there already (mounted for amd64's SBOM).
+        err.contains("4 blob(s) mounted, ") && err.contains(" copied from another registry"),
         "{err}"
     );
     assert_eq!(raw(&format!("{dest}:v1")), blob(&local, &want));
+    // Signed at the merge: the index, and the parts it brought (unsigned where they were).
+    ok(ironstar()
+        .args(["verify", "--plain-http", "--key"])
+        .arg(key.join("cosign.pub"))
+        .arg(format!("{dest}:v1")));
+    for p in ["linux/amd64", "linux/arm64"] {
+        let got = ok(ironstar()
+            .args(["sbom", "--plain-http", "--platform", p])
+            .arg(format!("{dest}:v1")));
+        assert!(got.contains(&format!("sbom of {p}")), "{p}: {got}");
+    }
     // Whole in the destination: every blob of both platforms is there.
     let copy = tmp.path().join("copy");
     ok(Command::new("skopeo").args([

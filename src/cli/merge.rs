@@ -11,10 +11,10 @@ use ironstar::registry::{Reference, Tag};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MergeArgs {
-    /// The per-platform parts, in the order their platforms go in the index (a build's order:
-    /// its --platform list or the image file's `platforms`). With --output, OCI layouts (DIR or
-    /// DIR:TAG); else pushed images, REGISTRY/REPO[:TAG|@DIGEST]. Commas and newlines separate
-    /// too (one argument holding a list: the action's `sources`).
+    /// The per-platform parts, in any order (the index lists platforms in `ironstar platforms`'
+    /// order, as a build of a definition does). With --output, OCI layouts (DIR or DIR:TAG);
+    /// else pushed images, REGISTRY/REPO[:TAG|@DIGEST]. Commas and newlines separate too (one
+    /// argument holding a list: the action's `sources`).
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Write the merged OCI layout to DIR (the sources are layouts).

@@ -58,6 +58,9 @@ pub enum Command {
     /// Merge per-platform images (each built on its own machine) into the index one build of
     /// all their platforms writes: layouts into a layout (--output), or images in a registry
     /// (--repository; only manifests read). Prints the index digest or REGISTRY/REPO@DIGEST.
+    #[command(mut_arg("sign_key", |a| a.help(
+        "Sign the merged index with this key (cosign's key file, its password in $COSIGN_PASSWORD, or a PKCS#8 PEM key; env://NAME reads it from the environment); the platforms keep their own signatures"
+    )))]
     Merge(merge::MergeArgs),
     /// Print the SBOM of one platform of a layout or of a pushed image.
     Sbom(sbom::SbomCommand),

@@ -122,8 +122,7 @@ fn agreed<T: PartialEq + Clone + std::fmt::Debug>(
                 what,
                 first: f.source.name.clone(),
                 second: o.source.name.clone(),
-                first_value: format!("{want:?}"),
-                second_value: format!("{v:?}"),
+                values: format!("{want:?} vs {v:?}"),
                 hint,
             });
         }

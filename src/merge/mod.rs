@@ -5,18 +5,21 @@
 //! hold: each platform manifest's descriptor (media type, digest, size) and platform, and the
 //! index annotations. One build gives every platform's manifest and its index the same
 //! annotations (from one definition), so sources built from one definition and one commit carry
-//! equal index annotations, and the merged index equals a single build's when the platforms are
-//! given in the build's order. Sources that differ there are refused, naming the field.
+//! equal index annotations; platforms go in the platform table's order, as a build of a
+//! definition orders them. Sources that differ in what the index carries are refused, naming
+//! the field.
 //!
 //! - [`layout`]: sources and result are OCI layouts (`--output DIR`); SBOMs and the platforms'
 //!   signatures are copied, the merged index may be signed;
 //! - [`registry`]: sources are references; only manifests are read, the new index is written by
-//!   digest and then tagged; parts from elsewhere are mounted or copied first.
+//!   digest and then tagged; parts from elsewhere are mounted or copied first, with their SBOMs
+//!   ([`carry`]).
 //!
 //! Inputs other tools push are taken too: a bare image manifest (its platform from its config)
 //! and a Docker manifest list; their manifests are kept as they are, so the result is a valid
 //! index, equal to a build's only when every part is ironstar's.
 
+mod carry;
 pub mod layout;
 pub mod registry;
 
@@ -28,7 +31,7 @@ use serde_json::Value;
 use crate::digest::Digest;
 use crate::image::{self, BlobRef};
 use crate::oci::{media_type, platform_name};
-use crate::platform::Platform;
+use crate::platform::{Platform, PLATFORMS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -57,13 +60,13 @@ pub enum MergeError {
         first_value: Option<String>,
         second_value: Option<String>,
     },
-    #[error("{first} and {second} differ in {what} ({first_value} vs {second_value}); {hint}")]
+    #[error("{first} and {second} differ in {what} ({values}); {hint}")]
     Differ {
         what: &'static str,
         first: String,
         second: String,
-        first_value: String,
-        second_value: String,
+        /// `A vs B`.
+        values: String,
         hint: &'static str,
     },
     #[error("{source_name}: {problem}")]
@@ -127,8 +130,9 @@ impl Merged {
     }
 }
 
-/// Check the sources against each other and make the index: platforms in the order given (a
-/// platform two sources hold as the same manifest, once), the annotations they share.
+/// Check the sources against each other and make the index: platforms in the platform table's
+/// order, as a build orders a definition's (a platform two sources hold as the same manifest,
+/// once), the annotations they share.
 pub fn plan(sources: &[Source]) -> Result<Merged, MergeError> {
     let mut parts: Vec<Part> = Vec::new();
     for s in sources {
@@ -153,6 +157,9 @@ pub fn plan(sources: &[Source]) -> Result<Merged, MergeError> {
             }
         }
     }
+    // A definition's platforms are built in the table's order, whatever order it lists them
+    // in: so are a merge's, whatever order the sources come in.
+    parts.sort_by_key(|p| PLATFORMS.iter().position(|q| q == p.platform));
     let annotations = shared_annotations(sources)?;
     let pairs: Vec<(&Platform, BlobRef)> = parts
         .iter()
@@ -332,8 +339,9 @@ mod tests {
         ];
         let want = image::index(&pairs, a.annotations.as_ref().unwrap()).unwrap();
         assert_eq!(merged.index, want);
-        // The same platform as the same manifest twice is one platform.
-        let again = plan(&[a.clone(), b.clone(), a.clone()]).unwrap();
+        // The same platform as the same manifest twice is one platform; the sources' order
+        // is not the index's.
+        let again = plan(&[b.clone(), a.clone(), b.clone()]).unwrap();
         assert_eq!(again.index, want);
     }
 

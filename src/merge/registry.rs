@@ -7,13 +7,12 @@
 //! digest on the way. The index is written by digest before any tag moves, and a refusal (or any
 //! failure before the tags) moves none.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use serde_json::Value;
 
-use super::{plan, source_of, top, MergeError, Merged, Part, Source, Top};
+use super::{plan, source_of, top, MergeError, Source, Top};
 use crate::digest::Digest;
 use crate::oci::{Reference, Repository, Tag};
 use crate::push::ProgressMode;
@@ -60,13 +59,13 @@ pub struct RegistryMergeReport {
 }
 
 /// Where each source is read from: a client of its repository.
-struct Reader {
-    client: Arc<Client>,
+pub(super) struct Reader {
+    pub(super) client: Arc<Client>,
     /// Same registry as R (a mount can move its blobs).
-    same_registry: bool,
+    pub(super) same_registry: bool,
 }
 
-fn line(mode: ProgressMode, msg: String) {
+pub(super) fn line(mode: ProgressMode, msg: String) {
     if mode != ProgressMode::Quiet {
         eprintln!("{msg}");
     }
@@ -108,7 +107,14 @@ pub async fn merge_in_registry(
     }
     let signatures = match opts.signer.clone() {
         Some(signer) => {
-            let (identity, subjects) = (opts.repository.to_string(), merged.index_subject());
+            // The index, and the parts brought from elsewhere (their signatures stay where
+            // they were, naming that repository); parts already here keep their own.
+            let mut subjects = merged.index_subject();
+            subjects.extend(merged.parts.iter().filter_map(|p| {
+                let here = readers[p.source].client.repository == opts.repository;
+                (!here).then(|| (p.manifest.digest.clone(), Some(p.platform.to_string())))
+            }));
+            let identity = opts.repository.to_string();
             let sigs = tokio::task::spawn_blocking(move || {
                 ImageSignatures::sign(signer.as_ref(), &identity, &subjects)
             })
@@ -124,7 +130,7 @@ pub async fn merge_in_registry(
             None => Ok::<_, MergeError>(None),
         }
     };
-    let parts = bring_parts(opts, &dest, &readers, &merged, &sources);
+    let parts = super::carry::bring_parts(opts, &dest, &readers, &merged, &sources);
     let (staged, counts) = tokio::try_join!(staging, parts)?;
     (
         report.in_place,
@@ -147,7 +153,7 @@ pub async fn merge_in_registry(
     let rest: Vec<&Tag> = opts.tags.iter().filter(|t| Some(*t) != direct).collect();
     try_join_all(
         rest.iter()
-            .map(|t| dest.put_manifest(Target::Tag(*t), &index_mt, &merged.index, &digest)),
+            .map(|t| dest.put_manifest(Target::Tag(t), &index_mt, &merged.index, &digest)),
     )
     .await?;
     for t in &opts.tags {
@@ -240,94 +246,4 @@ async fn read_source(
         size: fetched.bytes.len() as u64,
     };
     source_of(&name, position, t, top_ref, platform)
-}
-
-/// Every part not in R yet, put there: blobs mounted or copied, then its manifest by digest.
-/// (in place, mounted, copied, bytes copied).
-async fn bring_parts(
-    opts: &RegistryMergeOptions,
-    dest: &Client,
-    readers: &[Reader],
-    merged: &Merged,
-    sources: &[Source],
-) -> Result<(usize, usize, usize, u64), MergeError> {
-    let scratch = tempfile::tempdir().map_err(|e| MergeError::Internal(e.to_string()))?;
-    let moves = merged.parts.iter().filter_map(|p| {
-        let reader = &readers[p.source];
-        (reader.client.repository != opts.repository).then_some((p, reader))
-    });
-    let moved = try_join_all(moves.map(|(p, reader)| {
-        let name = &sources[p.source].name;
-        bring_part(opts, dest, reader, p, name, scratch.path())
-    }))
-    .await?;
-    let in_place = merged.parts.len() - moved.len();
-    let mut counts = (in_place, 0, 0, 0);
-    for (m, c, b) in moved {
-        counts.1 += m;
-        counts.2 += c;
-        counts.3 += b;
-    }
-    Ok(counts)
-}
-
-/// One part from another repository: (blobs mounted, blobs copied, bytes copied).
-async fn bring_part(
-    opts: &RegistryMergeOptions,
-    dest: &Client,
-    reader: &Reader,
-    part: &Part,
-    name: &str,
-    scratch: &Path,
-) -> Result<(usize, usize, u64), MergeError> {
-    let digest = &part.manifest.digest;
-    let m = reader
-        .client
-        .get_manifest(Target::Digest(digest))
-        .await?
-        .ok_or_else(|| MergeError::Malformed {
-            source_name: name.to_string(),
-            problem: format!("its manifest {digest} ({}) is missing", part.platform),
-        })?;
-    let v: Value = serde_json::from_slice(&m.bytes).map_err(|e| MergeError::Malformed {
-        source_name: name.to_string(),
-        problem: format!("manifest {digest}: {e}"),
-    })?;
-    let blobs = std::iter::once(&v["config"])
-        .chain(v["layers"].as_array().into_iter().flatten())
-        .map(|d| super::blob_ref(name, d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let from = &reader.client.repository;
-    let moved = try_join_all(blobs.iter().map(|b| async move {
-        if reader.same_registry && dest.mount_blob(&b.digest, from).await? {
-            return Ok::<(usize, usize, u64), MergeError>((1, 0, 0));
-        }
-        if dest.blob_exists(&b.digest).await? {
-            return Ok((0, 0, 0));
-        }
-        // Downloaded whole and checked against its digest before a byte goes up.
-        let path = scratch.join(b.digest.hex());
-        reader
-            .client
-            .download_blob(&b.digest, b.size, &path)
-            .await?;
-        dest.push_blob(&b.digest, b.size, &path, None, None).await?;
-        let _ = std::fs::remove_file(&path);
-        Ok((0, 1, b.size))
-    }))
-    .await?;
-    let mt = part.manifest.media_type.to_string();
-    dest.put_manifest(Target::Digest(digest), &mt, &m.bytes, digest)
-        .await?;
-    line(
-        opts.progress,
-        format!(
-            "manifest {} ({}) from {from} pushed",
-            short(digest),
-            part.platform
-        ),
-    );
-    Ok(moved
-        .into_iter()
-        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2)))
 }

@@ -120,7 +120,7 @@ async fn push_one(repo: &Client, layout: &Layout, sbom: &LocalSbom) -> Result<bo
 }
 
 /// Add `sbom` to its subject's referrers tag unless it is listed there; whether the tag moved.
-async fn add_to_fallback(repo: &Client, sbom: &LocalSbom) -> Result<bool, SbomError> {
+pub(crate) async fn add_to_fallback(repo: &Client, sbom: &LocalSbom) -> Result<bool, SbomError> {
     let tag = fallback_tag(&sbom.subject);
     let current = repo.get_manifest(Target::Tag(&tag)).await?;
     let mut index = match &current {
