@@ -383,7 +383,8 @@ pub fn build_all(
             target: p.rust_target.to_string(),
         });
     }
-    let compiles_c = metadata::lock_compiles_c(&sel.workspace_root);
+    let lock = metadata::lock_packages(&sel.workspace_root);
+    let compiles_c = metadata::compiles_c(&lock);
     let toolchain = Toolchain::discover(compiles_c, &rustc)?;
     let cwd = std::env::current_dir()?;
     let target_dir = opts
@@ -395,6 +396,7 @@ pub fn build_all(
         toolchain: &toolchain,
         platforms: &platforms,
         compiles_c,
+        lock: &lock,
         dir: &sel.dir,
         remaps: remaps(sel, &target_dir),
     };

@@ -361,6 +361,19 @@ fn summary(
             args.cargo_args.profile.as_deref().unwrap_or("release"),
         );
     }
+    let threads = r
+        .built
+        .as_ref()
+        .map(|b| b.output.units.threads_on_musl_malloc())
+        .unwrap_or_default();
+    if !threads.is_empty() {
+        eprintln!(
+            "{who}note: the binary links {} and keeps musl's allocator, which is slow when \
+             threads allocate at once (several times glibc's time); set a global allocator \
+             (the mimalloc or tikv-jemallocator crate): see docs/src/services.md",
+            threads.join(" and "),
+        );
+    }
 }
 
 /// Build, then push what was built: the same definitions, tags and layouts. With several
