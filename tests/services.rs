@@ -253,3 +253,51 @@ fn jemalloc_for_arm64_is_configured_with_a_64k_page_as_if_set_by_hand() {
     );
     assert!(output_of(&bin, "linux/arm64").starts_with("jemalloc-hello aarch64 5.3.0"));
 }
+
+/// The address of each of `names` in the ELF's symbol table.
+fn symbols(bin: &Path, names: &[&str]) -> Vec<Option<u64>> {
+    let bytes = std::fs::read(bin).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    names
+        .iter()
+        .map(|n| {
+            elf.syms
+                .iter()
+                .find(|s| s.st_value != 0 && elf.strtab.get_at(s.st_name) == Some(n))
+                .map(|s| s.st_value)
+        })
+        .collect()
+}
+
+#[test]
+fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("oci");
+    // `allocator = "mimalloc"` is in the fixture's [package.metadata.ironstar].
+    let o = run(&mut build("alloc-threads", "linux/amd64,linux/arm64", &out));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("allocator      mimalloc 0.1.44 (libmimalloc-sys)"),
+        "{err}"
+    );
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let bin = binary_from_layout(&out, platform, "alloc-threads", tmp.path());
+        // `malloc` and `free` are mimalloc's: the same code as its own entry points.
+        let found = symbols(&bin, &["malloc", "mi_malloc", "free", "mi_free"]);
+        assert!(found.iter().all(Option::is_some), "{platform}: {found:?}");
+        assert_eq!(found[0], found[1], "{platform}: malloc is not mi_malloc");
+        assert_eq!(found[2], found[3], "{platform}: free is not mi_free");
+        // Static, and runs (arm64 under qemu).
+        assert_eq!(
+            output_of(&bin, platform).trim(),
+            format!("alloc-threads {arch} 51928320")
+        );
+    }
+    // --allocator system: musl's malloc again.
+    let system = tmp.path().join("system");
+    ok(build("alloc-threads", "linux/amd64", &system).args(["--allocator", "system"]));
+    let bin = binary_from_layout(&system, "linux/amd64", "alloc-threads", tmp.path());
+    assert_eq!(symbols(&bin, &["mi_malloc"]), [None]);
+}

@@ -38,6 +38,9 @@ pub(super) struct Inputs<'a> {
     pub compiles_c: bool,
     /// The package names of `Cargo.lock`.
     pub lock: &'a BTreeSet<String>,
+    /// Per target, a directory the link searches first (the private libc of
+    /// [`super::allocator`]).
+    pub link_dirs: &'a [(String, PathBuf)],
     /// Where cargo runs: its config files are read from here.
     pub dir: &'a Path,
     /// Path prefixes to hide from the binaries, and what they become; the most specific last.
@@ -58,10 +61,17 @@ pub(super) fn plan(env: &Env, inp: &Inputs) -> Result<Set> {
         tracing::debug!("CARGO_ENCODED_RUSTFLAGS={}", flags.join(" "));
         set.push(("CARGO_ENCODED_RUSTFLAGS".into(), flags.join("\x1f").into()));
     }
+    if global.is_some() && !inp.link_dirs.is_empty() {
+        return Err(CargoError::GlobalRustflags);
+    }
     for p in inp.platforms {
         let t = p.rust_target;
         let user = config::read(inp.dir, t)?;
         let linker = linker(env, inp.toolchain, &user, t, &mut set)?;
+        let mut ours = ours.clone();
+        for (_, dir) in inp.link_dirs.iter().filter(|(d, _)| d == t) {
+            ours.push(format!("-Lnative={}", dir.display()));
+        }
         let rustflags = match global {
             Some(_) => "CARGO_ENCODED_RUSTFLAGS (above)".to_string(),
             None => target_rustflags(env, &user, &ours, t, &mut set)?,
@@ -290,6 +300,7 @@ mod tests {
                 platforms: &platforms,
                 compiles_c,
                 lock,
+                link_dirs: &[],
                 dir,
                 remaps: vec![
                     ("/src/ws".into(), "/build"),
