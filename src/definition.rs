@@ -209,7 +209,9 @@ impl Request {
                 if spec.version.is_none() {
                     spec.version = out.version.clone();
                 }
-                let source = CargoSource::of(&sel, &opts.features).compiled(out.units.clone());
+                let source = CargoSource::of(&sel, &opts.features)
+                    .compiled(out.units.clone())
+                    .linking(out.allocator);
                 built = Some(Built {
                     output: out,
                     source,

@@ -295,6 +295,9 @@ fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
             format!("alloc-threads {arch} 51928320")
         );
     }
+    // The SBOM lists mimalloc's C beside the crates.
+    let sbom = String::from_utf8(support::sbom::sbom_of(&out, "linux/arm64")).unwrap();
+    assert!(sbom.contains("pkg:cargo/libmimalloc-sys@0.1.44"), "{sbom}");
     // --allocator system: musl's malloc again.
     let system = tmp.path().join("system");
     ok(build("alloc-threads", "linux/amd64", &system).args(["--allocator", "system"]));

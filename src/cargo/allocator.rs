@@ -54,6 +54,22 @@ impl std::fmt::Display for Allocator {
 /// The `libmimalloc-sys` release whose C sources are built (mimalloc v2).
 pub const MIMALLOC_SYS_VERSION: &str = "0.1.44";
 
+/// The `.crate`'s SHA-256 of that release (crates.io's, immutable).
+const MIMALLOC_SYS_CHECKSUM: &str =
+    "667f4fec20f29dfc6bc7357c582d91796c169ad7e2fce709468aefeb2c099870";
+
+/// mimalloc's C, as the SBOM lists it.
+pub fn mimalloc_component() -> crate::sbom::Component {
+    crate::sbom::Component {
+        name: "libmimalloc-sys".into(),
+        version: MIMALLOC_SYS_VERSION.into(),
+        source: Some("registry+https://github.com/rust-lang/crates.io-index".into()),
+        checksum: Some(MIMALLOC_SYS_CHECKSUM.into()),
+        license: Some("MIT".into()),
+        build_only: false,
+    }
+}
+
 /// musl's members that define the malloc family (two `free.lo` and `realloc.lo`: mallocng's
 /// and the wrappers'); each name is deleted as often as it appears here.
 const MUSL_MALLOC_MEMBERS: [&str; 15] = [

@@ -32,7 +32,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use crate::platform::Platform;
 use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
-pub use allocator::{Allocator, MIMALLOC_SYS_VERSION};
+pub use allocator::{mimalloc_component, Allocator, MIMALLOC_SYS_VERSION};
 pub use diagnose::{Cause, Diagnosis};
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
