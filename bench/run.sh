@@ -7,6 +7,9 @@
 #     against N single publishes, bench/workspace.py; needs zig and cargo-zigbuild, no buildah)
 #   bash bench/run.sh --merge [--rounds N] [--delay-ms 20]   (issue 30: `ironstar merge` of two
 #     pushed platforms against buildah's manifest create + add + push, bench/merge.py)
+#   bash bench/run.sh --alloc [--rounds N]   (issue 35: an 8-thread allocation-heavy program built
+#     for glibc, by ironstar with musl's allocator and with --allocator mimalloc, bench/alloc.py;
+#     needs zig, no registry)
 # Needs: docker-registry, skopeo, buildah, containerd (+ ctr), podman, GNU time (/usr/bin/time,
 # Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
@@ -23,6 +26,11 @@ if [ "${1:-}" = "--workspace" ]; then
   shift
   cargo build --release --quiet --bins
   exec python3 bench/workspace.py "$@"
+fi
+if [ "${1:-}" = "--alloc" ]; then
+  shift
+  cargo build --quiet --bins
+  exec python3 bench/alloc.py "$@"
 fi
 for t in docker-registry skopeo buildah containerd ctr podman python3 rustc cargo; do
   command -v "$t" >/dev/null || { echo "bench: missing $t" >&2; exit 1; }

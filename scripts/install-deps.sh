@@ -21,6 +21,9 @@ $sudo apt-get install -y -qq \
   nix-bin podman runc containerd golang-github-opencontainers-image-spec-dev \
   buildah busybox-static time \
   python3 python3-venv >/dev/null
+# Not installed here (no test needs them; tests/services.rs checks the message a build without
+# protoc ends with): a tonic/prost gRPC service needs protoc at build time, and crates built
+# through cmake (rdkafka's `cmake-build`) need cmake: `apt-get install protobuf-compiler cmake`.
 # The packages start a registry on :5000 and a system containerd where systemd runs; the tests
 # and the benchmark start private ones.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true

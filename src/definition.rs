@@ -23,6 +23,8 @@ pub enum DefinitionError {
     Build(#[from] BuildError),
     #[error("{0}")]
     Tag(String),
+    #[error("the images built together choose different allocators ({0}), and one cargo build links them all; set the same `allocator` in each definition, or give --allocator")]
+    MixedAllocators(String),
     #[error("the selection makes several images ({0}) where one is wanted; name one with --package or --bin")]
     SeveralImages(String),
     #[error("{}: an image file defines one image, and the selection has several packages; drop the file (each member's [package.metadata.ironstar] defines its image) or name one package with --package", .0.display())]
@@ -64,6 +66,25 @@ pub struct Request {
     pub compression: Option<crate::compress::Algorithm>,
     /// Where the definition's `files[].source` may be (`--allow-outside-sources`).
     pub sources: SourcePolicy,
+}
+
+/// The allocator the definitions of cargo-built images choose: the same for all, or none.
+fn defined_allocator(planned: &[Planned]) -> Result<Option<cargo::Allocator>, DefinitionError> {
+    let chosen: Vec<cargo::Allocator> = planned
+        .iter()
+        .filter(|p| p.selection.is_some())
+        .map(|p| p.spec.allocator.unwrap_or_default())
+        .collect();
+    match chosen.windows(2).all(|w| w[0] == w[1]) {
+        true => Ok(planned.iter().find_map(|p| p.spec.allocator)),
+        false => Err(DefinitionError::MixedAllocators(
+            planned
+                .iter()
+                .map(|p| format!("{}: {}", p.spec.name, p.spec.allocator.unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
 }
 
 /// What a `--cargo` build reported, and the package it built (for the SBOM).
@@ -167,7 +188,11 @@ impl Request {
             .filter_map(|p| Some((p.selection.as_ref()?, p.spec.platforms.as_slice())))
             .collect();
         let mut outputs = match &self.cargo {
-            Some(opts) if !units.is_empty() => cargo::build_all(&units, opts)?,
+            Some(opts) if !units.is_empty() => {
+                let mut opts = opts.clone();
+                opts.allocator = opts.allocator.or(defined_allocator(&planned)?);
+                cargo::build_all(&units, &opts)?
+            }
             _ => Vec::new(),
         }
         .into_iter();
@@ -184,7 +209,9 @@ impl Request {
                 if spec.version.is_none() {
                     spec.version = out.version.clone();
                 }
-                let source = CargoSource::of(&sel, &opts.features).compiled(out.units.clone());
+                let source = CargoSource::of(&sel, &opts.features)
+                    .compiled(out.units.clone())
+                    .linking(out.allocator);
                 built = Some(Built {
                     output: out,
                     source,

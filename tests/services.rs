@@ -46,11 +46,25 @@ fn failure(cmd: &mut Command, out: &Path) -> (String, String) {
     (last, err)
 }
 
-/// PATH without any directory holding `tool`.
-fn path_without(tool: &str) -> std::ffi::OsString {
+/// PATH with `tool` hidden: each directory holding it is replaced by a copy of its links (in
+/// `scratch`) without it, so the rest of /usr/bin (the host's `cc`, git) stays reachable.
+fn path_without(tool: &str, scratch: &Path) -> std::ffi::OsString {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
-        .filter(|d| !d.join(tool).exists())
+        .enumerate()
+        .map(|(i, d)| {
+            if !d.join(tool).exists() {
+                return d;
+            }
+            let shadow = scratch.join(format!("path{i}"));
+            std::fs::create_dir_all(&shadow).unwrap();
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.file_name() != tool {
+                    let _ = std::os::unix::fs::symlink(e.path(), shadow.join(e.file_name()));
+                }
+            }
+            shadow
+        })
         .collect();
     std::env::join_paths(dirs).unwrap()
 }
@@ -106,7 +120,7 @@ fn a_build_script_needing_protoc_without_one_ends_naming_protoc_and_its_fix() {
     let out = tmp.path().join("oci");
     let (last, err) = failure(
         build("protoc-hello", "linux/amd64", &out)
-            .env("PATH", path_without("protoc"))
+            .env("PATH", path_without("protoc", tmp.path()))
             .env_remove("PROTOC"),
         &out,
     );
@@ -163,4 +177,130 @@ fn a_sys_crate_asking_pkg_config_for_a_cross_target_is_told_its_vendored_feature
         output_of(&bin, "linux/arm64").trim(),
         "vendored-app vendored"
     );
+}
+
+/// The newest run of `package`'s build script for `triple` in fixture `name`'s target
+/// directory: its `output` (what it printed) and its `OUT_DIR`.
+fn build_script_run(name: &str, triple: &str, package: &str) -> (String, PathBuf) {
+    let dir = fixture_target_dir(name).join(triple).join("release/build");
+    let newest = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{package}-"))
+        })
+        .filter_map(|e| {
+            let output = e.path().join("output");
+            let mtime = std::fs::metadata(&output).ok()?.modified().ok()?;
+            Some((mtime, e.path()))
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no run of {package}'s build script in {}", dir.display()))
+        .1;
+    let output = std::fs::read_to_string(newest.join("output")).unwrap();
+    (output, newest.join("out"))
+}
+
+#[test]
+fn jemalloc_for_arm64_is_configured_with_a_64k_page_as_if_set_by_hand() {
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    const VAR: &str = "JEMALLOC_SYS_WITH_LG_PAGE";
+    let prefixed = format!("AARCH64_UNKNOWN_LINUX_MUSL_{VAR}");
+    // SOURCE_DATE_EPOCH as tests/cargo.rs's jemalloc test has it: the same build, shared.
+    let auto = build("jemalloc-hello", "linux/arm64", &tmp.path().join("auto"))
+        .env("SOURCE_DATE_EPOCH", "1")
+        .env_remove(VAR)
+        .env_remove(&prefixed)
+        .output()
+        .unwrap();
+    assert!(auto.status.success(), "{}", stderr(&auto));
+    let auto = digest_line(&String::from_utf8_lossy(&auto.stdout));
+    // What reached jemalloc's configure, and what configure made of it.
+    let (output, out_dir) = build_script_run(
+        "jemalloc-hello",
+        "aarch64-unknown-linux-musl",
+        "tikv-jemalloc-sys",
+    );
+    assert!(output.contains("--with-lg-page=16"), "{output}");
+    let defs = std::fs::read_to_string(
+        out_dir.join("build/include/jemalloc/internal/jemalloc_internal_defs.h"),
+    )
+    .unwrap();
+    assert!(defs.contains("#define LG_PAGE 16"), "{defs}");
+
+    // The plain variable set by hand (jemalloc reconfigured): the same binary, so digest.
+    let by_hand = ok(
+        build("jemalloc-hello", "linux/arm64", &tmp.path().join("hand"))
+            .env("SOURCE_DATE_EPOCH", "1")
+            .env(VAR, "16")
+            .env_remove(&prefixed),
+    );
+    assert_eq!(digest_line(&by_hand), auto);
+    let (output, _) = build_script_run(
+        "jemalloc-hello",
+        "aarch64-unknown-linux-musl",
+        "tikv-jemalloc-sys",
+    );
+    assert!(output.contains("--with-lg-page=16"), "{output}");
+    let bin = binary_from_layout(
+        &tmp.path().join("hand"),
+        "linux/arm64",
+        "jemalloc-hello",
+        tmp.path(),
+    );
+    assert!(output_of(&bin, "linux/arm64").starts_with("jemalloc-hello aarch64 5.3.0"));
+}
+
+/// The address of each of `names` in the ELF's symbol table.
+fn symbols(bin: &Path, names: &[&str]) -> Vec<Option<u64>> {
+    let bytes = std::fs::read(bin).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    names
+        .iter()
+        .map(|n| {
+            elf.syms
+                .iter()
+                .find(|s| s.st_value != 0 && elf.strtab.get_at(s.st_name) == Some(n))
+                .map(|s| s.st_value)
+        })
+        .collect()
+}
+
+#[test]
+fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("oci");
+    // `allocator = "mimalloc"` is in the fixture's [package.metadata.ironstar].
+    let o = run(&mut build("alloc-threads", "linux/amd64,linux/arm64", &out));
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("allocator      mimalloc 0.1.44 (libmimalloc-sys)"),
+        "{err}"
+    );
+    for (platform, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let bin = binary_from_layout(&out, platform, "alloc-threads", tmp.path());
+        // `malloc` and `free` are mimalloc's: the same code as its own entry points.
+        let found = symbols(&bin, &["malloc", "mi_malloc", "free", "mi_free"]);
+        assert!(found.iter().all(Option::is_some), "{platform}: {found:?}");
+        assert_eq!(found[0], found[1], "{platform}: malloc is not mi_malloc");
+        assert_eq!(found[2], found[3], "{platform}: free is not mi_free");
+        // Static, and runs (arm64 under qemu).
+        assert_eq!(
+            output_of(&bin, platform).trim(),
+            format!("alloc-threads {arch} 51928320")
+        );
+    }
+    // The SBOM lists mimalloc's C beside the crates.
+    let sbom = String::from_utf8(support::sbom::sbom_of(&out, "linux/arm64")).unwrap();
+    assert!(sbom.contains("pkg:cargo/libmimalloc-sys@0.1.44"), "{sbom}");
+    // --allocator system: musl's malloc again.
+    let system = tmp.path().join("system");
+    ok(build("alloc-threads", "linux/amd64", &system).args(["--allocator", "system"]));
+    let bin = binary_from_layout(&system, "linux/amd64", "alloc-threads", tmp.path());
+    assert_eq!(symbols(&bin, &["mi_malloc"]), [None]);
 }

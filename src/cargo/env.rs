@@ -1,7 +1,7 @@
 //! The environment variables ironstar sets for the cargo it runs, per target, each only where the
 //! user has set nothing, and merged with what the user's cargo configuration says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,11 @@ pub(super) struct Inputs<'a> {
     pub toolchain: &'a Toolchain,
     pub platforms: &'a [&'static Platform],
     pub compiles_c: bool,
+    /// The package names of `Cargo.lock`.
+    pub lock: &'a BTreeSet<String>,
+    /// Per target, a directory the link searches first (the private libc of
+    /// [`super::allocator`]).
+    pub link_dirs: &'a [(String, PathBuf)],
     /// Where cargo runs: its config files are read from here.
     pub dir: &'a Path,
     /// Path prefixes to hide from the binaries, and what they become; the most specific last.
@@ -56,16 +61,26 @@ pub(super) fn plan(env: &Env, inp: &Inputs) -> Result<Set> {
         tracing::debug!("CARGO_ENCODED_RUSTFLAGS={}", flags.join(" "));
         set.push(("CARGO_ENCODED_RUSTFLAGS".into(), flags.join("\x1f").into()));
     }
+    if global.is_some() && !inp.link_dirs.is_empty() {
+        return Err(CargoError::GlobalRustflags);
+    }
     for p in inp.platforms {
         let t = p.rust_target;
         let user = config::read(inp.dir, t)?;
         let linker = linker(env, inp.toolchain, &user, t, &mut set)?;
+        let mut ours = ours.clone();
+        for (_, dir) in inp.link_dirs.iter().filter(|(d, _)| d == t) {
+            ours.push(format!("-Lnative={}", dir.display()));
+        }
         let rustflags = match global {
             Some(_) => "CARGO_ENCODED_RUSTFLAGS (above)".to_string(),
             None => target_rustflags(env, &user, &ours, t, &mut set)?,
         };
         let cc = c_compiler(env, inp, t, &mut set)?;
         tracing::debug!("{p}: target {t}, linker {linker}, rustflags {rustflags}, {cc}");
+        if let Some(page) = jemalloc_page(env, inp, t, &mut set) {
+            tracing::debug!("{p}: {page}");
+        }
     }
     Ok(set)
 }
@@ -181,6 +196,33 @@ fn linker(env: &Env, tc: &Toolchain, user: &UserConfig, t: &str, set: &mut Set) 
     })
 }
 
+/// jemalloc fixes its page size when it is configured, to the build machine's unless told: built
+/// on a 4K-page arm64 machine it aborts on 16K/64K-page kernels ("Unsupported system page size").
+/// For arm64, 64 KiB (which works on every arm64 kernel) whatever the builder, unless the user
+/// chose. tikv-jemalloc-sys reads the target-prefixed variable first; the old jemalloc-sys only
+/// the plain one, which would reach every target, so it is set only when all targets are arm64.
+fn jemalloc_page(env: &Env, inp: &Inputs, t: &str, set: &mut Set) -> Option<String> {
+    const VAR: &str = "JEMALLOC_SYS_WITH_LG_PAGE";
+    let arm64 = |t: &str| t.starts_with("aarch64-");
+    let tikv = inp.lock.contains("tikv-jemalloc-sys");
+    let old = inp.lock.contains("jemalloc-sys");
+    if !arm64(t) || !(tikv || old) {
+        return None;
+    }
+    let prefixed = format!("{}_{VAR}", upper(t));
+    if let Some((k, v)) = env.first(&[prefixed.clone(), VAR.into()]) {
+        return Some(format!("jemalloc page 2^{v} (from {k})"));
+    }
+    let all_arm64 = inp.platforms.iter().all(|p| arm64(p.rust_target));
+    if tikv {
+        set.push((prefixed, "16".into()));
+    }
+    if old && all_arm64 && !set.iter().any(|(k, _)| k == VAR) {
+        set.push((VAR.into(), "16".into()));
+    }
+    Some("jemalloc page 64 KiB (JEMALLOC_SYS_WITH_LG_PAGE=16)".into())
+}
+
 /// The C compiler: the user's (`CC_<triple>`, either spelling, or `TARGET_CC`; a plain `CC` is
 /// for the host), which must exist when C is compiled, or zig through cargo-zigbuild. With zig,
 /// CFLAGS map the build's paths away as the rust flags do, unless the user set CFLAGS.
@@ -240,6 +282,16 @@ mod tests {
     const ARM64: &str = "aarch64-unknown-linux-musl";
 
     fn plan_in(dir: &Path, e: &Env, tc: &Toolchain, compiles_c: bool) -> Result<Set> {
+        plan_with(dir, e, tc, compiles_c, &BTreeSet::new())
+    }
+
+    fn plan_with(
+        dir: &Path,
+        e: &Env,
+        tc: &Toolchain,
+        compiles_c: bool,
+        lock: &BTreeSet<String>,
+    ) -> Result<Set> {
         let platforms = [Platform::parse("linux/arm64").unwrap()];
         plan(
             e,
@@ -247,6 +299,8 @@ mod tests {
                 toolchain: tc,
                 platforms: &platforms,
                 compiles_c,
+                lock,
+                link_dirs: &[],
                 dir,
                 remaps: vec![
                     ("/src/ws".into(), "/build"),
@@ -291,6 +345,23 @@ mod tests {
             Some("-ffile-prefix-map=/src/ws=/build -ffile-prefix-map=/src/ws/target=/build/target")
         );
         assert_eq!(get(&set, "CARGO_ENCODED_RUSTFLAGS"), None);
+    }
+
+    #[test]
+    fn jemalloc_on_arm64_gets_a_64k_page_unless_the_user_chose() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lock: BTreeSet<String> = ["cc".into(), "tikv-jemalloc-sys".into()].into();
+        let key = "AARCH64_UNKNOWN_LINUX_MUSL_JEMALLOC_SYS_WITH_LG_PAGE";
+        let set = plan_with(tmp.path(), &env(&[]), &zig(), true, &lock).unwrap();
+        assert_eq!(get(&set, key), Some("16"));
+        assert_eq!(get(&set, "JEMALLOC_SYS_WITH_LG_PAGE"), None);
+        for user in [key, "JEMALLOC_SYS_WITH_LG_PAGE"] {
+            let e = env(&[(user, "14")]);
+            let set = plan_with(tmp.path(), &e, &zig(), true, &lock).unwrap();
+            assert_eq!(get(&set, key), None, "{user}");
+        }
+        let set = plan_with(tmp.path(), &env(&[]), &zig(), true, &BTreeSet::new()).unwrap();
+        assert_eq!(get(&set, key), None);
     }
 
     #[test]

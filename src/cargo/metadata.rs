@@ -129,13 +129,20 @@ pub(super) fn select_binary(
     }
 }
 
-/// `Cargo.lock` pulls in a crate that compiles C (`cc`, which `cmake` and autotools-driving
-/// build scripts use too), so the build needs a C compiler and libc headers for the target.
-pub(super) fn lock_compiles_c(workspace_root: &Path) -> bool {
-    std::fs::read_to_string(workspace_root.join("Cargo.lock")).is_ok_and(|t| {
-        t.lines()
-            .any(|l| matches!(l.trim(), "name = \"cc\"" | "name = \"cmake\""))
-    })
+/// The names of the packages in the workspace's `Cargo.lock` (every target's).
+pub(super) fn lock_packages(workspace_root: &Path) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(workspace_root.join("Cargo.lock")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("name = \""))
+        .filter_map(|n| n.strip_suffix('"'))
+        .map(String::from)
+        .collect()
+}
+
+/// The lock pulls in a crate that compiles C (`cc`, which `cmake` and autotools-driving build
+/// scripts use too), so the build needs a C compiler and libc headers for the target.
+pub(super) fn compiles_c(lock: &std::collections::BTreeSet<String>) -> bool {
+    lock.contains("cc") || lock.contains("cmake")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! [`Selection::resolve`] answers "which package, binary, features and targets" without
 //! building, for anything else that needs to know (an image definition in `Cargo.toml`, an SBOM).
 
+mod allocator;
 mod config;
 mod diagnose;
 mod env;
@@ -31,6 +32,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use crate::platform::Platform;
 use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
+pub use allocator::{mimalloc_component, Allocator, MIMALLOC_SYS_VERSION};
 pub use diagnose::{Cause, Diagnosis};
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
@@ -70,6 +72,8 @@ pub struct CargoOptions {
     pub jobs: Option<String>,
     /// Passed to `cargo build` untouched, after ironstar's own arguments.
     pub args: Vec<OsString>,
+    /// The C allocator linked into the binaries (`--allocator`, or the definitions').
+    pub allocator: Option<Allocator>,
 }
 
 /// The binaries built, by platform (`linux/amd64` → path), and what the summary says of them.
@@ -83,6 +87,8 @@ pub struct CargoOutput {
     pub debug_info: Vec<String>,
     /// What cargo compiled, for the SBOM.
     pub units: Units,
+    /// The C allocator the binaries carry.
+    pub allocator: Allocator,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +144,18 @@ pub enum CargoError {
         file.display()
     )]
     RustflagsConflict { file: PathBuf, target: String },
+    #[error(
+        "allocator = \"mimalloc\" links a private libc per target, and RUSTFLAGS (or \
+         CARGO_ENCODED_RUSTFLAGS) reaches every target: put your flags under \
+         target.<triple>.rustflags in .cargo/config.toml instead"
+    )]
+    GlobalRustflags,
+    #[error(
+        "allocator = \"mimalloc\" is not supported yet for a crate that compiles C (its \
+         Cargo.lock has `cc`): zig links its own libc there; use the mimalloc crate as the \
+         global allocator, or `--allocator system`"
+    )]
+    AllocatorWithZig,
     #[error("cannot run `{command}`: {source}")]
     Spawn {
         command: String,
@@ -383,7 +401,8 @@ pub fn build_all(
             target: p.rust_target.to_string(),
         });
     }
-    let compiles_c = metadata::lock_compiles_c(&sel.workspace_root);
+    let lock = metadata::lock_packages(&sel.workspace_root);
+    let compiles_c = metadata::compiles_c(&lock);
     let toolchain = Toolchain::discover(compiles_c, &rustc)?;
     let cwd = std::env::current_dir()?;
     let target_dir = opts
@@ -391,10 +410,21 @@ pub fn build_all(
         .as_ref()
         .map(|t| absolute(&cwd, t))
         .unwrap_or_else(|| sel.target_directory.clone());
+    let allocator = opts.allocator.unwrap_or_default();
+    let link_dirs = match (allocator, &toolchain) {
+        (Allocator::System, _) => Vec::new(),
+        (Allocator::Mimalloc, Toolchain::Zig { .. }) => return Err(CargoError::AllocatorWithZig),
+        (Allocator::Mimalloc, Toolchain::RustLld) => {
+            let targets: Vec<&str> = platforms.iter().map(|p| p.rust_target).collect();
+            allocator::prepare(&sel.cargo, &rustc, &targets)?
+        }
+    };
     let inputs = env::Inputs {
         toolchain: &toolchain,
         platforms: &platforms,
         compiles_c,
+        lock: &lock,
+        link_dirs: &link_dirs,
         dir: &sel.dir,
         remaps: remaps(sel, &target_dir),
     };
@@ -437,6 +467,7 @@ pub fn build_all(
                 name: Some(sel.package.clone()),
                 debug_info,
                 units: compiled.clone(),
+                allocator,
             }
         })
         .collect())

@@ -38,7 +38,43 @@ pub struct Units {
     pub proc_macros: BTreeSet<String>,
 }
 
+/// Global allocator crates: with one of them, musl's malloc is not the one threads use.
+const ALLOCATOR_CRATES: [&str; 5] = [
+    "mimalloc",
+    "jemallocator",
+    "tikv-jemallocator",
+    "snmalloc-rs",
+    "rpmalloc",
+];
+
+/// A package id's name: `registry+…#name@1.2.3`, `path+file:///…/name#0.1.0`.
+fn package_name(id: &str) -> &str {
+    let (head, tail) = id.rsplit_once('#').unwrap_or(("", id));
+    match tail.split_once('@') {
+        Some((name, _)) => name,
+        None => head.rsplit('/').next().unwrap_or(tail),
+    }
+}
+
 impl Units {
+    /// The multi-threaded runtimes (tokio, rayon) some target links with no global allocator
+    /// crate: its threads share musl's malloc, which is slow under contention.
+    pub fn threads_on_musl_malloc(&self) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        for ids in self.by_target.values() {
+            let names: BTreeSet<&str> = ids.iter().map(|i| package_name(i)).collect();
+            if ALLOCATOR_CRATES.iter().any(|a| names.contains(a)) {
+                continue;
+            }
+            for rt in ["tokio", "rayon"] {
+                if names.contains(rt) && !found.contains(&rt) {
+                    found.push(rt);
+                }
+            }
+        }
+        found
+    }
+
     /// Record one `compiler-artifact` message.
     fn add(&mut self, msg: &Message, target_dir: &Path, triples: &[&str]) {
         let Some(id) = &msg.package_id else { return };
@@ -289,6 +325,23 @@ pub fn has_debug_info(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_on_musl_malloc_unless_an_allocator_crate_is_linked() {
+        let crates = "registry+https://github.com/rust-lang/crates.io-index";
+        let mut units = Units::default();
+        let t = units
+            .by_target
+            .entry("x86_64-unknown-linux-musl".into())
+            .or_default();
+        t.insert(format!("{crates}#tokio@1.54.1"));
+        t.insert("path+file:///src/app#0.1.0".into());
+        assert_eq!(units.threads_on_musl_malloc(), ["tokio"]);
+        let t = units.by_target.values_mut().next().unwrap();
+        t.insert(format!("{crates}#mimalloc@0.1.48"));
+        assert!(units.threads_on_musl_malloc().is_empty());
+        assert_eq!(package_name("path+file:///src/app#0.1.0"), "app");
+    }
 
     #[test]
     fn a_dropped_child_is_killed_and_reaped() {

@@ -117,6 +117,11 @@ pub struct CargoArgs {
     /// With --cargo: parallel jobs (a number, or `default`).
     #[arg(long, short = 'j', requires = "cargo", value_name = "N")]
     pub jobs: Option<String>,
+    /// With --cargo: the C allocator of the binaries: system (musl's) or mimalloc (linked in
+    /// place of musl's malloc; much faster when threads allocate at once) [default: the image
+    /// definition's `allocator`, else system].
+    #[arg(long, requires = "cargo", value_name = "mimalloc|system")]
+    pub allocator: Option<ironstar::cargo::Allocator>,
     /// With --cargo: arguments after `--` go to `cargo build` untouched.
     #[arg(last = true, requires = "cargo", value_name = "CARGO_ARGS")]
     pub args: Vec<std::ffi::OsString>,
@@ -143,6 +148,7 @@ impl CargoArgs {
             target_dir: self.target_dir.clone(),
             jobs: self.jobs.clone(),
             args: self.args.clone(),
+            allocator: self.allocator,
         }
     }
 }
@@ -341,6 +347,17 @@ fn summary(
             s.identity
         );
     }
+    let mimalloc = r
+        .built
+        .as_ref()
+        .is_some_and(|b| b.output.allocator == ironstar::cargo::Allocator::Mimalloc);
+    if mimalloc {
+        eprintln!(
+            "{who}{:<14} mimalloc {} (libmimalloc-sys), linked in place of musl's malloc",
+            "allocator",
+            ironstar::cargo::MIMALLOC_SYS_VERSION
+        );
+    }
     eprintln!(
         "{who}index {} -> {} (tags: {})",
         report.index,
@@ -359,6 +376,20 @@ fn summary(
              Cargo.toml",
             out.debug_info.join(", "),
             args.cargo_args.profile.as_deref().unwrap_or("release"),
+        );
+    }
+    let threads = r
+        .built
+        .as_ref()
+        .filter(|_| !mimalloc)
+        .map(|b| b.output.units.threads_on_musl_malloc())
+        .unwrap_or_default();
+    if !threads.is_empty() {
+        eprintln!(
+            "{who}note: the binary links {} and keeps musl's allocator, which is slow when \
+             threads allocate at once (several times glibc's time); set a global allocator \
+             (the mimalloc or tikv-jemallocator crate): see docs/src/services.md",
+            threads.join(" and "),
         );
     }
 }

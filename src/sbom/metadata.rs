@@ -113,6 +113,13 @@ pub fn graph(source: &CargoSource, target: &str) -> Result<Graph, SbomError> {
         &lock,
         units.as_ref(),
     )
+    .map(|mut graph| {
+        for c in &source.linked {
+            graph.components.push(c.clone());
+            graph.edges.push((0, graph.components.len() - 1));
+        }
+        graph.normalise()
+    })
     .map_err(err)
 }
 

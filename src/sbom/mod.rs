@@ -85,6 +85,9 @@ pub struct CargoSource {
     /// The units the build compiled: the graph keeps only these ([`metadata`]). `None` (no
     /// build seen): cargo metadata's resolve as it is, weak `dep?/feature` deps included.
     pub units: Option<crate::cargo::Units>,
+    /// What the link added besides the crates' own code (mimalloc's C for
+    /// `allocator = "mimalloc"`): listed as the root package's dependencies.
+    pub linked: Vec<Component>,
 }
 
 impl CargoSource {
@@ -97,7 +100,16 @@ impl CargoSource {
             all_features: features.all_features,
             no_default_features: features.no_default_features,
             units: None,
+            linked: Vec::new(),
         }
+    }
+
+    /// With what the allocator choice links in.
+    pub fn linking(mut self, allocator: crate::cargo::Allocator) -> Self {
+        if allocator == crate::cargo::Allocator::Mimalloc {
+            self.linked.push(crate::cargo::mimalloc_component());
+        }
+        self
     }
 
     /// With the units the build compiled.

@@ -44,6 +44,7 @@ pub(super) struct RawSpec {
     rootfs: Option<Vec<Spanned<String>>>,
     base: Option<Spanned<String>>,
     compression: Option<Spanned<String>>,
+    allocator: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +129,14 @@ impl<'a> Source<'a> {
             rootfs: self.rootfs(raw.rootfs.unwrap_or_default())?,
             base: self.base(raw.base)?,
             compression: self.compression(raw.compression)?,
+            allocator: raw
+                .allocator
+                .map(|s| {
+                    s.get_ref()
+                        .parse()
+                        .map_err(|m| self.invalid(Some(s.span()), m))
+                })
+                .transpose()?,
         })
     }
 

@@ -103,6 +103,9 @@ pub struct ImageSpec {
     /// How ironstar's layers (the rootfs items' and the binary's) are compressed; a base's
     /// layers keep their own.
     pub compression: crate::compress::Algorithm,
+    /// With `--cargo`: the C allocator linked into the binary (`allocator = "mimalloc"`);
+    /// `None`: not chosen (musl's).
+    pub allocator: Option<crate::cargo::Allocator>,
 }
 
 impl ImageSpec {
@@ -257,6 +260,20 @@ mode = 0o1777
         assert_eq!(s.config.exposed_ports, ["53/udp", "8080"]);
         assert!(s.rootfs.is_empty() && s.base.is_none());
         assert_eq!(s.compression, crate::compress::Algorithm::Gzip);
+    }
+
+    #[test]
+    fn reads_the_allocator() {
+        let s = parse("name = \"app\"\nallocator = \"mimalloc\"\n").unwrap();
+        assert_eq!(s.allocator, Some(crate::cargo::Allocator::Mimalloc));
+        assert_eq!(parse("name = \"app\"\n").unwrap().allocator, None);
+        let e = parse("name = \"app\"\nallocator = \"tcmalloc\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images/x.toml:2:13:") && e.contains("mimalloc"),
+            "{e}"
+        );
     }
 
     #[test]

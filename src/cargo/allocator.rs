@@ -1,0 +1,258 @@
+//! `allocator = "mimalloc"`: musl's malloc family replaced by mimalloc's at link time, with no
+//! change to the crate.
+//!
+//! musl's malloc takes one lock for the heap, so threads that allocate at once wait for each
+//! other. mimalloc's C (from the `libmimalloc-sys` crate, fetched by cargo into its registry,
+//! never vendored here) is compiled for the target by zig with `MI_MALLOC_OVERRIDE`, so it
+//! defines `malloc`, `free`, … itself. Linking that object beside libc fails (both define
+//! `posix_memalign`…), so a private copy of the target's `libc.a` is made without musl's
+//! malloc members and with mimalloc's object added, and the link finds it first through
+//! `-L native=DIR`. The copy is cached by mimalloc's version, the target, zig's version and the
+//! libc it came from, and put in place by a rename (atomic).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest as _, Sha256};
+
+use super::toolchain::{which, Rustc};
+use super::{run_captured, CargoError, Result};
+
+/// The allocator a binary's C `malloc` is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Allocator {
+    /// musl's own.
+    #[default]
+    System,
+    /// mimalloc's, linked in place of musl's.
+    Mimalloc,
+}
+
+impl std::str::FromStr for Allocator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "system" => Ok(Allocator::System),
+            "mimalloc" => Ok(Allocator::Mimalloc),
+            _ => Err(format!(
+                "unknown allocator `{s}`; expected `system` (musl's) or `mimalloc`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Allocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Allocator::System => "system",
+            Allocator::Mimalloc => "mimalloc",
+        })
+    }
+}
+
+/// The `libmimalloc-sys` release whose C sources are built (mimalloc v2).
+pub const MIMALLOC_SYS_VERSION: &str = "0.1.44";
+
+/// The `.crate`'s SHA-256 of that release (crates.io's, immutable).
+const MIMALLOC_SYS_CHECKSUM: &str =
+    "667f4fec20f29dfc6bc7357c582d91796c169ad7e2fce709468aefeb2c099870";
+
+/// mimalloc's C, as the SBOM lists it.
+pub fn mimalloc_component() -> crate::sbom::Component {
+    crate::sbom::Component {
+        name: "libmimalloc-sys".into(),
+        version: MIMALLOC_SYS_VERSION.into(),
+        source: Some("registry+https://github.com/rust-lang/crates.io-index".into()),
+        checksum: Some(MIMALLOC_SYS_CHECKSUM.into()),
+        license: Some("MIT".into()),
+        build_only: false,
+    }
+}
+
+/// musl's members that define the malloc family (two `free.lo` and `realloc.lo`: mallocng's
+/// and the wrappers'); each name is deleted as often as it appears here.
+const MUSL_MALLOC_MEMBERS: [&str; 15] = [
+    "aligned_alloc.lo",
+    "calloc.lo",
+    "free.lo",
+    "free.lo",
+    "libc_calloc.lo",
+    "lite_malloc.lo",
+    "malloc_usable_size.lo",
+    "memalign.lo",
+    "posix_memalign.lo",
+    "realloc.lo",
+    "realloc.lo",
+    "reallocarray.lo",
+    "strdup.lo",
+    "strndup.lo",
+    "valloc.lo",
+];
+
+/// The flags mimalloc's own crate builds it with for Linux, plus the override of malloc and
+/// position independence (the binaries are static-pie).
+const CFLAGS: [&str; 6] = [
+    "-O3",
+    "-fPIE",
+    "-ftls-model=initial-exec",
+    "-DMI_MALLOC_OVERRIDE",
+    "-DMI_DEBUG=0",
+    "-Wno-date-time",
+];
+
+/// For each target, the directory holding its private `libc.a` with mimalloc.
+pub(super) fn prepare(
+    cargo: &OsStr,
+    rustc: &Rustc,
+    targets: &[&str],
+) -> Result<Vec<(String, PathBuf)>> {
+    let zig = zig()?;
+    let zig_version = run_captured(Command::new(&zig).arg("version"), "zig version")?;
+    let root = crate::cache::default_dir()
+        .ok_or_else(|| missing("a cache directory", "set XDG_CACHE_HOME or HOME"))?
+        .join("mimalloc");
+    let mut source = None;
+    let mut dirs = Vec::new();
+    for t in targets {
+        let libc = rustc.rustlib(t).join("lib/self-contained/libc.a");
+        let bytes = std::fs::read(&libc)?;
+        let mut key = Sha256::new();
+        for part in [
+            MIMALLOC_SYS_VERSION,
+            t,
+            zig_version.trim(),
+            &CFLAGS.join(" "),
+        ] {
+            key.update(part.as_bytes());
+            key.update([0]);
+        }
+        key.update(Sha256::digest(&bytes));
+        let dir = root.join(format!("{t}-{:x}", key.finalize()));
+        if !dir.join("libc.a").is_file() {
+            if source.is_none() {
+                source = Some(fetch_source(cargo, &root)?);
+            }
+            let src = source.as_deref().expect("fetched");
+            build_libc(&zig, src, t, &libc, &dir)?;
+        }
+        dirs.push((t.to_string(), dir));
+    }
+    Ok(dirs)
+}
+
+fn missing(tool: &str, hint: &str) -> CargoError {
+    CargoError::MissingTool {
+        tool: tool.into(),
+        hint: hint.into(),
+    }
+}
+
+fn zig() -> Result<PathBuf> {
+    std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH")
+        .map(PathBuf::from)
+        .or_else(|| which("zig"))
+        .ok_or_else(|| {
+            missing(
+                "zig",
+                &format!(
+                    "allocator = \"mimalloc\" compiles mimalloc's C for each target with zig; {}",
+                    super::ZIG_INSTALL_HINT
+                ),
+            )
+        })
+}
+
+/// mimalloc's sources, as cargo unpacks `libmimalloc-sys` into its registry (`cargo fetch` of a
+/// manifest that depends on that one release).
+fn fetch_source(cargo: &OsStr, root: &Path) -> Result<PathBuf> {
+    let project = root.join("fetch");
+    std::fs::create_dir_all(project.join("src"))?;
+    std::fs::write(
+        project.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"ironstar-mimalloc-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             [dependencies]\nlibmimalloc-sys = {{ version = \"={MIMALLOC_SYS_VERSION}\", default-features = false }}\n\
+             [workspace]\n"
+        ),
+    )?;
+    std::fs::write(project.join("src/lib.rs"), "")?;
+    let mut fetch = super::cargo_command(cargo, &project);
+    fetch.arg("fetch");
+    run_captured(&mut fetch, "cargo fetch (libmimalloc-sys)")?;
+    let home = super::toolchain::cargo_home().unwrap_or_default();
+    let name = format!("libmimalloc-sys-{MIMALLOC_SYS_VERSION}");
+    std::fs::read_dir(home.join("registry/src"))?
+        .flatten()
+        .map(|index| index.path().join(&name).join("c_src/mimalloc/v2"))
+        .find(|p| p.join("src/static.c").is_file())
+        .ok_or_else(|| CargoError::Output {
+            command: "cargo fetch (libmimalloc-sys)".into(),
+            message: format!(
+                "no {name} sources under {}",
+                home.join("registry/src").display()
+            ),
+        })
+}
+
+/// Compile mimalloc for `target` and make `dir/libc.a`: the target's libc without musl's
+/// malloc, with mimalloc's object. Built beside `dir`, renamed into place.
+fn build_libc(zig: &Path, src: &Path, target: &str, libc: &Path, dir: &Path) -> Result<()> {
+    let parent = dir.parent().expect("under the cache root");
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::tempdir_in(parent)?;
+    let object = tmp.path().join("mimalloc.o");
+    let zig_target = target.replace("-unknown-linux-", "-linux-");
+    let home = super::toolchain::cargo_home().unwrap_or_default();
+    let mut cc = Command::new(zig);
+    cc.arg("cc")
+        .args(["-target", &zig_target])
+        .args(CFLAGS)
+        .arg(format!("-ffile-prefix-map={}=/cargo", home.display()))
+        .arg("-I")
+        .arg(src.join("include"))
+        .arg("-I")
+        .arg(src.join("src"))
+        .arg("-c")
+        .arg(src.join("src/static.c"))
+        .arg("-o")
+        .arg(&object)
+        // mimalloc prints its build date in verbose mode: fixed, so the bytes are.
+        .env("SOURCE_DATE_EPOCH", "0");
+    tracing::info!("compiling mimalloc {MIMALLOC_SYS_VERSION} for {target} (zig)");
+    run_captured(&mut cc, &format!("zig cc (mimalloc for {target})"))?;
+    let archive = tmp.path().join("libc.a");
+    std::fs::copy(libc, &archive)?;
+    for member in MUSL_MALLOC_MEMBERS {
+        let mut ar = Command::new(zig);
+        ar.arg("ar").arg("d").arg(&archive).arg(member);
+        run_captured(&mut ar, "zig ar d")?;
+    }
+    let mut ar = Command::new(zig);
+    ar.arg("ar").arg("rs").arg(&archive).arg(&object);
+    run_captured(&mut ar, "zig ar rs")?;
+    std::fs::remove_file(&object)?;
+    let done = tmp.keep();
+    if let Err(e) = std::fs::rename(&done, dir) {
+        // Another build put the same bytes in place first.
+        let _ = std::fs::remove_dir_all(&done);
+        if !dir.join("libc.a").is_file() {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_the_allocators() {
+        assert_eq!("mimalloc".parse(), Ok(Allocator::Mimalloc));
+        assert_eq!("system".parse(), Ok(Allocator::System));
+        let e = "jemalloc".parse::<Allocator>().unwrap_err();
+        assert!(e.contains("`system` (musl's) or `mimalloc`"), "{e}");
+        assert_eq!(Allocator::Mimalloc.to_string(), "mimalloc");
+    }
+}
