@@ -17,6 +17,7 @@
 
 mod config;
 mod env;
+mod inputs;
 mod metadata;
 mod run;
 mod select;
@@ -30,6 +31,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use crate::platform::Platform;
 use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
+pub use inputs::tool_inputs;
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
 
@@ -170,6 +172,8 @@ pub struct Selection {
     pub bin: String,
     pub workspace_root: PathBuf,
     pub target_directory: PathBuf,
+    /// The directories its binary builds from: its package's and its path dependencies'.
+    pub source_dirs: Vec<PathBuf>,
     cargo: OsString,
 }
 
@@ -182,6 +186,8 @@ pub struct Member {
     pub version: String,
     /// Its binary targets.
     pub bins: Vec<String>,
+    /// Its package's directory and its path dependencies' ([`Selection::source_dirs`]).
+    pub source_dirs: Vec<PathBuf>,
     default_run: Option<String>,
     /// The binaries `--bin` named in it; empty: none named.
     named_bins: Vec<String>,
@@ -246,6 +252,7 @@ impl Workspace {
                     .map(|t| t.name.clone())
                     .collect(),
                 default_run: p.default_run.clone(),
+                source_dirs: metadata::source_dirs(&meta.packages, p),
                 named_bins,
             })
             .collect();
@@ -283,6 +290,7 @@ impl Workspace {
                 bin,
                 workspace_root: self.workspace_root.clone(),
                 target_directory: self.target_directory.clone(),
+                source_dirs: member.source_dirs.clone(),
                 cargo: self.cargo.clone(),
             })
             .collect())

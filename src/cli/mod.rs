@@ -3,8 +3,10 @@
 
 pub mod build;
 pub mod load;
+pub mod publish;
 pub mod push;
 pub mod resolve;
+pub mod reuse;
 pub mod sbom;
 pub mod sign;
 
@@ -102,12 +104,12 @@ impl CacheArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {
-            build::print_digests(&build::run(&args, None, cli.quiet)?);
+            build::print_digests(&build::run(&args, None, cli.quiet)?.0);
             Ok(())
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Load(args) => load::run(&args),
-        Command::Publish(args) => build::publish(args, cli.quiet),
+        Command::Publish(args) => publish::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
         Command::Resolve(args) => resolve::run(args, cli.quiet),
         Command::Verify(args) => sign::verify(&args, cli.quiet),

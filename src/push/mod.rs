@@ -30,7 +30,7 @@ mod report;
 mod verify;
 
 pub use many::{push_all, NamedPush};
-pub use phases::{check, check_with, Checked, Uploaded};
+pub use phases::{check, check_with, connect_shared as connect_shared_clients, Checked, Uploaded};
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
 
