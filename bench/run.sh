@@ -5,6 +5,8 @@
 #                     [--level N] [--zstd-level N] [--pull-sizes fixture]
 #   bash bench/run.sh --workspace [--rounds N] [--delay-ms 20]   (issue 19: N images together
 #     against N single publishes, bench/workspace.py; needs zig and cargo-zigbuild, no buildah)
+#   bash bench/run.sh --reuse [--rounds N] [--delay-ms 20]   (issue 36: the workspace published
+#     in full, unchanged from a fresh clone on a fresh runner, one member changed; bench/reuse.py)
 # Needs: docker-registry, skopeo, buildah, containerd (+ ctr), podman, GNU time (/usr/bin/time,
 # Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
@@ -12,6 +14,11 @@
 # Writes inputs, layouts, registries under target/bench/, JSON to target/bench/results.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--reuse" ]; then
+  shift
+  cargo build --release --quiet --bins
+  exec python3 bench/reuse.py "$@"
+fi
 if [ "${1:-}" = "--workspace" ]; then
   shift
   cargo build --release --quiet --bins
