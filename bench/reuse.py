@@ -125,14 +125,16 @@ def one_round(i, reg):
     assert unchanged["refs"] == full["refs"], (unchanged, full)
 
     main = os.path.join(src, "api", "src", "main.rs")
-    with open(main, "a") as f:
-        f.write(f"\n// round {i}: one more line\n")
+    with open(main) as f:
+        text = f.read()
+    with open(main, "w") as f:
+        f.write(text.replace("serving", f"serving (round {i})"))
     git(src, "commit", "-qam", "api: one line")
     changed = publish(src, ci, reg, prefix)
     assert len(changed["cargo_runs"]) == 1 and "--package worker" not in changed["cargo_runs"][0]
     # api's own build, for the bound: the same change again, built alone without reuse.
-    with open(main, "a") as f:
-        f.write("// and another\n")
+    with open(main, "w") as f:
+        f.write(text.replace("serving", f"serving (round {i}, alone)"))
     t0 = time.perf_counter()
     subprocess.run(["env", "-C", src, b.IRONSTAR, "build", "--cargo", "-p", "api", "--locked",
                     "-q", "-o", os.path.join(work, "api-oci")], env=env(ci, False), check=True,

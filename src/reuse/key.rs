@@ -58,13 +58,13 @@ impl InputKey {
 
     /// The names of the entries that differ between `self` and `other`.
     pub fn changed(&self, other: &InputKey) -> Vec<String> {
-        let names = self.entries.keys().chain(other.entries.keys());
-        let mut out: Vec<String> = names
+        let names: std::collections::BTreeSet<&String> =
+            self.entries.keys().chain(other.entries.keys()).collect();
+        names
+            .into_iter()
             .filter(|k| self.entries.get(*k) != other.entries.get(*k))
             .cloned()
-            .collect();
-        out.dedup();
-        out
+            .collect()
     }
 }
 
