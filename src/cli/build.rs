@@ -208,13 +208,12 @@ pub struct BuiltImage {
 /// one per selected member), in name order; with `--cargo`, an image whose layout holds a
 /// record of its inputs is left as it is (`--rebuild` builds it). With --sign-key, the
 /// signatures name each image's destination (`repository`: publish's flag, as
-/// [`publish::repository_for`] applies it). Returns each image's name and index digest, and
-/// what was built.
+/// [`publish::repository_for`] applies it). Returns each image's name and index digest.
 pub fn run(
     args: &BuildArgs,
     repository: Option<&str>,
     quiet: bool,
-) -> anyhow::Result<(Vec<(String, Digest)>, Vec<BuiltImage>)> {
+) -> anyhow::Result<Vec<(String, Digest)>> {
     // The key first: a wrong password fails before cargo runs.
     let signer = args.sign.signer()?;
     let request = args.request();
@@ -238,7 +237,7 @@ pub fn run(
             (None, None) => {}
         }
     }
-    Ok((digests, built.into_iter().map(|(_, b)| b).collect()))
+    Ok(digests)
 }
 
 /// Build the images of `images` that are not reused (with `--check-reuse`, every one, each

@@ -104,7 +104,7 @@ impl CacheArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => {
-            build::print_digests(&build::run(&args, None, cli.quiet)?.0);
+            build::print_digests(&build::run(&args, None, cli.quiet)?);
             Ok(())
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
