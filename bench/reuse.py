@@ -46,14 +46,14 @@ def checkout(dst):
 
 
 def wrapper(bindir, log):
-    """A cargo-zigbuild on PATH that logs each run's start and end (monotonic seconds)."""
+    """A cargo-zigbuild on PATH that logs each build's start and end (seconds)."""
     os.makedirs(bindir, exist_ok=True)
     real = shutil.which("cargo-zigbuild")
     path = os.path.join(bindir, "cargo-zigbuild")
     with open(path, "w") as f:
         f.write("#!/bin/sh\n"
                 f"s=$(date +%s.%N)\n'{real}' \"$@\"\nrc=$?\n"
-                f"echo \"$s $(date +%s.%N) $*\" >> '{log}'\nexit $rc\n")
+                f"[ \"$1\" = zigbuild ] && echo \"$s $(date +%s.%N) $*\" >> '{log}'\nexit $rc\n")
     os.chmod(path, 0o755)
 
 

@@ -182,6 +182,41 @@ fn record_tags(addr: &str, repo: &str) -> Vec<String> {
         .collect()
 }
 
+/// `bytes` (an image index) under `repo:tag` of the registry at `addr`.
+fn put(addr: &str, repo: &str, tag: &str, bytes: Vec<u8>) {
+    use ironstar::registry::{Client, ClientOptions, Repository, Tag, Target};
+    let repository = Repository::parse(&format!("{addr}/{repo}")).unwrap();
+    let opts = ClientOptions {
+        plain_http: true,
+        chunk_size: None,
+        max_attempts: 1,
+        credential: None,
+        pull_only: false,
+    };
+    let client = Client::new(&repository, opts).unwrap();
+    let tag = Tag::parse(tag).unwrap();
+    let digest = ironstar::Digest::of(&bytes);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mt = "application/vnd.oci.image.index.v1+json";
+    rt.block_on(client.put_manifest(Target::Tag(&tag), mt, &bytes, &digest))
+        .unwrap();
+}
+
+/// The record of `repo` whose subject is `digest`: its tag and its JSON.
+fn record_naming(addr: &str, repo: &str, digest: &str) -> (String, serde_json::Value) {
+    for tag in record_tags(addr, repo) {
+        let bytes = support::cli::skopeo_raw(addr, repo, &tag);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if v["subject"]["digest"] == digest {
+            return (tag, v);
+        }
+    }
+    panic!("no record of {repo} names {digest}")
+}
+
 #[test]
 fn unchanged_inputs_build_nothing_even_on_a_fresh_runner() {
     require_tool("zig", "zig: sh scripts/install-deps.sh");
@@ -302,6 +337,35 @@ fn unchanged_inputs_build_nothing_even_on_a_fresh_runner() {
     );
     assert_eq!(served(&reg.addr(), "org/api", "latest"), second["api"]);
 
+    // A record naming another index of the repository than the build gives (here api's
+    // first): --check-reuse fails, naming the image and both digests.
+    let (tag, mut record) = record_naming(&reg.addr(), "org/api", &second["api"]);
+    record["subject"]["digest"] = first["api"].clone().into();
+    put(
+        &reg.addr(),
+        "org/api",
+        &tag,
+        serde_json::to_vec(&record).unwrap(),
+    );
+    let o = run(ci
+        .ironstar(&b)
+        .args([
+            "publish",
+            "--cargo",
+            "--workspace",
+            "--locked",
+            "--plain-http",
+        ])
+        .args(["--repository", &org, "--check-reuse"]));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("image `api` builds to"), "{err}");
+    assert!(
+        err.contains(&second["api"]) && err.contains(&first["api"]),
+        "{err}"
+    );
+    ci.builds();
+
     // Locally: a layout holding the record of its inputs is left as it is; IRONSTAR_REBUILD=1
     // builds it again.
     let out_dir = tmp.path().join("oci");
@@ -340,47 +404,23 @@ fn a_hostile_record_is_a_miss_with_one_warning() {
     ci.builds();
 
     // migrate's record names api's index (in another repository); worker's is over the cap.
-    let put = |repo: &str, tag: &str, bytes: Vec<u8>| {
-        let client = ironstar::registry::Client::new(
-            &ironstar::registry::Repository::parse(&format!("{}/{repo}", reg.addr())).unwrap(),
-            ironstar::registry::ClientOptions {
-                plain_http: true,
-                chunk_size: None,
-                max_attempts: 1,
-                credential: None,
-                pull_only: false,
-            },
-        )
-        .unwrap();
-        let tag = ironstar::registry::Tag::parse(tag).unwrap();
-        let digest = ironstar::Digest::of(&bytes);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mt = "application/vnd.oci.image.index.v1+json";
-        rt.block_on(client.put_manifest(
-            ironstar::registry::Target::Tag(&tag),
-            mt,
-            &bytes,
-            &digest,
-        ))
-        .unwrap();
-    };
-    let record_of = |name: &str| {
-        let tag = record_tags(&reg.addr(), &format!("org/{name}")).remove(0);
-        let bytes = support::cli::skopeo_raw(&reg.addr(), &format!("org/{name}"), &tag);
-        (
-            tag,
-            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
-        )
-    };
+    let record_of = |name: &str| record_naming(&reg.addr(), &format!("org/{name}"), &first[name]);
     let (tag, mut record) = record_of("migrate");
     record["subject"]["digest"] = first["api"].clone().into();
-    put("org/migrate", &tag, serde_json::to_vec(&record).unwrap());
+    put(
+        &reg.addr(),
+        "org/migrate",
+        &tag,
+        serde_json::to_vec(&record).unwrap(),
+    );
     let (tag, mut record) = record_of("worker");
     record["annotations"]["padding"] = "x".repeat(300 << 10).into();
-    put("org/worker", &tag, serde_json::to_vec(&record).unwrap());
+    put(
+        &reg.addr(),
+        "org/worker",
+        &tag,
+        serde_json::to_vec(&record).unwrap(),
+    );
 
     let (out, err) = publish(&ci, &a, &org, &[]);
     let builds = ci.builds();

@@ -34,23 +34,17 @@ pub fn tool_inputs(sel: &Selection, root: &Path) -> Result<Vec<(String, String)>
     out.push(("rustc -vV".into(), vv(&rustc, "-vV", "rustc -vV")?));
     out.push(("cargo -V".into(), vv(&sel.cargo, "-V", "cargo -V")?));
     if metadata::lock_compiles_c(&sel.workspace_root) {
-        // The build uses zig through cargo-zigbuild: their versions are inputs too. A missing
-        // tool is an input as well ("absent"): the build then fails, and says why.
+        // The build uses zig through cargo-zigbuild: they are inputs too (cargo-zigbuild by
+        // its executable's bytes: it is not run before the build). A missing tool is an input
+        // as well ("absent"): the build then fails, and says why.
         let zig = std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH").unwrap_or_else(|| "zig".into());
+        let zig = vv(&zig, "version", "zig version").unwrap_or_else(|_| "absent".into());
+        out.push(("zig version".into(), zig));
         let zigbuild = toolchain::which("cargo-zigbuild")
             .or_else(|| Some(toolchain::cargo_home()?.join("bin/cargo-zigbuild")))
-            .unwrap_or_else(|| "cargo-zigbuild".into());
-        for (what, program, arg) in [
-            ("zig version", zig, "version"),
-            (
-                "cargo-zigbuild --version",
-                zigbuild.into_os_string(),
-                "--version",
-            ),
-        ] {
-            let v = vv(&program, arg, what).unwrap_or_else(|_| "absent".into());
-            out.push((what.into(), v));
-        }
+            .and_then(|p| std::fs::read(p).ok())
+            .map_or("absent".into(), |b| crate::Digest::of(&b).to_string());
+        out.push(("cargo-zigbuild".into(), zigbuild));
     }
     Ok(out)
 }

@@ -38,10 +38,15 @@ pub fn keys(request: &Request, planned: &[Planned], o: &KeyOptions) -> Vec<Optio
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned())))
         .collect();
+    // The tools' inputs once a crate directory (a workspace's images share one).
+    let mut tools: BTreeMap<PathBuf, Result<Vec<(String, String)>, String>> = BTreeMap::new();
     planned
         .iter()
         .map(|p| {
             let sel = p.selection.as_ref()?;
+            let tools = tools.entry(sel.dir.clone()).or_insert_with(|| {
+                crate::cargo::tool_inputs(sel, &sel.workspace_root).map_err(|e| e.to_string())
+            });
             let mut spec = p.spec.clone();
             let made = request
                 .finish(&mut spec)
@@ -52,13 +57,14 @@ pub fn keys(request: &Request, planned: &[Planned], o: &KeyOptions) -> Vec<Optio
                         selection: sel,
                         spec: &spec,
                         cargo,
+                        tools: tools.as_ref().map_err(Clone::clone)?,
                         selected: selected.clone(),
                         compression_level: o.compression_level,
                         base,
                         signer: o.signer.clone(),
                         sbom: o.sbom,
                     };
-                    inputs.key(&env).map_err(|e| e.to_string())
+                    Ok(inputs.key(&env))
                 });
             made.map_err(|e| tracing::warn!("{}: no reuse key, building: {e}", p.spec.name))
                 .ok()

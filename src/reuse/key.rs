@@ -7,7 +7,7 @@
 //!   tracked files and the untracked ones it does not ignore; never `target/`);
 //! - `Cargo.lock`;
 //! - `tool:<…>`: every `.cargo/config.toml` cargo reads, the `rust-toolchain` files, `rustc -vV`,
-//!   `cargo -V`, and with C code `zig version` and `cargo-zigbuild --version`;
+//!   `cargo -V`, and with C code `zig version` and the `cargo-zigbuild` executable;
 //! - `cargo`: the package, binary, profile, features, targets, the extra arguments, and the
 //!   packages built with it in one cargo run (their features unify);
 //! - `env:<NAME>`: every variable that changes a build ([`changes_a_build`]);
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::files;
-use crate::cargo::{CargoError, CargoOptions, Selection};
+use crate::cargo::{CargoOptions, Selection};
 use crate::digest::Digest;
 use crate::spec::ImageSpec;
 
@@ -30,6 +30,8 @@ pub struct Inputs<'a> {
     /// The definition as it will be built (the caller's overrides applied).
     pub spec: &'a ImageSpec,
     pub cargo: &'a CargoOptions,
+    /// The tools' inputs ([`crate::cargo::tool_inputs`]), shared by a workspace's images.
+    pub tools: &'a [(String, String)],
     /// `package/bin` of every image of the cargo run.
     pub selected: Vec<String>,
     pub compression_level: Option<u32>,
@@ -70,14 +72,11 @@ impl InputKey {
 
 impl Inputs<'_> {
     /// The key, reading the files and asking the tools now; `env` is the process environment.
-    pub fn key(&self, env: &BTreeMap<String, String>) -> Result<InputKey, CargoError> {
-        Ok(InputKey::of(self.entries(env)?))
+    pub fn key(&self, env: &BTreeMap<String, String>) -> InputKey {
+        InputKey::of(self.entries(env))
     }
 
-    fn entries(
-        &self,
-        env: &BTreeMap<String, String>,
-    ) -> Result<BTreeMap<String, String>, CargoError> {
+    fn entries(&self, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let sel = self.selection;
         let root = &sel.workspace_root;
         let mut e = BTreeMap::new();
@@ -92,7 +91,7 @@ impl Inputs<'_> {
             "Cargo.lock".into(),
             files::digest_path(&root.join("Cargo.lock")),
         );
-        for (name, text) in crate::cargo::tool_inputs(sel, root)? {
+        for (name, text) in self.tools {
             e.insert(
                 format!("tool:{name}"),
                 Digest::of(text.as_bytes()).to_string(),
@@ -122,7 +121,7 @@ impl Inputs<'_> {
         );
         e.insert("signer".into(), opt(self.signer.clone()));
         e.insert("sbom".into(), self.sbom.to_string());
-        Ok(e)
+        e
     }
 
     /// The cargo flags that change what is built (not `--locked`, `--jobs`, `--target-dir`).
@@ -257,6 +256,10 @@ mod tests {
         cargo: CargoOptions,
     }
 
+    fn tools(sel: &Selection) -> Vec<(String, String)> {
+        crate::cargo::tool_inputs(sel, &sel.workspace_root).unwrap()
+    }
+
     impl Keyed {
         fn new(dir: &Path) -> Self {
             let cargo = CargoOptions {
@@ -276,10 +279,12 @@ mod tests {
         }
 
         fn key_with(&self, env: &[(&str, &str)], base: Option<Digest>) -> InputKey {
+            let tools = tools(&self.sel);
             let inputs = Inputs {
                 selection: &self.sel,
                 spec: &self.spec,
                 cargo: &self.cargo,
+                tools: &tools,
                 selected: vec!["svc/svc".into()],
                 compression_level: None,
                 base,
@@ -290,7 +295,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            inputs.key(&env).unwrap()
+            inputs.key(&env)
         }
 
         fn key(&self) -> InputKey {
