@@ -45,15 +45,17 @@ def checkout(dst):
     git(dst, "commit", "-qm", "the fixture")
 
 
-def wrapper(bindir, log):
-    """A cargo-zigbuild on PATH that logs each build's start and end (seconds)."""
+def wrapper(bindir):
+    """A cargo-zigbuild on PATH that logs each build's start and end (seconds) to
+    $BENCH_REUSE_LOG: the same bytes on every runner (the reuse key holds cargo-zigbuild's)."""
     os.makedirs(bindir, exist_ok=True)
     real = shutil.which("cargo-zigbuild")
     path = os.path.join(bindir, "cargo-zigbuild")
     with open(path, "w") as f:
         f.write("#!/bin/sh\n"
                 f"s=$(date +%s.%N)\n'{real}' \"$@\"\nrc=$?\n"
-                f"[ \"$1\" = zigbuild ] && echo \"$s $(date +%s.%N) $*\" >> '{log}'\nexit $rc\n")
+                "[ \"$1\" = zigbuild ] && echo \"$s $(date +%s.%N) $*\" >> \"$BENCH_REUSE_LOG\"\n"
+                "exit $rc\n")
     os.chmod(path, 0o755)
 
 
@@ -73,6 +75,7 @@ def env(runner, fresh):
     e["CARGO_TARGET_DIR"] = runner["target"]
     e["CARGO_NET_OFFLINE"] = "true"
     e["IRONSTAR_NO_CACHE"] = "1"
+    e["BENCH_REUSE_LOG"] = runner["log"]
     e.setdefault("RUSTUP_HOME", os.path.join(os.environ["HOME"], ".rustup"))
     for k in ("IRONSTAR_REPOSITORY", "IRONSTAR_REBUILD", "SOURCE_DATE_EPOCH"):
         e.pop(k, None)
@@ -104,7 +107,7 @@ def runner(root):
     b.rmtree(root)
     for d in ("bin", "home", "cargo-home"):
         os.makedirs(r[d] if d != "bin" else r["bin"], exist_ok=True)
-    wrapper(r["bin"], r["log"])
+    wrapper(r["bin"])
     return r
 
 
@@ -149,7 +152,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--delay-ms", type=float, default=20)
+    ap.add_argument("--binary", help="the ironstar to run [default: target/release/ironstar]")
     a = ap.parse_args()
+    if a.binary:
+        b.IRONSTAR = os.path.abspath(a.binary)
     os.makedirs(b.WORK, exist_ok=True)
     reg = b.registry("reuse", a.delay_ms / 1000)
     rounds = []
@@ -164,7 +170,8 @@ def main():
         reg.stop()
         b.stop_all()
     med = lambda side, k: statistics.median(r[side][k] for r in rounds)
-    summary = {"rounds": a.rounds, "delay_ms": a.delay_ms, "load": os.getloadavg()}
+    summary = {"rounds": a.rounds, "delay_ms": a.delay_ms, "load": os.getloadavg(),
+               "binary": os.path.relpath(b.IRONSTAR, b.ROOT)}
     for side in ("full", "unchanged", "changed"):
         for k in ("wall", "cargo_s", "requests", "round_trips", "after_first"):
             summary[f"{side}_{k}"] = med(side, k)

@@ -17,13 +17,12 @@ use support::common::{self, ok, require_tool, run, stderr};
 use support::proxy::{Faults, Proxy};
 use support::registry::{Auth, Registry};
 
-/// A wrapper of `program` on PATH (and as `$CARGO` for cargo) that logs each run to `log`.
-fn wrapper(bin: &Path, name: &str, real: &str, log: &Path) -> PathBuf {
+/// A wrapper of `program` on PATH (and as `$CARGO` for cargo) that logs each run to
+/// `$REUSE_TEST_LOG`: the same bytes on every runner (the key holds cargo-zigbuild's).
+fn wrapper(bin: &Path, name: &str, real: &str) -> PathBuf {
     let path = bin.join(name);
-    let script = format!(
-        "#!/bin/sh\necho \"{name} $*\" >> '{}'\nexec '{real}' \"$@\"\n",
-        log.display()
-    );
+    let script =
+        format!("#!/bin/sh\necho \"{name} $*\" >> \"$REUSE_TEST_LOG\"\nexec '{real}' \"$@\"\n");
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
@@ -84,7 +83,7 @@ impl Runner {
         };
         std::fs::create_dir_all(&home).unwrap();
         let cargo_home = fresh.then(|| root.join("cargo-home"));
-        wrapper(&bin, "cargo-zigbuild", &which("cargo-zigbuild"), &log);
+        wrapper(&bin, "cargo-zigbuild", &which("cargo-zigbuild"));
         Runner {
             home,
             cargo_home,
@@ -96,7 +95,7 @@ impl Runner {
 
     fn ironstar(&self, dir: &Path) -> Command {
         let real_cargo = std::env::var("CARGO").unwrap_or_else(|_| which("cargo"));
-        let cargo = wrapper(&self.bin, "cargo", &real_cargo, &self.log);
+        let cargo = wrapper(&self.bin, "cargo", &real_cargo);
         let rustup_home = std::env::var("RUSTUP_HOME")
             .unwrap_or_else(|_| format!("{}/.rustup", std::env::var("HOME").unwrap()));
         let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap());
@@ -104,6 +103,7 @@ impl Runner {
         c.current_dir(dir)
             .env("PATH", path)
             .env("CARGO", cargo)
+            .env("REUSE_TEST_LOG", &self.log)
             .env("HOME", &self.home)
             .env("RUSTUP_HOME", rustup_home)
             .env("CARGO_TARGET_DIR", &self.target)

@@ -35,7 +35,7 @@ pub fn tool_inputs(sel: &Selection, root: &Path) -> Result<Vec<(String, String)>
     out.push(("cargo -V".into(), vv(&sel.cargo, "-V", "cargo -V")?));
     if metadata::lock_compiles_c(&sel.workspace_root) {
         // The build uses zig through cargo-zigbuild: they are inputs too (cargo-zigbuild by
-        // its executable's bytes: it is not run before the build). A missing tool is an input
+        // the bytes of what PATH finds: it is not run before the build). A missing tool is an input
         // as well ("absent"): the build then fails, and says why.
         let zig = std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH").unwrap_or_else(|| "zig".into());
         let zig = vv(&zig, "version", "zig version").unwrap_or_else(|_| "absent".into());
