@@ -105,8 +105,8 @@ def runner(root):
          "target": os.path.join(root, "target"), "home": os.path.join(root, "home"),
          "cargo_home": os.path.join(root, "cargo-home")}
     b.rmtree(root)
-    for d in ("bin", "home", "cargo-home"):
-        os.makedirs(r[d] if d != "bin" else r["bin"], exist_ok=True)
+    for d in ("bin", "home", "cargo_home"):
+        os.makedirs(r[d], exist_ok=True)
     wrapper(r["bin"])
     return r
 
