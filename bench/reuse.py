@@ -138,6 +138,7 @@ def one_round(i, reg):
     # api's own build, for the bound: the same change again, built alone without reuse.
     with open(main, "w") as f:
         f.write(text.replace("serving", f"serving (round {i}, alone)"))
+    b.rmtree(os.path.join(work, "api-oci"))
     t0 = time.perf_counter()
     subprocess.run(["env", "-C", src, b.IRONSTAR, "build", "--cargo", "-p", "api", "--locked",
                     "-q", "-o", os.path.join(work, "api-oci")], env=env(ci, False), check=True,
