@@ -10,6 +10,8 @@
 #   bash bench/run.sh --alloc [--rounds N]   (issue 35: an 8-thread allocation-heavy program built
 #     for glibc, by ironstar with musl's allocator and with --allocator mimalloc, bench/alloc.py;
 #     needs zig, no registry)
+#   bash bench/run.sh --reuse [--rounds N] [--delay-ms 20]   (issue 36: the workspace published
+#     in full, unchanged from a fresh clone on a fresh runner, one member changed; bench/reuse.py)
 # Needs: docker-registry, skopeo, buildah, containerd (+ ctr), podman, GNU time (/usr/bin/time,
 # Debian package `time`),
 # python3, cargo/rustc with the x86_64/aarch64 musl targets and rust-lld (the `fixture` size
@@ -21,6 +23,11 @@ if [ "${1:-}" = "--merge" ]; then
   shift
   cargo build --release --quiet --bins
   exec python3 bench/merge.py "$@"
+fi
+if [ "${1:-}" = "--reuse" ]; then
+  shift
+  cargo build --release --quiet --bins
+  exec python3 bench/reuse.py "$@"
 fi
 if [ "${1:-}" = "--workspace" ]; then
   shift

@@ -75,6 +75,9 @@ pub struct BuildOptions {
     pub sign: Option<crate::sign::layout::LayoutSigning>,
     /// How to pull the image definition's `base`, if it has one.
     pub base: crate::base::BaseOptions,
+    /// The reuse record of a `--cargo` build ([`crate::reuse`]), kept in the layout's
+    /// `index.json` for the push to write after the index.
+    pub reuse: Option<crate::reuse::Record>,
 }
 
 impl BuildOptions {
@@ -262,7 +265,7 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         None => Vec::new(),
     };
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
-    let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec));
+    let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec, opts));
     let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
     let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
     Ok(BuildReport {
@@ -491,10 +494,16 @@ fn annotations(spec: &ImageSpec, created: &str, opts: &BuildOptions) -> BTreeMap
     m
 }
 
-/// The top-level annotations of the layout's `index.json`.
-fn layout_annotations(spec: &ImageSpec) -> BTreeMap<String, String> {
+/// The top-level annotations of the layout's `index.json`: the definition's repository, the
+/// reuse record.
+fn layout_annotations(spec: &ImageSpec, opts: &BuildOptions) -> BTreeMap<String, String> {
     let repo = spec.repository.iter();
+    let record = opts.reuse.iter().map(|r| {
+        let key = crate::reuse::record::ANNOTATION.to_string();
+        (key, r.to_annotation())
+    });
     repo.map(|r| (annotation::REPOSITORY.to_string(), r.clone()))
+        .chain(record)
         .collect()
 }
 
@@ -514,6 +523,7 @@ mod tests {
             sbom: None,
             sign: None,
             base: Default::default(),
+            reuse: None,
         };
         let err = build(&ImageSpec::default(), &opts).unwrap_err();
         assert!(

@@ -218,24 +218,31 @@ impl Request {
                 });
             }
             spec.set_binaries(&self.binaries);
-            if let Some(items) = &self.rootfs {
-                spec.rootfs = spec::RootfsItem::normalise(items.clone());
-            }
-            if let Some(base) = &self.base {
-                spec.base = Some(base.clone());
-            }
-            if let Some(c) = self.compression {
-                spec.compression = c;
-            }
-            if !self.tags.is_empty() {
-                for t in &self.tags {
-                    spec::check_tag(t).map_err(DefinitionError::Tag)?;
-                }
-                spec.tags = self.tags.clone();
-            }
+            self.finish(&mut spec)?;
             resolved.push(Resolved { spec, built });
         }
         Ok(resolved)
+    }
+
+    /// The caller's rootfs items, base, compression and tags over a planned definition: the
+    /// definition as it is built.
+    pub fn finish(&self, spec: &mut ImageSpec) -> Result<(), DefinitionError> {
+        if let Some(items) = &self.rootfs {
+            spec.rootfs = spec::RootfsItem::normalise(items.clone());
+        }
+        if let Some(base) = &self.base {
+            spec.base = Some(base.clone());
+        }
+        if let Some(c) = self.compression {
+            spec.compression = c;
+        }
+        if !self.tags.is_empty() {
+            for t in &self.tags {
+                spec::check_tag(t).map_err(DefinitionError::Tag)?;
+            }
+            spec.tags = self.tags.clone();
+        }
+        Ok(())
     }
 
     fn override_platforms(&self, spec: &mut ImageSpec) {

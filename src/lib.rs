@@ -49,6 +49,7 @@ pub mod publish;
 pub mod push;
 pub mod registry;
 pub mod resolve;
+pub mod reuse;
 pub mod rootfs;
 pub mod sbom;
 pub mod sign;

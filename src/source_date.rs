@@ -12,6 +12,12 @@ pub fn commit_time(path: Option<&Path>) -> Option<i64> {
     String::from_utf8(out).ok()?.trim().parse().ok()
 }
 
+/// The last commit's id of the repository holding `path`, for the revision a reuse record names.
+pub fn commit_id(path: &Path) -> Option<String> {
+    let out = git(&dir_of(Some(path)), &["rev-parse", "HEAD"])?;
+    Some(String::from_utf8(out).ok()?.trim().to_string()).filter(|s| !s.is_empty())
+}
+
 /// Why [`commit_time`] found none for `path`, as a one-line note saying what the image's date
 /// is then and how to set it.
 pub fn no_commit_note(path: Option<&Path>) -> String {

@@ -28,7 +28,7 @@ pub(super) struct UserConfig {
 }
 
 /// The config files cargo reads from `dir`, farthest first.
-fn files(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn files(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     let mut push = |f: PathBuf| {
         let canon = f.canonicalize().unwrap_or(f);

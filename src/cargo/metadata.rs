@@ -26,6 +26,17 @@ pub(super) struct Package {
     pub manifest_path: PathBuf,
     pub targets: Vec<Target>,
     pub default_run: Option<String>,
+    #[serde(default)]
+    pub dependencies: Vec<Dependency>,
+}
+
+/// A dependency as `cargo metadata --no-deps` lists it: a path dependency has its directory.
+#[derive(Debug, Deserialize)]
+pub(super) struct Dependency {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +154,62 @@ pub(super) fn lock_packages(workspace_root: &Path) -> std::collections::BTreeSet
 /// scripts use too), so the build needs a C compiler and libc headers for the target.
 pub(super) fn compiles_c(lock: &std::collections::BTreeSet<String>) -> bool {
     lock.contains("cc") || lock.contains("cmake")
+}
+
+/// The directories `package` builds from: its own and, transitively, those of its path
+/// dependencies (normal and build ones; dev-dependencies do not reach its binary), in order.
+/// A path dependency outside the workspace is not in `packages`: its own path dependencies are
+/// read from its Cargo.toml.
+pub(super) fn source_dirs(packages: &[Package], package: &Package) -> Vec<PathBuf> {
+    let dir_of = |m: &Path| m.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut dirs = vec![dir_of(&package.manifest_path)];
+    let mut i = 0;
+    while i < dirs.len() {
+        let dir = dirs[i].clone();
+        let deps = match packages.iter().find(|p| dir_of(&p.manifest_path) == dir) {
+            Some(p) => p
+                .dependencies
+                .iter()
+                .filter(|d| d.kind.as_deref() != Some("dev"))
+                .filter_map(|d| d.path.clone())
+                .collect(),
+            None => manifest_path_deps(&dir),
+        };
+        for d in deps {
+            let d = d.canonicalize().unwrap_or(d);
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        i += 1;
+    }
+    dirs
+}
+
+/// The path dependencies a Cargo.toml outside the workspace names (relative to its directory).
+fn manifest_path_deps(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return Vec::new();
+    };
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let tables = |t: &toml::Table| -> Vec<toml::Table> {
+        ["dependencies", "build-dependencies"]
+            .iter()
+            .filter_map(|k| t.get(*k)?.as_table().cloned())
+            .collect()
+    };
+    let mut all = tables(&doc);
+    if let Some(targets) = doc.get("target").and_then(|t| t.as_table()) {
+        for t in targets.values().filter_map(|t| t.as_table()) {
+            all.extend(tables(t));
+        }
+    }
+    all.iter()
+        .flat_map(|t| t.values())
+        .filter_map(|v| v.get("path")?.as_str().map(|p| dir.join(p)))
+        .collect()
 }
 
 #[cfg(test)]

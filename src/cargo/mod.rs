@@ -19,6 +19,7 @@ mod allocator;
 mod config;
 mod diagnose;
 mod env;
+mod inputs;
 mod metadata;
 mod run;
 mod select;
@@ -34,6 +35,7 @@ use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 
 pub use allocator::{mimalloc_component, Allocator, MIMALLOC_SYS_VERSION};
 pub use diagnose::{Cause, Diagnosis};
+pub use inputs::tool_inputs;
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
 
@@ -196,6 +198,8 @@ pub struct Selection {
     pub bin: String,
     pub workspace_root: PathBuf,
     pub target_directory: PathBuf,
+    /// The directories its binary builds from: its package's and its path dependencies'.
+    pub source_dirs: Vec<PathBuf>,
     cargo: OsString,
 }
 
@@ -208,6 +212,8 @@ pub struct Member {
     pub version: String,
     /// Its binary targets.
     pub bins: Vec<String>,
+    /// Its package's directory and its path dependencies' ([`Selection::source_dirs`]).
+    pub source_dirs: Vec<PathBuf>,
     default_run: Option<String>,
     /// The binaries `--bin` named in it; empty: none named.
     named_bins: Vec<String>,
@@ -272,6 +278,7 @@ impl Workspace {
                     .map(|t| t.name.clone())
                     .collect(),
                 default_run: p.default_run.clone(),
+                source_dirs: metadata::source_dirs(&meta.packages, p),
                 named_bins,
             })
             .collect();
@@ -309,6 +316,7 @@ impl Workspace {
                 bin,
                 workspace_root: self.workspace_root.clone(),
                 target_directory: self.target_directory.clone(),
+                source_dirs: member.source_dirs.clone(),
                 cargo: self.cargo.clone(),
             })
             .collect())

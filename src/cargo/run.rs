@@ -23,6 +23,10 @@ struct Message {
     executable: Option<PathBuf>,
     #[serde(default)]
     filenames: Vec<PathBuf>,
+    /// A `build-script-executed` message's `OUT_DIR`: its `output` file, beside it, holds the
+    /// script's `cargo:` lines.
+    #[serde(default)]
+    out_dir: Option<PathBuf>,
 }
 
 /// The units cargo compiled (fresh ones included: cargo reports every unit of the build), by
@@ -36,6 +40,9 @@ pub struct Units {
     pub host: BTreeSet<String>,
     /// The proc-macro packages among them (reached by normal dependency edges).
     pub proc_macros: BTreeSet<String>,
+    /// Each build script run (or found fresh): its package id and its `OUT_DIR`, whose sibling
+    /// `output` holds what it declared (`rerun-if-changed`, `rerun-if-env-changed`).
+    pub build_scripts: BTreeSet<(String, PathBuf)>,
 }
 
 /// Global allocator crates: with one of them, musl's malloc is not the one threads use.
@@ -189,6 +196,13 @@ pub(super) fn run(
         let msg: Message = serde_json::from_str(&line)?;
         if msg.reason == "compiler-artifact" {
             units.add(&msg, want.target_dir, &triples);
+        }
+        if let (true, Some(id), Some(out)) = (
+            msg.reason == "build-script-executed",
+            &msg.package_id,
+            &msg.out_dir,
+        ) {
+            units.build_scripts.insert((id.clone(), out.clone()));
         }
         if let Some((unit, p, exe)) = artifact(msg, want, shown)? {
             tracing::debug!("{p}: built {}", exe.display());

@@ -195,6 +195,7 @@ mod tests {
                 }))
                 .collect(),
             default_run: None,
+            dependencies: Vec::new(),
         }
     }
 

@@ -8,8 +8,8 @@ use ironstar::build::{BuildOptions, BuildReport};
 use ironstar::definition::{Request, Resolved};
 use ironstar::platform::Platform;
 use ironstar::publish;
-use ironstar::push::Plan;
 use ironstar::spec::{self, ImageSpec};
+use ironstar::Digest;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
@@ -66,6 +66,8 @@ pub struct BuildArgs {
     /// directory, workspace or repository.
     #[arg(long)]
     pub allow_outside_sources: bool,
+    #[command(flatten)]
+    pub reuse: super::reuse::ReuseArgs,
 }
 
 fn parse_reference(s: &str) -> Result<ironstar::oci::Reference, String> {
@@ -209,28 +211,86 @@ pub struct BuiltImage {
 }
 
 /// Build every image the flags select (one with an image file or `--binary`; with `--cargo`
-/// one per selected member), in name order. With --sign-key, the signatures name each image's
-/// destination (`repository`: publish's flag, as [`publish::repository_for`] applies it).
+/// one per selected member), in name order; with `--cargo`, an image whose layout holds a
+/// record of its inputs is left as it is (`--rebuild` builds it). With --sign-key, the
+/// signatures name each image's destination (`repository`: publish's flag, as
+/// [`publish::repository_for`] applies it). Returns each image's name and index digest.
 pub fn run(
     args: &BuildArgs,
     repository: Option<&str>,
     quiet: bool,
-) -> anyhow::Result<Vec<BuiltImage>> {
+) -> anyhow::Result<Vec<(String, Digest)>> {
     // The key first: a wrong password fails before cargo runs.
     let signer = args.sign.signer()?;
     let request = args.request();
-    let resolved = request.resolve_all()?;
-    build_resolved(args, &request, resolved, signer, repository, quiet)
+    let mut images = super::reuse::keyed(args, &request, request.plan()?, signer.as_ref());
+    super::reuse::find_layouts(args, &mut images);
+    let several = images.len() > 1;
+    let built = build_images(args, &request, &images, signer, repository, quiet)?;
+    let mut digests = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        let name = img.planned.spec.name.clone();
+        match (&img.reused, built.iter().find(|(j, _)| *j == i)) {
+            (_, Some((_, b))) => digests.push((name, b.report.index.clone())),
+            (Some(r), None) => {
+                if !quiet {
+                    let dir = publish::layout_dir(args.output.as_deref(), &name, several);
+                    let line = super::reuse::summary(&name, r, several);
+                    eprintln!("{line}; {} left as it is", dir.display());
+                }
+                digests.push((name, r.index.clone()));
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(digests)
+}
+
+/// Build the images of `images` that are not reused (with `--check-reuse`, every one, each
+/// reused one with its record's date and revision); each with its index in `images`.
+pub(super) fn build_images(
+    args: &BuildArgs,
+    request: &Request,
+    images: &[super::reuse::Image],
+    signer: Option<Arc<dyn ironstar::sign::Signer>>,
+    repository: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<Vec<(usize, BuiltImage)>> {
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&i| images[i].reused.is_none() || args.reuse.check_reuse)
+        .collect();
+    let planned = todo.iter().map(|&i| images[i].planned.clone()).collect();
+    let resolved = request.build(planned)?;
+    let extras = todo
+        .iter()
+        .map(|&i| Extra {
+            key: images[i].key.clone().zip(images[i].selection().cloned()),
+            replay: images[i].reused.as_ref().map(|r| r.record.clone()),
+        })
+        .collect();
+    let several = images.len() > 1;
+    let built = build_resolved_with(
+        args, request, resolved, extras, signer, repository, several, quiet,
+    )?;
+    Ok(todo.into_iter().zip(built).collect())
+}
+
+/// What reuse adds to one image's build: its key (and selection) for the record, and with
+/// `--check-reuse` the record whose build it repeats (its date and revision).
+#[derive(Default)]
+struct Extra {
+    key: Option<(ironstar::reuse::InputKey, ironstar::cargo::Selection)>,
+    replay: Option<ironstar::reuse::Record>,
 }
 
 /// The build's stdout: with one image its index digest, with several `NAME sha256:…` a line,
 /// in name order.
-pub fn print_digests(built: &[BuiltImage]) {
-    match built {
-        [one] => println!("{}", one.report.index),
+pub fn print_digests(digests: &[(String, Digest)]) {
+    match digests {
+        [(_, one)] => println!("{one}"),
         _ => {
-            for b in built {
-                println!("{} {}", b.spec.name, b.report.index);
+            for (name, d) in digests {
+                println!("{name} {d}");
             }
         }
     }
@@ -245,14 +305,44 @@ pub fn build_resolved(
     repository: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<Vec<BuiltImage>> {
-    let (source_date_epoch, note) = request.source_date_epoch_noted()?;
+    let several = resolved.len() > 1;
+    let extras = resolved.iter().map(|_| Extra::default()).collect();
+    build_resolved_with(
+        args, request, resolved, extras, signer, repository, several, quiet,
+    )
+}
+
+/// [`build_resolved`], each image with what reuse adds ([`Extra`]); `several`: the request
+/// selects several images (so each has its own layout directory and repository).
+#[allow(clippy::too_many_arguments)]
+fn build_resolved_with(
+    args: &BuildArgs,
+    request: &Request,
+    resolved: Vec<Resolved>,
+    extras: Vec<Extra>,
+    signer: Option<Arc<dyn ironstar::sign::Signer>>,
+    repository: Option<&str>,
+    several: bool,
+    quiet: bool,
+) -> anyhow::Result<Vec<BuiltImage>> {
+    if resolved.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (epoch, note) = request.source_date_epoch_noted()?;
     if let Some(note) = note.filter(|_| !quiet) {
         eprintln!("note: {note}");
     }
     let search_from = args.image_file.as_deref().and_then(|f| f.parent());
-    let several = resolved.len() > 1;
     let mut jobs: Vec<(&ImageSpec, BuildOptions)> = Vec::new();
-    for r in &resolved {
+    for (r, extra) in resolved.iter().zip(extras) {
+        let source_date_epoch = extra.replay.as_ref().map_or(epoch, |r| r.source_date_epoch);
+        let revision = match &extra.replay {
+            Some(record) => record.revision.clone(),
+            None => args.revision.clone(),
+        };
+        let reuse = extra.key.as_ref().map(|(key, sel)| {
+            ironstar::reuse::record(key, sel, r, source_date_epoch, revision.clone())
+        });
         let sign = match &signer {
             Some(signer) => {
                 let name = &r.spec.name;
@@ -271,7 +361,7 @@ pub fn build_resolved(
             output,
             source_date_epoch,
             compression_level: args.compression_level,
-            revision: args.revision.clone(),
+            revision,
             cache_dir: args.cache.dir(),
             sbom: args.sbom.options(
                 r.built.as_ref().map(|b| b.source.clone()),
@@ -283,6 +373,7 @@ pub fn build_resolved(
                 plain_http: args.base_plain_http,
                 ..Default::default()
             },
+            reuse,
         };
         jobs.push((&r.spec, opts));
     }
@@ -392,53 +483,4 @@ fn summary(
             threads.join(" and "),
         );
     }
-}
-
-/// Build, then push what was built: the same definitions, tags and layouts. With several
-/// images `--repository` is a prefix ([`publish::repository_for`]).
-pub fn publish(args: PublishArgs, quiet: bool) -> anyhow::Result<()> {
-    let repository = args.registry.repository.as_deref();
-    // As `run`, with the destinations checked before cargo runs.
-    let signer = args.build.sign.signer()?;
-    let request = args.build.request();
-    let planned = request.plan()?;
-    publish::one_repository_each(planned.iter().map(|p| &p.spec), repository)?;
-    let resolved = request.build(planned)?;
-    let built = build_resolved(&args.build, &request, resolved, signer, repository, quiet)?;
-    let refs = push_built(&built, &args.build, &args.registry, quiet)?;
-    super::push::print_refs(&refs);
-    super::push::write_refs(&refs, &args.registry)
-}
-
-/// Push what was built, each image to its repository under its tags: (name, reference) in
-/// order. Signed by the build (`--sign-key`) for these repositories, so the push only sends what
-/// the layouts hold.
-pub fn push_built(
-    built: &[BuiltImage],
-    build: &BuildArgs,
-    registry: &super::push::RegistryArgs,
-    quiet: bool,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let pushes = pushes_of(built, registry.repository.as_deref())?;
-    let signing = super::push::Signing::default();
-    let no_sbom = build.sbom.no_sbom;
-    super::push::run_pushes(pushes, registry, &build.cache, no_sbom, signing, quiet)
-}
-
-/// Where each built image goes, under its tags.
-pub fn pushes_of(
-    built: &[BuiltImage],
-    repository: Option<&str>,
-) -> anyhow::Result<Vec<(String, Plan)>> {
-    let several = built.len() > 1;
-    built
-        .iter()
-        .map(|b| {
-            let name = &b.spec.name;
-            let repo =
-                publish::repository_for(name, b.spec.repository.as_deref(), repository, several)?;
-            let plan = Plan::built(&b.report, Some(&b.spec), repo.as_deref())?;
-            Ok((name.clone(), plan))
-        })
-        .collect()
 }

@@ -5,8 +5,10 @@ pub mod build;
 pub mod docs;
 pub mod load;
 pub mod merge;
+pub mod publish;
 pub mod push;
 pub mod resolve;
+pub mod reuse;
 pub mod sbom;
 pub mod sign;
 
@@ -136,8 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Push(args) => push::run_with(&args, cli.quiet),
         Command::Load(args) => load::run(&args),
-        Command::Publish(args) => build::publish(args, cli.quiet),
         Command::Merge(args) => merge::run(&args, cli.quiet),
+        Command::Publish(args) => publish::publish(args, cli.quiet),
         Command::Sbom(args) => sbom::run(&args),
         Command::Resolve(args) => resolve::run(args, cli.quiet),
         Command::Verify(args) => sign::verify(&args, cli.quiet),

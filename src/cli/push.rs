@@ -208,8 +208,22 @@ pub fn run_pushes(
     signing: Signing,
     quiet: bool,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    let images = named_pushes(pushes, registry, cache, no_sbom, signing, quiet)?;
+    push_named(&images)
+}
+
+/// The push options of each `(name, plan)` with the registry and cache flags (the credential of
+/// `--password-stdin` read once, here).
+pub fn named_pushes(
+    pushes: Vec<(String, Plan)>,
+    registry: &RegistryArgs,
+    cache: &super::CacheArgs,
+    no_sbom: bool,
+    signing: Signing,
+    quiet: bool,
+) -> anyhow::Result<Vec<NamedPush>> {
     let credential = flag_credential(registry)?;
-    let images: Vec<NamedPush> = pushes
+    Ok(pushes
         .into_iter()
         .map(|(name, plan)| NamedPush {
             name,
@@ -233,14 +247,16 @@ pub fn run_pushes(
                 ..PushOptions::from_plan(plan)
             },
         })
-        .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcomes = match images.as_slice() {
+        .collect())
+}
+
+/// Push `images` ([`run_pushes`]); `(name, REGISTRY/REPO@DIGEST)` for each, in order.
+pub fn push_named(images: &[NamedPush]) -> anyhow::Result<Vec<(String, String)>> {
+    let runtime = runtime()?;
+    let outcomes = match images {
+        [] => Vec::new(),
         [one] => vec![runtime.block_on(push(&one.opts))?],
-        _ => runtime.block_on(push_all(&images))?,
+        _ => runtime.block_on(push_all(images))?,
     };
     let mut refs = Vec::new();
     for (img, outcome) in images.iter().zip(outcomes) {
@@ -250,6 +266,14 @@ pub fn run_pushes(
         github_output(&format!("digest={digest}\nimage={image}"))?;
     }
     Ok(refs.into_iter().map(|(n, i, _)| (n, i)).collect())
+}
+
+/// The async runtime of a push.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// stdout: a `REGISTRY/REPO@DIGEST` line per image.

@@ -77,7 +77,7 @@ fn publish(
     args: &ResolveArgs,
     quiet: bool,
 ) -> anyhow::Result<BTreeMap<String, String>> {
-    let refs = build::push_built(built, &args.build, &args.registry, quiet)?;
+    let refs = super::publish::push_built(built, &args.build, &args.registry, quiet)?;
     // The references go into the YAML on stdout, not a line each before it.
     super::push::write_refs(&refs, &args.registry)?;
     Ok(refs.into_iter().collect())

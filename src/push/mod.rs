@@ -31,7 +31,7 @@ mod tags;
 mod verify;
 
 pub use many::{one_repository_each, push_all, NamedPush, SameRepository};
-pub use phases::{check, check_with, Checked, Uploaded};
+pub use phases::{check, check_with, connect_shared as connect_shared_clients, Checked, Uploaded};
 pub use plan::{split_layout_arg, Plan};
 pub use report::ProgressMode;
 pub use tags::TagsNotMoved;

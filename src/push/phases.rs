@@ -191,7 +191,9 @@ impl<'a> Checked<'a> {
                 None => Ok::<_, PushError>(None),
             }
         };
-        let direct = index_by_tag && signatures.is_none();
+        // A reuse record goes after the index and before the tags: the index then goes by digest.
+        let record = crate::reuse::layout_record(&self.layout).is_some();
+        let direct = index_by_tag && signatures.is_none() && !record;
         let (staged, ()) = tokio::try_join!(staging, self.send_image(direct))?;
         if self.sboms {
             let line = |m: String| self.report.line(m);
@@ -204,6 +206,9 @@ impl<'a> Checked<'a> {
             let line = |m: String| self.report.line(m);
             self.outcome.signatures_pushed = staged.commit(&self.client, &line).await?;
         }
+        let line = |m: String| self.report.line(m);
+        let top = &self.image.top.descriptor;
+        crate::reuse::put_record(&self.client, &self.layout, top, &line).await?;
         Ok(Uploaded { checked: self })
     }
 
@@ -280,7 +285,7 @@ async fn connect(opts: &PushOptions) -> Result<Arc<Client>, PushError> {
 
 /// Clients for the repositories of `all` (one registry, one scheme: the first's credential,
 /// retries and chunking) over one session, so one token covers every repository.
-pub(super) async fn connect_shared(all: &[&PushOptions]) -> Result<Vec<Arc<Client>>, PushError> {
+pub async fn connect_shared(all: &[&PushOptions]) -> Result<Vec<Arc<Client>>, PushError> {
     let opts = all[0];
     let repositories: Vec<Repository> = all.iter().map(|o| o.repository.clone()).collect();
     let explicit = opts.credential.clone();
