@@ -74,20 +74,11 @@ pub fn read(
     layout: &Layout,
     subjects: &[(Digest, Option<String>)],
 ) -> Result<ImageSignatures, SignError> {
-    let path = layout.root().join("index.json");
-    let bytes = crate::layout::read_in_layout(&path)?;
-    let index: Value = serde_json::from_slice(&bytes).map_err(|e| SignError::Malformed {
-        what: path.display().to_string(),
-        problem: e.to_string(),
-    })?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let entries = index_entries(layout)?;
     let mut out = ImageSignatures::default();
     for (digest, platform) in subjects {
         let tag = signature_tag(digest).to_string();
-        let entry = entries
-            .iter()
-            .find(|e| e["annotations"][annotation::REF_NAME].as_str() == Some(tag.as_str()));
-        let layers = match entry {
+        let layers = match entry_for(&entries, &tag) {
             Some(e) => read_manifest(layout, e, &tag)?,
             None => Vec::new(),
         };
@@ -95,6 +86,45 @@ pub fn read(
             .push((digest.clone(), platform.clone(), layers));
     }
     Ok(out)
+}
+
+/// The signature manifest the layout keeps for `digest` (its `sha256-<hex>.sig` entry), checked
+/// against its descriptor, and what to call it; `None` without one.
+pub fn signature_manifest(
+    layout: &Layout,
+    digest: &Digest,
+) -> Result<Option<(String, Vec<u8>)>, SignError> {
+    let tag = signature_tag(digest).to_string();
+    let entries = index_entries(layout)?;
+    entry_for(&entries, &tag)
+        .map(|e| manifest_bytes(layout, e, &tag))
+        .transpose()
+}
+
+fn index_entries(layout: &Layout) -> Result<Vec<Value>, SignError> {
+    let path = layout.root().join("index.json");
+    let bytes = crate::layout::read_in_layout(&path)?;
+    let index: Value = serde_json::from_slice(&bytes).map_err(|e| SignError::Malformed {
+        what: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    Ok(index["manifests"].as_array().cloned().unwrap_or_default())
+}
+
+fn entry_for<'a>(entries: &'a [Value], tag: &str) -> Option<&'a Value> {
+    entries
+        .iter()
+        .find(|e| e["annotations"][annotation::REF_NAME].as_str() == Some(tag))
+}
+
+/// A payload blob of the layout by digest and size, checked (at most a manifest's size).
+pub fn payload(layout: &Layout, digest: &str, size: u64, what: &str) -> Result<Vec<u8>, SignError> {
+    let d = descriptor(
+        &json!({"digest": digest, "size": size}),
+        SIMPLESIGNING,
+        what,
+    )?;
+    Ok(layout.read_manifest(&d)?.bytes)
 }
 
 fn descriptor(d: &Value, media_type: &str, what: &str) -> Result<Descriptor, SignError> {
@@ -114,30 +144,34 @@ fn descriptor(d: &Value, media_type: &str, what: &str) -> Result<Descriptor, Sig
     })
 }
 
+/// The signature manifest `entry` names, read and checked, and what to call it.
+fn manifest_bytes(
+    layout: &Layout,
+    entry: &Value,
+    tag: &str,
+) -> Result<(String, Vec<u8>), SignError> {
+    let what = format!("{}: {tag}", layout.root().display());
+    let media_type = entry["mediaType"].as_str().unwrap_or_default();
+    let m = layout.read_manifest(&descriptor(entry, media_type, &what)?)?;
+    Ok((what, m.bytes))
+}
+
 /// The simple-signing layers of the signature manifest `entry` names, payloads read and checked.
 fn read_manifest(
     layout: &Layout,
     entry: &Value,
     tag: &str,
 ) -> Result<Vec<SignatureLayer>, SignError> {
-    let what = format!("{}: {tag}", layout.root().display());
-    let media_type = entry["mediaType"].as_str().unwrap_or_default();
-    let m = layout.read_manifest(&descriptor(entry, media_type, &what)?)?;
-    let manifest = store::parse(&what, &m.bytes)?;
+    let (what, bytes) = manifest_bytes(layout, entry, tag)?;
+    let manifest = store::parse(&what, &bytes)?;
     let mut layers = Vec::new();
     for l in manifest
         .layers
         .iter()
         .filter(|l| l.media_type == SIMPLESIGNING)
     {
-        let d = descriptor(
-            &json!({"digest": l.digest, "size": l.size}),
-            SIMPLESIGNING,
-            &what,
-        )?;
-        let payload = layout.read_manifest(&d)?.bytes;
         layers.push(SignatureLayer {
-            payload,
+            payload: payload(layout, &l.digest, l.size, &what)?,
             annotations: l.annotations.clone().unwrap_or_default(),
         });
     }

@@ -99,7 +99,8 @@ fn check(
     Ok(claims.identity)
 }
 
-/// Verify a layout's image (`tag`: which, when it holds several).
+/// Verify a layout's image (`tag`: which, when it holds several), within the same bounds as a
+/// pushed one.
 pub fn layout(
     dir: &std::path::Path,
     tag: Option<&str>,
@@ -107,29 +108,34 @@ pub fn layout(
 ) -> Result<Vec<Verified>, SignError> {
     let layout = Layout::open(dir)?;
     let image = layout.resolve(tag)?;
-    let stored = super::layout::read(&layout, &push::subjects(&image))?;
-    stored
-        .subjects
-        .into_iter()
-        .map(|(digest, platform, layers)| {
-            let subject = describe_subject(&digest, platform.as_deref());
-            let mut reasons = Reasons::default();
-            for l in &layers {
-                let payload = (l.payload.as_slice(), &Digest::of(&l.payload));
-                match check(&digest, None, key, payload, l.signature()) {
-                    Ok(identity) => {
-                        return Ok(Verified {
-                            digest,
-                            platform,
-                            identity,
-                        })
-                    }
-                    Err(why) => reasons.push(why),
+    let mut verified = Vec::new();
+    'subjects: for (digest, platform) in push::subjects(&image) {
+        let subject = describe_subject(&digest, platform.as_deref());
+        let mut reasons = Reasons::default();
+        if let Some((what, bytes)) = super::layout::signature_manifest(&layout, &digest)? {
+            let manifest = SignatureManifest::parse(&what, &bytes)?;
+            let mut budget = Budget::default();
+            for p in manifest.payloads(&what) {
+                let d = match budget.admit(&what, &p, &mut reasons)? {
+                    Admit::Read(d) => d,
+                    Admit::Skip => continue,
+                    Admit::Stop => break,
+                };
+                let bytes = super::layout::payload(&layout, p.digest, p.size, &what)?;
+                budget.read += bytes.len() as u64;
+                if let Some(identity) = p.verdict(&digest, None, key, (&bytes, &d), &mut reasons) {
+                    verified.push(Verified {
+                        digest,
+                        platform,
+                        identity,
+                    });
+                    continue 'subjects;
                 }
             }
-            Err(reasons.error(&subject))
-        })
-        .collect()
+        }
+        return Err(reasons.error(&subject));
+    }
+    Ok(verified)
 }
 
 /// Verify a pushed image: its index (or manifest) by tag or digest, and each platform manifest.
@@ -197,6 +203,121 @@ struct Annotations {
     signature: Option<String>,
 }
 
+/// One payload blob of a signature manifest and every signature over it, each once.
+struct Payload<'a> {
+    digest: &'a str,
+    size: u64,
+    signatures: Vec<Option<&'a str>>,
+}
+
+impl SignatureManifest {
+    fn parse(what: &str, bytes: &[u8]) -> Result<Self, SignError> {
+        serde_json::from_slice(bytes).map_err(|e| SignError::Malformed {
+            what: what.to_string(),
+            problem: e.to_string(),
+        })
+    }
+
+    /// Its simple-signing payloads, each once, in the order of their first layer.
+    fn payloads(&self, what: &str) -> Vec<Payload<'_>> {
+        if self.layers.total > MAX_LAYERS {
+            tracing::warn!(
+                "{what}: {} layers; checking the first {MAX_LAYERS} only",
+                self.layers.total
+            );
+        }
+        let mut out: Vec<Payload<'_>> = Vec::new();
+        let mut at: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in self
+            .layers
+            .kept
+            .iter()
+            .filter(|l| l.media_type == SIMPLESIGNING)
+        {
+            let i = *at.entry(&l.digest).or_insert_with(|| {
+                out.push(Payload {
+                    digest: &l.digest,
+                    size: l.size,
+                    signatures: Vec::new(),
+                });
+                out.len() - 1
+            });
+            let sig = l.annotations.signature.as_deref();
+            if !out[i].signatures.contains(&sig) {
+                out[i].signatures.push(sig);
+            }
+        }
+        out
+    }
+}
+
+impl Payload<'_> {
+    /// The identity of the first of its signatures that verifies for `digest`; why the others
+    /// did not go into `reasons`.
+    fn verdict(
+        &self,
+        digest: &Digest,
+        repository: Option<&Repository>,
+        key: &PublicKey,
+        bytes: (&[u8], &Digest),
+        reasons: &mut Reasons,
+    ) -> Option<String> {
+        for sig in &self.signatures {
+            match check(digest, repository, key, bytes, *sig) {
+                Ok(identity) => return Some(identity),
+                Err(why) => reasons.push(why),
+            }
+        }
+        None
+    }
+}
+
+/// The payload bytes read for one digest so far.
+#[derive(Default)]
+struct Budget {
+    read: u64,
+}
+
+/// What to do with the next payload.
+enum Admit {
+    Read(Digest),
+    /// Oversized: skipped, with a warning.
+    Skip,
+    /// The budget is spent: no more payloads.
+    Stop,
+}
+
+impl Budget {
+    fn admit(
+        &self,
+        what: &str,
+        p: &Payload<'_>,
+        reasons: &mut Reasons,
+    ) -> Result<Admit, SignError> {
+        let d = Digest::parse(p.digest).map_err(|e| SignError::Malformed {
+            what: what.to_string(),
+            problem: e.to_string(),
+        })?;
+        if p.size > MAX_PAYLOAD {
+            tracing::warn!(
+                "{what}: skipping the signature layer {d}: {}, more than the {} a payload may be",
+                crate::human_bytes(p.size),
+                crate::human_bytes(MAX_PAYLOAD)
+            );
+            reasons.push("an oversized layer (skipped)".into());
+            return Ok(Admit::Skip);
+        }
+        if self.read + p.size > MAX_PAYLOADS {
+            tracing::warn!(
+                "{what}: stopping after {} of payloads, the most read for one digest",
+                crate::human_bytes(self.read)
+            );
+            return Ok(Admit::Stop);
+        }
+        Ok(Admit::Read(d))
+    }
+}
+
 /// One pushed digest's signatures, read within the bounds above until one verifies.
 async fn verify_pushed(
     client: &Client,
@@ -212,54 +333,14 @@ async fn verify_pushed(
         )));
     };
     let what = format!("{}:{tag}", client.repository);
-    let manifest: SignatureManifest =
-        serde_json::from_slice(&m.bytes).map_err(|e| SignError::Malformed {
-            what: what.clone(),
-            problem: e.to_string(),
-        })?;
-    let layers = manifest.layers;
-    if layers.total > MAX_LAYERS {
-        tracing::warn!(
-            "{what}: {} layers; checking the first {MAX_LAYERS} only",
-            layers.total
-        );
-    }
-    // Each payload once, with every signature over it (each once too).
-    let mut blobs: BTreeMap<&str, (usize, u64, Vec<Option<&str>>)> = BTreeMap::new();
-    for (i, l) in layers.kept.iter().enumerate() {
-        if l.media_type != SIMPLESIGNING {
-            continue;
-        }
-        let entry = blobs.entry(&l.digest).or_insert((i, l.size, Vec::new()));
-        let sig = l.annotations.signature.as_deref();
-        if !entry.2.contains(&sig) {
-            entry.2.push(sig);
-        }
-    }
-    let mut blobs: Vec<_> = blobs.into_iter().collect();
-    blobs.sort_by_key(|(_, (first, _, _))| *first);
-    let (mut reasons, mut read) = (Reasons::default(), 0u64);
-    for (d, (_, size, sigs)) in blobs {
-        let d = Digest::parse(d).map_err(|e| SignError::Malformed {
-            what: what.clone(),
-            problem: e.to_string(),
-        })?;
-        if size > MAX_PAYLOAD {
-            tracing::warn!(
-                "{what}: skipping the signature layer {d}: {}, more than the {} a payload may be",
-                crate::human_bytes(size),
-                crate::human_bytes(MAX_PAYLOAD)
-            );
-            reasons.push("an oversized layer (skipped)".into());
-            continue;
-        }
-        if read + size > MAX_PAYLOADS {
-            tracing::warn!(
-                "{what}: stopping after {} of payloads, the most read for one digest",
-                crate::human_bytes(read)
-            );
-            break;
-        }
+    let manifest = SignatureManifest::parse(&what, &m.bytes)?;
+    let (mut reasons, mut budget) = (Reasons::default(), Budget::default());
+    for p in manifest.payloads(&what) {
+        let d = match budget.admit(&what, &p, &mut reasons)? {
+            Admit::Read(d) => d,
+            Admit::Skip => continue,
+            Admit::Stop => break,
+        };
         // The registry's bytes are checked against the layer's digest on the way.
         let bytes = match client.get_blob(&d, MAX_PAYLOAD as usize).await {
             Ok(b) => b,
@@ -269,18 +350,14 @@ async fn verify_pushed(
                 continue;
             }
         };
-        read += size.max(bytes.len() as u64);
-        for sig in sigs {
-            match check(&digest, Some(&client.repository), key, (&bytes, &d), sig) {
-                Ok(identity) => {
-                    return Ok(Verified {
-                        digest,
-                        platform,
-                        identity,
-                    })
-                }
-                Err(why) => reasons.push(why),
-            }
+        budget.read += p.size.max(bytes.len() as u64);
+        let repository = Some(&client.repository);
+        if let Some(identity) = p.verdict(&digest, repository, key, (&bytes, &d), &mut reasons) {
+            return Ok(Verified {
+                digest,
+                platform,
+                identity,
+            });
         }
     }
     Err(reasons.error(&subject))

@@ -40,14 +40,16 @@ pub fn run_measured(cmd: &Command) -> (Output, u64) {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no figure from time: {text}"));
+    // Named by the output (`-o`), else by the last argument (a reference).
     let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
-    let (first, last) = (args.first(), args.last());
-    let name = |a: Option<&std::borrow::Cow<str>>| a.map(|a| a.to_string()).unwrap_or_default();
-    eprintln!(
-        "peak RSS {} MB: {} … {}",
-        kb / 1024,
-        name(first),
-        name(last)
-    );
+    let out = args
+        .iter()
+        .position(|a| a == "-o")
+        .and_then(|i| args.get(i + 1));
+    let name = out
+        .or(args.last())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    eprintln!("peak RSS {} MB: {name}", kb / 1024);
     (output, kb / 1024)
 }
