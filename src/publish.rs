@@ -30,6 +30,8 @@ pub enum PublishError {
     NoLayouts(PathBuf),
     #[error("no repository for image `{name}`: pass --repository PREFIX (it goes to PREFIX/{name}) or set `repository` in its definition")]
     NoRepository { name: String },
+    #[error("image `{name}`: its repository `{repository}` carries a tag; a definition's `repository` takes none (put the tag in `tags`, and build again)")]
+    TaggedRepository { name: String, repository: String },
     #[error("--repository `{0}`: with several images it is a prefix (REGISTRY/PATH, each image going to PREFIX/NAME) and takes no tag or digest")]
     PrefixWithTag(String),
     #[error(transparent)]
@@ -72,6 +74,15 @@ pub fn repository_for(
     several: bool,
 ) -> Result<Option<String>, PublishError> {
     let flag = flag.filter(|f| !f.is_empty());
+    // A tag in it would be one more tag here and the only one there: refused, as definitions
+    // refuse it (a layout built before they did may still record one).
+    let tagged = |r: &str| crate::oci::Reference::parse(r).is_ok_and(|r| r.tag.is_some());
+    if let Some(d) = defined.filter(|d| tagged(d)) {
+        return Err(PublishError::TaggedRepository {
+            name: name.to_string(),
+            repository: d.to_string(),
+        });
+    }
     if !several {
         return Ok(flag.or(defined).map(String::from));
     }
@@ -228,6 +239,12 @@ mod tests {
             r(None, Some("ghcr.io/org:v1"), true),
             Err(PublishError::PrefixWithTag(_))
         ));
+        for several in [false, true] {
+            assert!(matches!(
+                r(Some("ghcr.io/o/zz:v9"), None, several),
+                Err(PublishError::TaggedRepository { .. })
+            ));
+        }
     }
 
     #[test]

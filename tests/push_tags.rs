@@ -153,6 +153,25 @@ fn a_tag_in_a_definitions_repository_is_refused_at_its_line() {
         assert_eq!(line, want, "{command}: {}", stderr(&o));
     }
     assert!(!out.exists());
+
+    // A layout that records such a repository (built before definitions refused it): `push
+    // --workspace` refuses it too, before any request.
+    let def = definition(tmp.path(), "zz", "repository = \"127.0.0.1:9/org/zz\"");
+    let oci = tmp.path().join("oci");
+    build(&def, &oci.join("zz"), &[]);
+    let index = oci.join("zz/index.json");
+    let text = std::fs::read_to_string(&index).unwrap();
+    assert!(text.contains("\"127.0.0.1:9/org/zz\""), "{text}");
+    std::fs::write(&index, text.replace("/org/zz\"", "/org/zz:v9\"")).unwrap();
+    let line = expect_fail(
+        &run(&mut push_workspace(tmp.path(), &oci)),
+        "a recorded tag",
+    );
+    assert_eq!(
+        line,
+        "ironstar: error: image `zz`: its repository `127.0.0.1:9/org/zz:v9` carries a tag; a \
+         definition's `repository` takes none (put the tag in `tags`, and build again)"
+    );
 }
 
 /// The digest `reg` serves for `repo:tag`, straight from the registry (skopeo); `None` for no

@@ -394,7 +394,7 @@ fn a_layout_signed_at_build_is_pushed_with_no_key() {
     let reg = Registry::start(Auth::None);
     let addr = reg.addr();
     let tmp = tempfile::tempdir().unwrap();
-    let file = image_file(tmp.path(), &format!("{addr}/built/app:v1"));
+    let file = image_file(tmp.path(), &format!("{addr}/built/app"));
     let dir = tmp.path().join("layout");
     let index = signed_build(&file, &dir, a, &[]);
 

@@ -95,35 +95,7 @@ pub(super) async fn move_all(moves: &[TagMove<'_>]) -> Result<(), (usize, TagsNo
         .map(|(m, _)| m)
         .collect();
     let undone = join_all(undo.iter().map(|m| m.undo())).await;
-    let mut back = Vec::new();
-    let mut kept = Vec::new();
-    for (m, r) in undo.iter().zip(undone) {
-        match r {
-            Ok(()) => back.push(m.name()),
-            Err(e) => kept.push(format!(
-                "{} still names {} ({}: {e})",
-                m.name(),
-                short(&m.top.descriptor.digest),
-                match m.before {
-                    Some(_) => "putting it back failed",
-                    None => "it did not exist before, and deleting it failed",
-                }
-            )),
-        }
-    }
-    let undone = match (back.is_empty(), kept.is_empty()) {
-        (true, true) => "no other tag had moved".to_string(),
-        (false, true) => format!("the tags that had moved were undone: {}", back.join(", ")),
-        (_, false) => format!(
-            "undone: {}; not undone: {}",
-            if back.is_empty() {
-                "none".into()
-            } else {
-                back.join(", ")
-            },
-            kept.join("; ")
-        ),
-    };
+    let undone = said(undo.iter().copied().zip(undone));
     let source = results
         .into_iter()
         .nth(failed)
@@ -138,4 +110,35 @@ pub(super) async fn move_all(moves: &[TagMove<'_>]) -> Result<(), (usize, TagsNo
             undone,
         },
     ))
+}
+
+/// What undoing said, for the error line: which tags are back, which are not and why.
+fn said<'a, 'b: 'a>(
+    undone: impl Iterator<Item = (&'a TagMove<'b>, Result<(), RegistryError>)>,
+) -> String {
+    let (mut back, mut kept) = (Vec::new(), Vec::new());
+    for (m, r) in undone {
+        match r {
+            Ok(()) => back.push(m.name()),
+            Err(e) => kept.push(format!(
+                "{} still names {} ({}: {e})",
+                m.name(),
+                short(&m.top.descriptor.digest),
+                match m.before {
+                    Some(_) => "putting it back failed",
+                    None => "it did not exist before, and deleting it failed",
+                }
+            )),
+        }
+    }
+    match (back.is_empty(), kept.is_empty()) {
+        (true, true) => "no other tag had moved".to_string(),
+        (false, true) => format!("the tags that had moved were undone: {}", back.join(", ")),
+        (true, false) => format!("undone: none; not undone: {}", kept.join("; ")),
+        (false, false) => format!(
+            "undone: {}; not undone: {}",
+            back.join(", "),
+            kept.join("; ")
+        ),
+    }
 }
