@@ -16,7 +16,7 @@
 //! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]),
 //!    and the signatures of the index and every platform manifest ([`crate::sign::push`]: their
 //!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
-//! 6. only then the tags that differ, together.
+//! 6. only then the tags that differ, together (none with `by_digest`: `push --by-digest`).
 //!
 //! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: [`push_all`]
 //! runs each for several images before the next, their clients sharing one session per registry. Files are read, credential helpers
