@@ -105,7 +105,13 @@ pub fn run(args: &MergeArgs, quiet: bool) -> anyhow::Result<()> {
         println!("{}", r.index);
         return write_ref(args, &r.index.to_string(), &r.index.to_string());
     }
-    let repository = args.repository.as_deref().unwrap_or_default();
+    // An empty repository (the action's blank input) is none.
+    let Some(repository) = args.repository.as_deref().filter(|r| !r.is_empty()) else {
+        anyhow::bail!(
+            "merge: nowhere to merge into: give --output DIR (the sources are layouts) or \
+             --repository REGISTRY/REPO (the sources are pushed images)"
+        );
+    };
     let reference = Reference::parse(repository).context("--repository")?;
     let mut tags = tags
         .iter()

@@ -13,7 +13,7 @@
 //!   signatures are copied, the merged index may be signed;
 //! - [`registry`]: sources are references; only manifests are read, the new index is written by
 //!   digest and then tagged; parts from elsewhere are mounted or copied first, with their SBOMs
-//!   ([`carry`]).
+//!   (`carry`).
 //!
 //! Inputs other tools push are taken too: a bare image manifest (its platform from its config)
 //! and a Docker manifest list; their manifests are kept as they are, so the result is a valid

@@ -130,20 +130,24 @@ pub async fn merge_in_registry(
             None => Ok::<_, MergeError>(None),
         }
     };
-    let parts = super::carry::bring_parts(opts, &dest, &readers, &merged, &sources);
-    let (staged, counts) = tokio::try_join!(staging, parts)?;
+    // The parts, then the index (by digest: not visible yet), beside the signature's staging;
+    // with exactly one tag and nothing signed, the index goes up under it directly.
+    let index_mt = merged.index_ref.media_type.to_string();
+    let direct = (opts.tags.len() == 1 && signatures.is_none()).then(|| &opts.tags[0]);
+    let image = async {
+        let counts = super::carry::bring_parts(opts, &dest, &readers, &merged, &sources).await?;
+        let target = direct.map_or(Target::Digest(&digest), Target::Tag);
+        dest.put_manifest(target, &index_mt, &merged.index, &digest)
+            .await?;
+        Ok::<_, MergeError>(counts)
+    };
+    let (staged, counts) = tokio::try_join!(staging, image)?;
     (
         report.in_place,
         report.mounted,
         report.copied,
         report.copied_bytes,
     ) = counts;
-
-    let index_mt = merged.index_ref.media_type.to_string();
-    let direct = (opts.tags.len() == 1 && staged.is_none()).then(|| &opts.tags[0]);
-    let target = direct.map_or(Target::Digest(&digest), Target::Tag);
-    dest.put_manifest(target, &index_mt, &merged.index, &digest)
-        .await?;
     line(opts.progress, format!("index {} pushed", short(&digest)));
     if let Some(staged) = staged {
         let say = |m: String| line(opts.progress, m);

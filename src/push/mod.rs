@@ -17,7 +17,8 @@
 //!    and the signatures of the index and every platform manifest ([`crate::sign::push`]: their
 //!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
 //! 6. only then the tags that differ, together, all or none as far as the registry allows
-//!    ([`tags`]: a failed tag `PUT` undoes those that moved).
+//!    ([`tags`]: a failed tag `PUT` undoes those that moved); none with `by_digest`
+//!    (`push --by-digest`).
 //!
 //! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: [`push_all`]
 //! runs each for several images before the next, their clients sharing one session per registry. Files are read, credential helpers
