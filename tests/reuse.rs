@@ -388,6 +388,21 @@ fn unchanged_inputs_build_nothing_even_on_a_fresh_runner() {
     let (rebuilt, _) = build("1");
     assert_eq!(ci.builds().len(), 1, "IRONSTAR_REBUILD=1 builds");
     assert_eq!(rebuilt, built);
+    // Other tags: the layout would record the old ones, so it is built again.
+    let o = run(ci
+        .ironstar(&b)
+        .args([
+            "build",
+            "--cargo",
+            "--workspace",
+            "--locked",
+            "--tag",
+            "v9",
+            "--output",
+        ])
+        .arg(&out_dir));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ci.builds().len(), 1, "new tags: built");
 }
 
 #[test]

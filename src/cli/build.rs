@@ -224,7 +224,7 @@ pub fn run(
     let signer = args.sign.signer()?;
     let request = args.request();
     let mut images = super::reuse::keyed(args, &request, request.plan()?, signer.as_ref());
-    super::reuse::find_layouts(args, &mut images);
+    super::reuse::find_layouts(args, &request, &mut images);
     let several = images.len() > 1;
     let built = build_images(args, &request, &images, signer, repository, quiet)?;
     let mut digests = Vec::new();

@@ -54,7 +54,7 @@ pub fn keyed(
     let opts = reuse::KeyOptions {
         compression_level: args.compression_level,
         signer: signer.map(|s| s.describe()),
-        sbom: !args.sbom.no_sbom,
+        sbom: sbom_input(&args.sbom),
         base_plain_http: args.base_plain_http,
     };
     let keys = reuse::keys(request, &planned, &opts);
@@ -69,9 +69,22 @@ pub fn keyed(
         .collect()
 }
 
+/// The SBOMs a build attaches, as a key input: `none`, or the format and each file given.
+fn sbom_input(sbom: &super::sbom::SbomArgs) -> String {
+    if sbom.no_sbom {
+        return "none".into();
+    }
+    let files: Vec<String> = sbom
+        .files
+        .iter()
+        .map(|(p, f)| format!("{p}={}", reuse::files::digest_path(f)))
+        .collect();
+    format!("{:?} {}", sbom.sbom_format, files.join(" "))
+}
+
 /// Local `build --cargo`: mark the images whose layout already holds a record of their key
-/// whose declared inputs are unchanged.
-pub fn find_layouts(args: &super::build::BuildArgs, images: &mut [Image]) {
+/// whose declared inputs are unchanged, under the tags asked for now.
+pub fn find_layouts(args: &super::build::BuildArgs, request: &Request, images: &mut [Image]) {
     if args.reuse.rebuild || args.reuse.check_reuse {
         return;
     }
@@ -91,7 +104,18 @@ pub fn find_layouts(args: &super::build::BuildArgs, images: &mut [Image]) {
         if record.declared.first_changed(&sel.workspace_root).is_some() {
             continue;
         }
-        if let Ok(image) = layout.resolve(None) {
+        let mut spec = img.planned.spec.clone();
+        let mut tags = match request.finish(&mut spec) {
+            Ok(()) => spec.tags,
+            Err(_) => continue,
+        };
+        tags.sort();
+        let image = layout.resolve(None).ok().filter(|i| {
+            let mut theirs = i.tags.clone();
+            theirs.sort();
+            theirs == tags
+        });
+        if let Some(image) = image {
             let index = image.top.descriptor.digest.clone();
             img.reused = Some(Reused {
                 record,

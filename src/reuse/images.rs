@@ -19,7 +19,8 @@ pub struct KeyOptions {
     pub compression_level: Option<u32>,
     /// The signer's description, when the build signs.
     pub signer: Option<String>,
-    pub sbom: bool,
+    /// The SBOMs attached: their format and the files given (by content), or `none`.
+    pub sbom: String,
     /// Resolve an unpinned base over plain http (a loopback test registry).
     pub base_plain_http: bool,
 }
@@ -62,7 +63,7 @@ pub fn keys(request: &Request, planned: &[Planned], o: &KeyOptions) -> Vec<Optio
                         compression_level: o.compression_level,
                         base,
                         signer: o.signer.clone(),
-                        sbom: o.sbom,
+                        sbom: o.sbom.clone(),
                     };
                     Ok(inputs.key(&env))
                 });

@@ -39,7 +39,8 @@ pub struct Inputs<'a> {
     pub base: Option<Digest>,
     /// The signer's description, when the build signs.
     pub signer: Option<String>,
-    pub sbom: bool,
+    /// The SBOMs attached: their format and the files given, or `none`.
+    pub sbom: String,
 }
 
 /// An image's input key, and its entries (for saying what changed).
@@ -120,7 +121,7 @@ impl Inputs<'_> {
             opt(self.compression_level.map(|l| l.to_string())),
         );
         e.insert("signer".into(), opt(self.signer.clone()));
-        e.insert("sbom".into(), self.sbom.to_string());
+        e.insert("sbom".into(), self.sbom.clone());
         e
     }
 
@@ -289,7 +290,7 @@ mod tests {
                 compression_level: None,
                 base,
                 signer: None,
-                sbom: true,
+                sbom: "spdx".into(),
             };
             let env = env
                 .iter()

@@ -66,9 +66,16 @@ async fn lookup(w: &Wanted, client: Arc<Client>) -> Result<Hit, Miss> {
         try_join_all(tags.iter().map(|t| client.manifest_digest(Target::Tag(t)))),
     );
     let unreadable = |e: String| Miss::Unreadable(format!("{}:{tag}: {e}", w.opts.repository));
-    let found = found
-        .map_err(|e| unreadable(e.to_string()))?
-        .ok_or(Miss::NoRecord)?;
+    let found = match found {
+        // A repository not made yet, or not readable with this credential before the push
+        // (registries answer either for a name they do not know): no record, as on a first push.
+        Err(e) if matches!(e.status(), Some(401 | 403 | 404)) => {
+            tracing::debug!("{}:{tag}: {e}", w.opts.repository);
+            return Err(Miss::NoRecord);
+        }
+        found => found.map_err(|e| unreadable(e.to_string()))?,
+    };
+    let found = found.ok_or(Miss::NoRecord)?;
     let (record, subject) = record::Record::parse(&found.bytes, &w.key).map_err(unreadable)?;
     if let Some(what) = record.declared.first_changed(&w.root) {
         return Err(Miss::Changed(format!("{what} changed since the build")));
