@@ -102,6 +102,7 @@
 
           ironstar = pkgs.callPackage ./nix/package.nix {
             inherit craneLib src;
+            shellFiles = true;
             meta = ironstarMeta;
           };
 
@@ -161,7 +162,7 @@
           };
 
           # Release assets: every row this machine builds (the .exe on x86_64 only), named by
-          # version and Rust target, and sums.
+          # version and Rust target, the man page and shell completions, and sums.
           release = pkgs.runCommand "ironstar-release-${ironstar.version}" { } ''
             mkdir -p "$out"
             ${lib.concatStrings (
@@ -171,7 +172,12 @@
                 }"
               '') rows
             )}
-            cd "$out" && sha256sum ironstar-* > SHA256SUMS
+            # The man page and completions, from this machine's ironstar (the same for every row).
+            ${lib.getExe ironstar} man > "$out/ironstar.1"
+            for shell in bash zsh fish elvish powershell; do
+              ${lib.getExe ironstar} completions "$shell" > "$out/ironstar.$shell"
+            done
+            cd "$out" && sha256sum ironstar-* ironstar.* > SHA256SUMS
           '';
 
           # ironstar's own ELF check on every static binary: static, and the right machine.

@@ -10,6 +10,7 @@
   lib,
   stdenv,
   windows,
+  installShellFiles,
   # crane's lib with a rust-overlay toolchain that carries the target's std (see flake.nix).
   craneLib,
   src,
@@ -18,11 +19,15 @@
   extraArgs ? { },
   # The binary `lib.getExe` names; default: the package name in Cargo.toml.
   binName ? null,
+  # ironstar's own package: install its man page and shell completions, made by the built binary
+  # (`ironstar man`, `ironstar completions SHELL`), so only where this machine can run it.
+  shellFiles ? false,
   meta ? { },
 }:
 
 let
   isCross = target != null;
+  withShellFiles = shellFiles && stdenv.buildPlatform.canExecute stdenv.hostPlatform;
   crateName = craneLib.crateNameFromCargoToml { inherit src; };
   program = if binName != null then binName else crateName.pname;
 
@@ -60,6 +65,15 @@ craneLib.buildPackage (
   commonArgs
   // {
     inherit cargoArtifacts;
+    nativeBuildInputs = lib.optionals withShellFiles [ installShellFiles ];
+    postInstall = lib.optionalString withShellFiles ''
+      installShellCompletion --cmd ${program} \
+        --bash <($out/bin/${program} completions bash) \
+        --zsh <($out/bin/${program} completions zsh) \
+        --fish <($out/bin/${program} completions fish)
+      $out/bin/${program} man > ${program}.1
+      installManPage ${program}.1
+    '';
     passthru = {
       inherit cargoArtifacts commonArgs target;
     };

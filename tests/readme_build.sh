@@ -36,6 +36,8 @@ echo "built $digest into $out in $(($(date +%s) - start))s" >&2
 }
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+# Built from this checkout, --version names its commit and the commit's date (build.rs).
+commit=$(TZ=UTC git log -1 --format='%h %cd' --abbrev=7 --date=format-local:%Y-%m-%d)
 for arch in amd64 arm64; do
   skopeo copy --quiet --override-os linux --override-arch "$arch" \
     "oci:$out:latest" "oci:$tmp/$arch:x"
@@ -47,8 +49,8 @@ for arch in amd64 arm64; do
     arm64) got=$(qemu-aarch64-static "$bin" --version) ;;
   esac
   echo "linux/$arch: $got" >&2
-  [[ $got == "ironstar $version" ]] || {
-    echo "linux/$arch: expected 'ironstar $version', got '$got'" >&2
+  [[ $got == "ironstar $version ($commit)" ]] || {
+    echo "linux/$arch: expected 'ironstar $version ($commit)', got '$got'" >&2
     exit 1
   }
 done

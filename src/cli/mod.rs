@@ -390,4 +390,37 @@ mod tests {
         }
         assert!(wrong.is_empty(), "--help names flags refused: {wrong:#?}");
     }
+    /// `--version` names HEAD's commit when built at the top of a git work tree, and says the
+    /// version alone otherwise: the packaged crate (.ci/run runs these tests in it, unpacked
+    /// outside any repository), the Nix sandbox, a machine without git.
+    #[test]
+    fn the_version_names_the_commit_only_in_a_git_checkout() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let top =
+            git(&["rev-parse", "--show-toplevel"]).and_then(|t| std::fs::canonicalize(t).ok());
+        let version = env!("CARGO_PKG_VERSION");
+        if top.is_some() && top == std::fs::canonicalize(dir).ok() {
+            let head = git(&["rev-parse", "HEAD"]).unwrap();
+            let rest = super::VERSION
+                .strip_prefix(&format!("{version} ("))
+                .unwrap_or_else(|| panic!("{}", super::VERSION));
+            let hash = rest.split(' ').next().unwrap();
+            assert!(
+                hash.len() >= 7 && head.starts_with(hash),
+                "{rest} for {head}"
+            );
+        } else {
+            assert_eq!(super::VERSION, version);
+        }
+    }
 }
