@@ -26,6 +26,7 @@
 //!   or docker.
 
 pub mod archive;
+pub mod artifact;
 pub mod base;
 pub mod build;
 pub mod cache;

@@ -13,9 +13,10 @@
 //!    the index, each checked against the `Docker-Content-Digest` the registry answers. The
 //!    index goes up under its tag directly when there is one tag to move and no SBOM to push
 //!    (that `PUT` is then the last step, as a tag's is), else by digest;
-//! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]),
-//!    and the signatures of the index and every platform manifest ([`crate::sign::push`]: their
-//!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
+//! 5. then the artifacts about the image ([`crate::artifact::push`]): the layout's SBOMs and
+//!    attestation bundles as referrers, the signatures and attestations under cosign's tags,
+//!    their tags fetched and blobs uploaded beside step 4, their manifests put now, together;
+//!    without the referrers API, then the referrers tags that change;
 //! 6. only then the tags that differ, together.
 //!
 //! Steps 2, 3–5 and 6 are [`check`], [`Checked::upload`] and [`Uploaded::tag`]: [`push_all`]
@@ -65,6 +66,8 @@ pub enum PushError {
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
+    #[error("after the index: {0}")]
+    Artifact(#[from] crate::artifact::ArtifactError),
     #[error("internal: {0}")]
     Internal(String),
     /// One image of several failed.
@@ -98,13 +101,15 @@ pub struct PushOptions {
     pub credential: Option<Credential>,
     pub max_attempts: u32,
     pub progress: ProgressMode,
-    /// Do not push the layout's SBOMs ([`crate::sbom::push`]).
+    /// Do not push the layout's SBOMs ([`crate::artifact::push`]).
     pub no_sbom: bool,
     /// Sign the index and every platform manifest ([`crate::sign`]); `None`: send the layout's
     /// own signatures, if it holds any.
     pub signer: Option<std::sync::Arc<dyn crate::sign::Signer>>,
-    /// Send no signature, neither made nor stored.
+    /// Send no signature, neither made nor stored (nor attestation).
     pub no_sign: bool,
+    /// Send none of the layout's provenance attestations ([`crate::artifact::attest`]).
+    pub no_provenance: bool,
 }
 
 impl PushOptions {
@@ -126,6 +131,7 @@ impl PushOptions {
             no_sbom: false,
             signer: None,
             no_sign: false,
+            no_provenance: false,
         }
     }
 }
@@ -144,8 +150,10 @@ pub struct PushOutcome {
     pub tags_unchanged: Vec<Tag>,
     /// SBOM manifests sent (not those the registry held).
     pub sboms_pushed: usize,
-    /// Signature manifests written (0 when the registry held every signature).
+    /// Signature and attestation tag manifests written (0 when the registry held every one).
     pub signatures_pushed: usize,
+    /// Attestation bundles sent as referrers (not those the registry held).
+    pub attestations_pushed: usize,
 }
 
 async fn blocking<T: Send + 'static>(

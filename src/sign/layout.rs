@@ -137,6 +137,7 @@ fn read_manifest(
         )?;
         let payload = layout.read_manifest(&d)?.bytes;
         layers.push(SignatureLayer {
+            media_type: SIMPLESIGNING.to_string(),
             payload,
             annotations: l.annotations.clone().unwrap_or_default(),
         });
