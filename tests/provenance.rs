@@ -193,7 +193,9 @@ fn py_registry(addr: &str, repo: &str, reference: &str, key: &Path) -> Result<Va
 fn a_cargo_publish_attests_what_went_in_and_a_rebuild_elsewhere_writes_nothing() {
     let (a, b) = keys();
     let reg = Registry::start(Auth::None);
-    let addr = reg.addr();
+    // Both publishes go through one proxy: the same repository name, the second's requests seen.
+    let proxy = Proxy::start(reg.port, Faults::default());
+    let addr = proxy.addr();
     let tmp = tempfile::tempdir().unwrap();
     let (src_a, home_a) = (tmp.path().join("one/hello"), tmp.path().join("home-a"));
     let commit = hello_repo(&src_a);
@@ -293,13 +295,19 @@ fn a_cargo_publish_attests_what_went_in_and_a_rebuild_elsewhere_writes_nothing()
         tmp.path().join("home-b"),
     );
     assert_eq!(hello_repo(&src_b), commit);
-    let proxy = Proxy::start(reg.port, Faults::default());
-    let o = publish(&src_b, &home_b, &proxy.addr(), "prov/hello", a);
+    let before = proxy.stats.log.lock().unwrap().len();
+    let o = publish(&src_b, &home_b, &addr, "prov/hello", a);
     assert!(o.status.success(), "{}", stderr(&o));
-    let (att_b, _) = layout_att(&src_b.join("out"));
-    assert_eq!(att_a, att_b);
+    let (att_b, envelope_b) = layout_att(&src_b.join("out"));
+    assert_eq!(
+        att_a,
+        att_b,
+        "{}\n{}",
+        String::from_utf8_lossy(&envelope),
+        String::from_utf8_lossy(&envelope_b)
+    );
     let log = proxy.stats.log.lock().unwrap().clone();
-    let writes: Vec<_> = log
+    let writes: Vec<_> = log[before..]
         .iter()
         .filter(|r| r.starts_with("PUT") || r.starts_with("POST") || r.starts_with("PATCH"))
         .collect();
@@ -371,6 +379,8 @@ fn a_registry_with_the_referrers_api_gets_the_bundle_as_a_referrer_and_no_referr
             "--repository",
             &repository,
         ])
+        .arg("--sign-key")
+        .arg(a.join("cosign.key"))
         .arg("--layout")
         .arg(tmp.path().join("layout")));
     let manifests = fake2.state.manifests.lock().unwrap();
@@ -389,7 +399,9 @@ fn hostile_attestations_are_a_one_line_refusal_of_verify() {
     // Signatures only: the attestation stores are the test's to fill.
     ok(cmd(home.path())
         .args(["push", "--plain-http", "--no-provenance", "--layout"])
-        .arg(tmp.path().join("layout")));
+        .arg(tmp.path().join("layout"))
+        .arg("--repository")
+        .arg(format!("{addr}/bad/app")));
     let reference = format!("{addr}/bad/app:latest");
     let verify = || {
         run(cmd(home.path())
