@@ -7,6 +7,7 @@ first; medians over the rounds of the wall time, the requests and the round trip
 another, for a first push and the no-op re-push.
 
     ~/.local/share/ironstar/venv/bin/python3 bench/provenance.py [--rounds 5] [--delay-ms 20]
+    IRONSTAR_BIN=target/debug/ironstar …   # another build of ironstar
 
 Needs docker-registry and cargo with the two musl targets. Writes target/bench/provenance.json.
 """
@@ -26,7 +27,12 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from delay_proxy import round_trips  # noqa: E402
 from registry import Registry  # noqa: E402
-from sign import IRONSTAR, PASSWORD, fixture_binaries, sh  # noqa: E402
+from sign import PASSWORD, fixture_binaries, sh  # noqa: E402
+import sign  # noqa: E402
+
+# $IRONSTAR_BIN: another build of ironstar (e.g. target/debug/ironstar: the round trips are the
+# same, the times a little longer); default the release build, built first.
+IRONSTAR = os.environ.get("IRONSTAR_BIN", sign.IRONSTAR)
 
 
 def push(layout, reg, extra):
@@ -57,7 +63,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--delay-ms", type=float, default=20)
     a = ap.parse_args()
-    sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
+    if "IRONSTAR_BIN" not in os.environ:
+        sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
     work = os.path.join(ROOT, "target/bench/provenance")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)

@@ -36,8 +36,9 @@ impl Artifacts {
 }
 
 /// The layout's referrers whose subject is `image`'s index or one of its manifests and whose
-/// `artifactType` `keep` takes. A document that is a link (or no file) is refused now, before
-/// any blob goes out; its content is checked when it is pushed.
+/// `artifactType` `keep` takes. Each document is checked against its digest now (they are small),
+/// so a damaged one is refused before any blob goes out, naming it and the flag that leaves it
+/// out.
 pub fn referrers_of(
     layout: &Layout,
     image: &ResolvedImage,
@@ -50,11 +51,27 @@ pub fn referrers_of(
     let mut out = Vec::new();
     for r in referrer::list(layout)? {
         if subjects.contains(&&r.subject) && keep(&r.referrer.artifact_type) {
-            crate::layout::open_in_layout(&layout.blob_path(&r.document.digest))?;
+            layout
+                .verify_blob(&r.document)
+                .map_err(|e| ArtifactError::Put(format!("{}: {e}", named(&r))))?;
             out.push(r);
         }
     }
     Ok(out)
+}
+
+/// What a referrer is, and how to push without it, for messages.
+fn named(r: &Stored) -> String {
+    match crate::sbom::is_sbom_type(&r.referrer.artifact_type) {
+        true => format!(
+            "the SBOM of {} (--no-sbom pushes the image without them)",
+            r.subject
+        ),
+        false => format!(
+            "the attestation {} (--no-provenance pushes the image without it)",
+            r.referrer.digest
+        ),
+    }
 }
 
 /// Manifests ready to go; their blobs are in the registry.
@@ -178,7 +195,6 @@ async fn upload(
     }
     for r in referrers {
         if seen.insert(r.document.digest.clone()) {
-            layout.verify_blob(&r.document)?;
             let path = layout.blob_path(&r.document.digest);
             blobs.push((r.document.digest.clone(), path, r.document.size));
         }
@@ -263,7 +279,8 @@ impl Staged {
             let d = &r.referrer.digest;
             let indexed = client
                 .put_manifest_subject(Target::Digest(d), media_type::MANIFEST, &r.manifest, d)
-                .await?;
+                .await
+                .map_err(|e| ArtifactError::Put(format!("putting {}: {e}", named(r))))?;
             let kind = match crate::sbom::is_sbom_type(&r.referrer.artifact_type) {
                 true => "sbom",
                 false => "attestation bundle",

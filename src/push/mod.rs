@@ -66,7 +66,7 @@ pub enum PushError {
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
-    #[error("after the index: {0}")]
+    #[error(transparent)]
     Artifact(#[from] crate::artifact::ArtifactError),
     #[error("internal: {0}")]
     Internal(String),
