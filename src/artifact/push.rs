@@ -1,7 +1,7 @@
 //! The artifacts' part of a push, in two steps around the image's own:
-//! [`stage`] beside the image's uploads (each cosign tag fetched and merged, each referrer asked
-//! for, whether the registry has the referrers API, the referrers tags read when it has not,
-//! every blob uploaded) and [`Staged::commit`] after the index, before any tag moves: every
+//! [`stage`] beside the image's uploads (in one round trip each cosign tag fetched, each referrer
+//! asked for, whether the registry has the referrers API, the referrers tags read; then every
+//! blob uploaded) and [`Staged::commit`] after the index, before any tag moves: every
 //! manifest together (one round trip), then, without the referrers API, the referrers tags that
 //! change together (one more). A re-push of what the registry holds writes nothing.
 
@@ -120,7 +120,15 @@ pub async fn stage(
             None => Ok(true),
         }
     };
-    let (current, present, api) = tokio::try_join!(current, present, probe)?;
+    // The referrers tags are read in the same round trip, and dropped if the registry has the
+    // API: a re-push then costs no round trip of its own for them.
+    let tags = async {
+        match artifacts.referrers.is_empty() {
+            true => Ok(Vec::new()),
+            false => fallback_tags(client, &artifacts.referrers).await,
+        }
+    };
+    let (current, present, api, tags) = tokio::try_join!(current, present, probe, tags)?;
     let mut cosign = Vec::new();
     for ((tag, ours, about), got) in cosign_tags.into_iter().zip(current) {
         let what = format!("{}:{tag}", client.repository);
@@ -139,17 +147,11 @@ pub async fn stage(
         .filter(|(_, p)| !**p)
         .map(|(r, _)| r.clone())
         .collect();
-    let (scratch, fallback) =
-        tokio::try_join!(upload(client, layout, &cosign, &referrers), async {
-            match api {
-                true => Ok(None),
-                false => Ok(Some(fallback_tags(client, &artifacts.referrers).await?)),
-            }
-        })?;
+    let scratch = upload(client, layout, &cosign, &referrers).await?;
     Ok(Staged {
         cosign,
         referrers,
-        fallback,
+        fallback: (!api).then_some(tags),
         _scratch: scratch,
     })
 }

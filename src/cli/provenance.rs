@@ -39,8 +39,14 @@ pub fn run(args: &ProvenanceArgs) -> anyhow::Result<()> {
     for f in found {
         match f.result {
             Ok(statement) => {
-                println!("{}", serde_json::to_string_pretty(&statement)?);
-                return Ok(());
+                use std::io::Write as _;
+                let mut text = serde_json::to_vec_pretty(&statement)?;
+                text.push(b'\n');
+                // A reader that stops early (`| head`) is no error.
+                return match std::io::stdout().write_all(&text) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    other => Ok(other?),
+                };
             }
             Err(e) => why.push(e),
         }
