@@ -22,6 +22,8 @@
 //!   named as ko names them; [`resolve`]: `ironstar://NAME` references in YAML;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
+//! - [`artifact`]: what is written after the index, about it (referrers, cosign's `.sig` and
+//!   `.att` tags, the referrers tag), and the signed SLSA provenance attestation;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
 //!   or docker.
 
