@@ -47,6 +47,8 @@ pub enum BuildError {
     Sign(#[from] crate::sign::SignError),
     #[error(transparent)]
     Base(#[from] BaseError),
+    #[error("provenance: {0}")]
+    Provenance(String),
     #[error("base {reference}: its config for {platform}: {message}")]
     BaseConfig {
         reference: String,
@@ -73,6 +75,9 @@ pub struct BuildOptions {
     pub sbom: Option<crate::sbom::SbomOptions>,
     /// Sign the index and every platform manifest into the layout ([`crate::sign::layout`]).
     pub sign: Option<crate::sign::layout::LayoutSigning>,
+    /// With `sign`: attest the build's provenance into the layout ([`crate::artifact::attest`]);
+    /// what the caller knows of its source.
+    pub provenance: Option<crate::artifact::provenance::Source>,
     /// How to pull the image definition's `base`, if it has one.
     pub base: crate::base::BaseOptions,
     /// The reuse record of a `--cargo` build ([`crate::reuse`]), kept in the layout's
@@ -264,6 +269,21 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
         }
         None => Vec::new(),
     };
+    let attestation = match (&opts.sign, &opts.provenance) {
+        (Some(signing), Some(source)) => {
+            let binaries: Vec<_> = inputs.iter().map(|(p, b, _)| (*p, b.as_path())).collect();
+            let facts = Facts {
+                spec,
+                binaries: &binaries,
+                base: base.as_ref(),
+                index: &index_ref,
+                created: &created,
+            };
+            attest(&writer, signing, source, &facts)?
+        }
+        _ => Vec::new(),
+    };
+    let signatures = [signatures, attestation].concat();
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
     let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec, opts));
     let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
@@ -279,6 +299,44 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
             (b.reference.to_string(), b.digest.clone(), layers)
         }),
     })
+}
+
+/// What a build knows of an image once its index is written.
+struct Facts<'a> {
+    spec: &'a ImageSpec,
+    binaries: &'a [(&'static Platform, &'a Path)],
+    base: Option<&'a Base>,
+    index: &'a BlobRef,
+    created: &'a str,
+}
+
+/// The signed provenance of the image, written beside it: its `index.json` entries.
+fn attest(
+    writer: &LayoutWriter,
+    signing: &crate::sign::layout::LayoutSigning,
+    source: &crate::artifact::provenance::Source,
+    f: &Facts,
+) -> Result<Vec<serde_json::Value>, BuildError> {
+    use crate::artifact::provenance;
+    let image = provenance::Image {
+        name: &signing.identity,
+        index: &f.index.digest,
+        platforms: f.spec.platforms.iter().map(|p| p.to_string()).collect(),
+        compression: f.spec.compression.to_string(),
+        rootfs: f.spec.rootfs.iter().map(|i| i.name().to_string()).collect(),
+        base: f.base.map(|b| (b.reference.to_string(), b.digest.clone())),
+        binaries: f
+            .binaries
+            .iter()
+            .map(|(p, b)| (p.to_string(), *b))
+            .collect(),
+    };
+    let statement =
+        provenance::statement(source, &image).map_err(|e| BuildError::Provenance(e.to_string()))?;
+    let signer = signing.signer.as_ref();
+    Ok(crate::artifact::attest::write(
+        writer, signer, &statement, f.index, f.created,
+    )?)
 }
 
 /// The SBOMs `opts.sbom` asks for, written beside the image; each report says where its came from.
@@ -522,6 +580,7 @@ mod tests {
             cache_dir: None,
             sbom: None,
             sign: None,
+            provenance: None,
             base: Default::default(),
             reuse: None,
         };

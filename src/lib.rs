@@ -23,12 +23,15 @@
 //! - [`merge`]: per-platform images built apart, joined into the index one build would write;
 //! - [`sbom`]: each platform's bill of materials, attached to its manifest as an OCI referrer;
 //! - [`sign`]: cosign-compatible signatures of the index and every platform manifest;
+//! - [`artifact`]: what is written after the index, about it (referrers, cosign's `.sig` and
+//!   `.att` tags, the referrers tag), and the signed SLSA provenance attestation;
 //! - [`archive`] and [`load`]: docker-archive and oci-archive streams, and loading one into podman
 //!   or docker;
 //! - [`untrusted`]: JSON someone else wrote (a base's manifest or config), counted before it is
 //!   parsed.
 
 pub mod archive;
+pub mod artifact;
 pub mod base;
 pub mod build;
 pub mod cache;

@@ -46,7 +46,7 @@ fn dir_of(path: Option<&Path>) -> PathBuf {
 }
 
 /// `git -C dir ARGS`'s stdout, if it ran and succeeded.
-fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)

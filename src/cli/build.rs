@@ -368,6 +368,10 @@ fn build_resolved_with(
                 search_from,
                 source_date_epoch,
             ),
+            provenance: sign
+                .as_ref()
+                .filter(|_| !args.sign.no_provenance)
+                .map(|_| provenance_source(args, r)),
             sign,
             base: ironstar::base::BaseOptions {
                 plain_http: args.base_plain_http,
@@ -390,6 +394,30 @@ fn build_resolved_with(
         });
     }
     Ok(built)
+}
+
+/// What the provenance says of the build's source: the definition file, the cargo selection.
+fn provenance_source(args: &BuildArgs, r: &Resolved) -> ironstar::artifact::provenance::Source {
+    let cargo = r.built.as_ref().map(|b| {
+        let s = &b.source;
+        ironstar::artifact::provenance::CargoParams {
+            manifest_path: s.manifest_path.clone(),
+            package: s.package.clone(),
+            bin: args.cargo_args.bins.first().cloned(),
+            features: s.features.clone(),
+            all_features: s.all_features,
+            no_default_features: s.no_default_features,
+            profile: args
+                .cargo_args
+                .profile
+                .clone()
+                .unwrap_or_else(|| "release".into()),
+        }
+    });
+    ironstar::artifact::provenance::Source {
+        definition: args.image_file.clone(),
+        cargo,
+    }
 }
 
 /// One image's summary on stderr; with several images each line names its image.
@@ -433,9 +461,13 @@ fn summary(
     super::sbom::summary(report, args.sbom.no_sbom);
     if let Some(s) = &opts.sign {
         eprintln!(
-            "{who}signed: the index and {} platform manifest(s), for {}",
+            "{who}signed: the index and {} platform manifest(s), for {}{}",
             report.platforms.len(),
-            s.identity
+            s.identity,
+            match opts.provenance.is_some() {
+                true => "; provenance attested",
+                false => "",
+            }
         );
     }
     let mimalloc = r

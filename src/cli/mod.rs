@@ -6,6 +6,7 @@ pub mod docs;
 pub mod load;
 pub mod merge;
 pub mod publish;
+pub mod provenance;
 pub mod push;
 pub mod resolve;
 pub mod reuse;
@@ -69,6 +70,8 @@ pub enum Command {
     /// Check the cosign signatures of an image's index and every platform manifest, in a
     /// registry or a layout.
     Verify(sign::VerifyArgs),
+    /// Print the signed SLSA provenance statement of an image (pushed, or in a layout) as JSON.
+    Provenance(provenance::ProvenanceArgs),
     /// Put one platform of a layout into the local podman or docker image store (or a
     /// docker-archive file), to run it by name; --all writes a multi-platform oci-archive.
     Load(load::LoadArgs),
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sbom(args) => sbom::run(&args),
         Command::Resolve(args) => resolve::run(args, cli.quiet),
         Command::Verify(args) => sign::verify(&args, cli.quiet),
+        Command::Provenance(args) => provenance::run(&args),
         Command::CheckBinary { platform, binaries } => {
             let p = ironstar::Platform::parse(&platform)?;
             for b in &binaries {

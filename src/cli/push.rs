@@ -115,6 +115,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
             false => args.sign.signer()?,
         },
         no_sign: args.no_sign,
+        no_provenance: args.sign.no_provenance,
     };
     let pushes = match args.workspace {
         true => workspace_plans(args)?,
@@ -158,6 +159,7 @@ pub fn run_with(args: &PushArgs, quiet: bool) -> anyhow::Result<()> {
 pub struct Signing {
     pub signer: Option<std::sync::Arc<dyn ironstar::sign::Signer>>,
     pub no_sign: bool,
+    pub no_provenance: bool,
 }
 
 /// `push --workspace`: every layout of the directory, each to its recorded repository or
@@ -244,6 +246,7 @@ pub fn named_pushes(
                 signer: signing.signer.clone(),
                 no_sign: signing.no_sign,
                 by_digest: registry.by_digest,
+                no_provenance: signing.no_provenance,
                 ..PushOptions::from_plan(plan)
             },
         })

@@ -16,6 +16,9 @@ pub struct SignArgs {
     /// Empty (the action's unset input) means no signing.
     #[arg(long, value_name = "FILE|env://NAME", env = "IRONSTAR_SIGN_KEY", value_parser = clap::builder::ValueParser::os_string())]
     pub sign_key: Option<std::ffi::OsString>,
+    /// With --sign-key: make (build) or send (push) no signed SLSA provenance attestation.
+    #[arg(long, env = "IRONSTAR_NO_PROVENANCE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_provenance: bool,
 }
 
 impl SignArgs {
@@ -65,6 +68,10 @@ pub struct VerifyArgs {
     /// Talk plain http to the registry.
     #[arg(long)]
     pub plain_http: bool,
+    /// Also require a provenance attestation of the index that the key verifies (without it,
+    /// attestations are checked when present, a bad one a warning).
+    #[arg(long)]
+    pub require_provenance: bool,
 }
 
 /// Check the index and every platform manifest; prints what was verified (stdout: the image).
@@ -93,6 +100,18 @@ pub fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
         }
         (None, None) => bail!("give REGISTRY/REPO[:TAG] or --layout DIR"),
     };
+    let top = match verified.first() {
+        Some(v) => v.digest.clone(),
+        None => bail!("nothing verified"),
+    };
+    let (found, _) = match (&args.layout, &args.image) {
+        (Some(l), _) => super::provenance::layout(l, Some(&key))?,
+        (None, Some(r)) => {
+            let r = format!("{}@{top}", Reference::parse(r)?.repository);
+            super::provenance::registry(&r, args.plain_http, Some(&key))?
+        }
+        (None, None) => unreachable!("checked above"),
+    };
     if !quiet {
         for v in &verified {
             eprintln!(
@@ -102,6 +121,7 @@ pub fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
             );
         }
     }
+    super::provenance::report(&found, &top, args.require_provenance, quiet)?;
     println!("{image}");
     Ok(())
 }

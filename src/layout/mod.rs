@@ -417,11 +417,15 @@ impl Layout {
     }
 }
 
-/// An entry tagged as cosign tags signatures, `sha256-<64 hex>.sig`: no image.
+/// An entry tagged as cosign tags signatures and attestations, `sha256-<64 hex>.sig` or
+/// `.att`: no image.
 fn is_signature_entry(d: &RawDescriptor) -> bool {
     d.annotations
         .get(annotation::REF_NAME)
-        .and_then(|t| t.strip_prefix("sha256-")?.strip_suffix(".sig"))
+        .and_then(|t| {
+            let t = t.strip_prefix("sha256-")?;
+            t.strip_suffix(".sig").or_else(|| t.strip_suffix(".att"))
+        })
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

@@ -15,9 +15,9 @@ use crate::image::BlobRef;
 use crate::oci::media_type;
 use crate::registry::client::short;
 use crate::registry::{Client, Target};
-use crate::sbom::artifact::{layout_descriptor, LocalSbom, Referrer};
+use crate::artifact::push::add_to_fallback;
+use crate::artifact::referrer::{layout_descriptor, Referrer, Stored as LocalSbom};
 use crate::sbom::fetch::referrers_of;
-use crate::sbom::push::add_to_fallback;
 use crate::sbom::{MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
 
 /// Every part not in R yet, put there: blobs mounted or copied, then its manifest by digest.

@@ -86,6 +86,8 @@ pub enum MergeError {
     Sign(#[from] crate::sign::SignError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -126,7 +126,14 @@ pub async fn merge_in_registry(
     };
     let staging = async {
         match &signatures {
-            Some(s) => Ok(Some(crate::sign::push::stage(&dest, s).await?)),
+            Some(s) => {
+                let artifacts = crate::artifact::push::Artifacts {
+                    cosign: crate::sign::push::cosign_entries(s.clone()),
+                    referrers: Vec::new(),
+                };
+                let staged = crate::artifact::push::stage(&dest, None, artifacts).await?;
+                Ok(Some(staged))
+            }
             None => Ok::<_, MergeError>(None),
         }
     };

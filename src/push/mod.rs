@@ -13,9 +13,10 @@
 //!    the index, each checked against the `Docker-Content-Digest` the registry answers. The
 //!    index goes up under its tag directly when there is one tag to move and no SBOM to push
 //!    (that `PUT` is then the last step, as a tag's is), else by digest;
-//! 5. then the layout's SBOMs, as referrers of the platform manifests ([`crate::sbom::push`]),
-//!    and the signatures of the index and every platform manifest ([`crate::sign::push`]: their
-//!    tags fetched and their blobs uploaded beside step 4, their manifests put now);
+//! 5. then the artifacts about the image ([`crate::artifact::push`]): the layout's SBOMs and
+//!    attestation bundles as referrers, the signatures and attestations under cosign's tags,
+//!    their tags fetched and blobs uploaded beside step 4, their manifests put now, together;
+//!    without the referrers API, then the referrers tags that change;
 //! 6. only then the tags that differ, together, all or none as far as the registry allows
 //!    ([`tags`]: a failed tag `PUT` undoes those that moved); none with `by_digest`
 //!    (`push --by-digest`).
@@ -73,6 +74,8 @@ pub enum PushError {
     SameRepository(#[from] SameRepository),
     #[error(transparent)]
     Tags(Box<TagsNotMoved>),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     #[error("internal: {0}")]
     Internal(String),
     /// One image of several failed.
@@ -106,16 +109,18 @@ pub struct PushOptions {
     pub credential: Option<Credential>,
     pub max_attempts: u32,
     pub progress: ProgressMode,
-    /// Do not push the layout's SBOMs ([`crate::sbom::push`]).
+    /// Do not push the layout's SBOMs ([`crate::artifact::push`]).
     pub no_sbom: bool,
     /// Sign the index and every platform manifest ([`crate::sign`]); `None`: send the layout's
     /// own signatures, if it holds any.
     pub signer: Option<std::sync::Arc<dyn crate::sign::Signer>>,
-    /// Send no signature, neither made nor stored.
+    /// Send no signature, neither made nor stored (nor attestation).
     pub no_sign: bool,
     /// Every phase but the tags: the image (and what is about it) goes up by digest, no tag
     /// is read or moved (a per-platform part for `ironstar merge`).
     pub by_digest: bool,
+    /// Send none of the layout's provenance attestations ([`crate::artifact::attest`]).
+    pub no_provenance: bool,
 }
 
 impl PushOptions {
@@ -138,6 +143,7 @@ impl PushOptions {
             signer: None,
             no_sign: false,
             by_digest: false,
+            no_provenance: false,
         }
     }
 }
@@ -156,8 +162,10 @@ pub struct PushOutcome {
     pub tags_unchanged: Vec<Tag>,
     /// SBOM manifests sent (not those the registry held).
     pub sboms_pushed: usize,
-    /// Signature manifests written (0 when the registry held every signature).
+    /// Signature and attestation tag manifests written (0 when the registry held every one).
     pub signatures_pushed: usize,
+    /// Attestation bundles sent as referrers (not those the registry held).
+    pub attestations_pushed: usize,
 }
 
 async fn blocking<T: Send + 'static>(

@@ -1,7 +1,8 @@
 //! A push in three steps, so that a caller pushing several images can run each step for all of
 //! them before the next, and move no tag until every image is up:
-//! [`check`] (the first round trip), [`Checked::upload`] (blobs, manifests, the index, SBOMs,
-//! signatures), [`Uploaded::tag`] (the tags that differ).
+//! [`check`] (the first round trip), [`Checked::upload`] (blobs, manifests, the index, then the
+//! artifacts about them: SBOMs, signatures, attestations), [`Uploaded::tag`] (the tags that
+//! differ).
 
 use std::sync::Arc;
 
@@ -30,9 +31,9 @@ pub struct Checked<'a> {
     report: Reporter,
     /// Hashing the blobs; `None` when the registry holds the index (nothing local is sent).
     verification: Option<Verification>,
-    sboms: bool,
-    /// Signatures to put up after the index ([`crate::sign::push`]), made before any request.
-    signatures: Option<crate::sign::ImageSignatures>,
+    /// What goes up after the index ([`crate::artifact::push`]): signatures made before any
+    /// request, the layout's attestations and referrers.
+    artifacts: crate::artifact::push::Artifacts,
     moving: Vec<Tag>,
     /// What the moving tags that exist named when the push began (to put them back).
     before: Vec<(Tag, Digest)>,
@@ -87,10 +88,7 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
     if opts.by_digest {
         tags.clear();
     }
-    let signatures = match opts.no_sign {
-        true => None,
-        false => signatures(opts, &layout, &image).await?,
-    };
+    let artifacts = artifacts(opts, &layout, &image).await?;
     let digest = image.top.descriptor.digest.clone();
     let name = opts.repository.to_string();
     let mut outcome = PushOutcome {
@@ -104,6 +102,7 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         tags_unchanged: Vec::new(),
         sboms_pushed: 0,
         signatures_pushed: 0,
+        attestations_pushed: 0,
     };
 
     // One round trip: whether the registry holds the index, and where each tag points. No
@@ -126,7 +125,6 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         }
     }
 
-    let sboms = !opts.no_sbom && has_sboms(&layout, &image).await?;
     let verification = match present {
         Some(_) => {
             drop(verification);
@@ -148,29 +146,43 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         base,
         report,
         verification,
-        sboms,
-        signatures,
+        artifacts,
         moving,
         before,
         outcome,
     })
 }
 
-/// The signatures this push sends (signed now, or the layout's), before any request.
-async fn signatures(
+/// What this push sends after the index, decided before any request: the signatures (signed
+/// now, or the layout's), the layout's attestations and its referrers of the image.
+async fn artifacts(
     opts: &PushOptions,
     layout: &Layout,
     image: &ResolvedImage,
-) -> Result<Option<crate::sign::ImageSignatures>, PushError> {
+) -> Result<crate::artifact::push::Artifacts, PushError> {
     let (layout, image) = (layout.clone(), image.clone());
     let (repository, signer) = (opts.repository.clone(), opts.signer.clone());
+    let (no_sign, no_sbom) = (opts.no_sign, opts.no_sbom);
+    let provenance = !opts.no_sign && !opts.no_provenance;
     blocking(move || {
-        Ok(crate::sign::push::prepare(
-            &layout,
-            &image,
-            &repository,
-            signer.as_deref(),
-        )?)
+        use crate::artifact::{attest, push};
+        let mut cosign = Vec::new();
+        if !no_sign {
+            let sigs = crate::sign::push::prepare(&layout, &image, &repository, signer.as_deref())?;
+            cosign.extend(
+                sigs.map(crate::sign::push::cosign_entries)
+                    .unwrap_or_default(),
+            );
+        }
+        if provenance {
+            cosign.extend(attest::cosign_entries(&layout, &image)?);
+        }
+        let keep = |t: &str| match crate::sbom::is_sbom_type(t) {
+            true => !no_sbom,
+            false => provenance && t == crate::artifact::BUNDLE,
+        };
+        let referrers = push::referrers_of(&layout, &image, keep)?;
+        Ok(push::Artifacts { cosign, referrers })
     })
     .await
 }
@@ -183,28 +195,31 @@ impl<'a> Checked<'a> {
     /// tag directly (its `PUT` is then the last step, as a tag's is); a caller that moves the
     /// tags of several images together passes `false`.
     pub async fn upload(mut self, index_by_tag: bool) -> Result<Uploaded<'a>, PushError> {
-        let signatures = self.signatures.take();
-        let client = self.client.clone();
-        let staging = async {
-            match &signatures {
-                Some(s) => Ok(Some(crate::sign::push::stage(&client, s).await?)),
-                None => Ok::<_, PushError>(None),
-            }
-        };
+        let artifacts = std::mem::take(&mut self.artifacts);
         // A reuse record goes after the index and before the tags: the index then goes by digest.
         let record = crate::reuse::layout_record(&self.layout).is_some();
-        let direct = index_by_tag && signatures.is_none() && !record;
+        let direct = index_by_tag && artifacts.is_empty() && !record;
+        let (client, layout) = (self.client.clone(), self.layout.clone());
+        let staging = async {
+            match artifacts.is_empty() {
+                true => Ok(None),
+                false => Ok::<_, PushError>(Some(
+                    crate::artifact::push::stage(&client, Some(&layout), artifacts).await?,
+                )),
+            }
+        };
         let (staged, ()) = tokio::try_join!(staging, self.send_image(direct))?;
-        if self.sboms {
-            let line = |m: String| self.report.line(m);
-            let sent =
-                crate::sbom::push::push_sboms(&self.client, &self.layout, &self.image, &line)
-                    .await?;
-            self.outcome.sboms_pushed = sent.pushed;
-        }
         if let Some(staged) = staged {
             let line = |m: String| self.report.line(m);
-            self.outcome.signatures_pushed = staged.commit(&self.client, &line).await?;
+            let written = staged.commit(&self.client, &line).await?;
+            let o = &mut self.outcome;
+            for (artifact_type, n) in &written.referrers {
+                match crate::sbom::is_sbom_type(artifact_type) {
+                    true => o.sboms_pushed += n,
+                    false => o.attestations_pushed += n,
+                }
+            }
+            o.signatures_pushed = written.cosign;
         }
         let line = |m: String| self.report.line(m);
         let top = &self.image.top.descriptor;
@@ -231,7 +246,7 @@ impl<'a> Checked<'a> {
         };
         blobs.run(&self.image.blobs, &mut self.outcome).await?;
         put_all(&self.client, &self.image.manifests, None, &self.report).await?;
-        let direct = (index_by_tag && self.moving.len() == 1 && !self.sboms)
+        let direct = (index_by_tag && self.moving.len() == 1)
             .then(|| self.moving.pop())
             .flatten();
         let top = std::slice::from_ref(&self.image.top);
@@ -339,21 +354,6 @@ async fn put_all(
     }))
     .await?;
     Ok(())
-}
-
-/// Whether the layout holds SBOMs of this image (they go after the index, before the tags).
-/// A document that is a link (or no file) is refused now, before any blob goes out; its
-/// content is checked when it is pushed.
-async fn has_sboms(layout: &Layout, image: &ResolvedImage) -> Result<bool, PushError> {
-    let (layout, image) = (layout.clone(), image.clone());
-    blocking(move || {
-        let sboms = crate::sbom::push::sboms_of(&layout, &image)?;
-        for s in &sboms {
-            crate::layout::open_in_layout(&layout.blob_path(&s.document.digest))?;
-        }
-        Ok(!sboms.is_empty())
-    })
-    .await
 }
 
 fn kind_of(media_type: &str) -> &'static str {

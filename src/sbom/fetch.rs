@@ -5,8 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::artifact::{self, digest_at, parse};
+use super::artifact;
 use super::{SbomError, MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
+use crate::artifact::referrer::{digest_at, parse};
 use crate::digest::Digest;
 use crate::layout::Layout;
 use crate::oci::platform_name;
@@ -86,18 +87,7 @@ pub fn from_layout(dir: &Path, platform: Option<&str>) -> Result<Vec<u8>, SbomEr
 /// The referrers of `subject` in `repo`: the API's index when there is one, else the referrers
 /// tag's; an empty list when neither.
 pub async fn referrers_of(repo: &Client, subject: &Digest) -> Result<Vec<Value>, SbomError> {
-    let index = match repo.referrers(subject).await? {
-        Some(b) => Some(b),
-        None => {
-            let tag = super::push::fallback_tag(subject);
-            repo.get_manifest(Target::Tag(&tag)).await?.map(|m| m.bytes)
-        }
-    };
-    let Some(index) = index else {
-        return Ok(Vec::new());
-    };
-    let v = parse(&format!("referrers of {subject}"), &index)?;
-    Ok(v["manifests"].as_array().cloned().unwrap_or_default())
+    Ok(crate::artifact::referrer::remote(repo, subject).await?)
 }
 
 /// The SBOM document of a pushed image.

@@ -5,7 +5,7 @@
 //! or a document the user gives. The crates become an SPDX 2.3 or CycloneDX 1.5 JSON document
 //! ([`spdx`], [`cyclonedx`]) with deterministic bytes, stored in the layout as an OCI 1.1 artifact
 //! manifest whose `subject` is the platform's manifest ([`artifact`]), and pushed as a referrer
-//! ([`push`]).
+//! ([`crate::artifact::push`]).
 
 pub mod artifact;
 pub mod auditable;
@@ -13,7 +13,6 @@ pub mod cyclonedx;
 pub mod fetch;
 pub mod lockfile;
 pub mod metadata;
-pub mod push;
 pub mod spdx;
 
 use std::collections::BTreeMap;
@@ -23,6 +22,11 @@ use crate::platform::Platform;
 
 pub const MEDIA_TYPE_SPDX: &str = "application/spdx+json";
 pub const MEDIA_TYPE_CYCLONEDX: &str = "application/vnd.cyclonedx+json";
+
+/// Whether a referrer's `artifactType` is an SBOM's.
+pub fn is_sbom_type(artifact_type: &str) -> bool {
+    matches!(artifact_type, MEDIA_TYPE_SPDX | MEDIA_TYPE_CYCLONEDX)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
@@ -40,6 +44,8 @@ pub enum SbomError {
     Registry(#[from] crate::registry::RegistryError),
     #[error("{0}")]
     NotFound(String),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     #[error("{what}: malformed JSON: {source}")]
     Json {
         what: String,

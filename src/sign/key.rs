@@ -133,6 +133,12 @@ impl Signer for KeySigner {
     fn describe(&self) -> String {
         format!("key {}", self.path.display())
     }
+
+    fn public_key_der(&self) -> Option<Vec<u8>> {
+        use p256::pkcs8::EncodePublicKey as _;
+        let der = self.key.verifying_key().to_public_key_der().ok()?;
+        Some(der.as_bytes().to_vec())
+    }
 }
 
 /// The bytes of a key: the file at `path`, or, for `env://NAME` (cosign's spelling), the

@@ -171,6 +171,7 @@ fn read_manifest(
         .filter(|l| l.media_type == SIMPLESIGNING)
     {
         layers.push(SignatureLayer {
+            media_type: SIMPLESIGNING.to_string(),
             payload: payload(layout, &l.digest, l.size, &what)?,
             annotations: l.annotations.clone().unwrap_or_default(),
         });

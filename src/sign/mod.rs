@@ -5,9 +5,10 @@
 //!   key) and plain PKCS#8/SEC1 PEM keys; the public key that verifies;
 //! - [`payload`]: the simple-signing payload (`critical.identity`, `.image`, `.type`), in the
 //!   bytes cosign writes, and its strict reading;
-//! - [`store`]: the signature manifest as cosign stores it under the tag `sha256-<hex>.sig`: an
-//!   OCI image manifest, one `application/vnd.dev.cosign.simplesigning.v1+json` layer a
-//!   signature, the base64 DER signature in the `dev.cosignproject.cosign/signature` annotation;
+//! - [`store`] ([`crate::artifact::cosign`]): the signature manifest as cosign stores it under
+//!   the tag `sha256-<hex>.sig`: an OCI image manifest, one
+//!   `application/vnd.dev.cosign.simplesigning.v1+json` layer a signature, the base64 DER
+//!   signature in the `dev.cosignproject.cosign/signature` annotation;
 //! - [`layout`]: signatures kept in an OCI layout (`ironstar build --sign-key`);
 //! - [`push`]: the step of a push that puts them up, after the index and before the tags;
 //! - [`verify`]: `ironstar verify`, for a pushed image or a layout.
@@ -20,8 +21,13 @@ pub mod key;
 pub mod layout;
 pub mod payload;
 pub mod push;
-pub mod store;
 pub mod verify;
+
+pub use crate::artifact::cosign as store;
+pub use crate::artifact::cosign::SIGNATURE_ANNOTATION;
+/// One signature as a layer of a signature manifest: its payload and the layer's annotations
+/// (the signature's among them).
+pub use crate::artifact::Layer as SignatureLayer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,8 +39,6 @@ pub use key::{KeySigner, PublicKey};
 
 /// The media type of a simple-signing payload layer.
 pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
-/// The layer annotation holding the base64 DER signature.
-pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Keyless signing's annotations (a [`Signer`] may return them): the Fulcio certificate, its
 /// chain, and the Rekor bundle.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
@@ -60,6 +64,8 @@ pub enum SignError {
     Put(String),
     #[error(transparent)]
     Layout(#[from] crate::layout::LayoutError),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
     #[error("signatures: {0}")]
     Registry(#[from] crate::registry::RegistryError),
     #[error("{path}: {source}")]
@@ -88,6 +94,10 @@ pub trait Signer: Send + Sync {
     fn sign(&self, payload: &[u8]) -> Result<Signed, SignError>;
     /// What it is, for logs and errors (never a secret), e.g. `key cosign.key`.
     fn describe(&self) -> String;
+    /// The public key's DER SubjectPublicKeyInfo, when it is a key (for a bundle's key hint).
+    fn public_key_der(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Signer {
@@ -98,44 +108,23 @@ impl std::fmt::Debug for dyn Signer {
 
 /// The tag cosign stores the signatures of `digest` under: `sha256-<hex>.sig`.
 pub fn signature_tag(digest: &Digest) -> Tag {
-    Tag::parse(&format!("sha256-{}.sig", digest.hex()))
-        .expect("an algorithm, a dash, hex digits and .sig make a valid tag")
+    crate::artifact::CosignTag::Sig.of(digest)
 }
 
-/// One signature as a layer of a signature manifest: its payload and the layer's annotations
-/// (the signature's among them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureLayer {
-    pub payload: Vec<u8>,
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl SignatureLayer {
-    /// Sign `payload` with `signer`.
-    pub fn sign(signer: &dyn Signer, payload: Vec<u8>) -> Result<Self, SignError> {
-        use base64::Engine as _;
-        let signed = signer.sign(&payload)?;
-        let mut annotations = signed.annotations;
-        annotations.insert(
-            SIGNATURE_ANNOTATION.to_string(),
-            base64::engine::general_purpose::STANDARD.encode(&signed.signature),
-        );
-        Ok(SignatureLayer {
-            payload,
-            annotations,
-        })
-    }
-
-    pub fn digest(&self) -> Digest {
-        Digest::of(&self.payload)
-    }
-
-    /// The base64 signature, if the layer has one.
-    pub fn signature(&self) -> Option<&str> {
-        self.annotations
-            .get(SIGNATURE_ANNOTATION)
-            .map(String::as_str)
-    }
+/// `payload` signed by `signer`, as a simple-signing layer.
+pub fn sign_layer(signer: &dyn Signer, payload: Vec<u8>) -> Result<SignatureLayer, SignError> {
+    use base64::Engine as _;
+    let signed = signer.sign(&payload)?;
+    let mut annotations = signed.annotations;
+    annotations.insert(
+        SIGNATURE_ANNOTATION.to_string(),
+        base64::engine::general_purpose::STANDARD.encode(&signed.signature),
+    );
+    Ok(SignatureLayer {
+        media_type: SIMPLESIGNING.to_string(),
+        payload,
+        annotations,
+    })
 }
 
 /// The signatures of one image: for the index and each platform manifest, the layers to store
@@ -157,7 +146,7 @@ impl ImageSignatures {
         let subjects = subjects
             .iter()
             .map(|(d, p)| {
-                let layer = SignatureLayer::sign(signer, payload::payload(identity, d))?;
+                let layer = sign_layer(signer, payload::payload(identity, d))?;
                 Ok((d.clone(), p.clone(), vec![layer]))
             })
             .collect::<Result<_, SignError>>()?;

@@ -1,26 +1,30 @@
-//! The signature manifest, as cosign stores it under `sha256-<hex>.sig`: what go-containerregistry
-//! makes of `empty.Image` with OCI media types and one appended layer a signature. The manifest:
-//! `schemaVersion`, `mediaType`, `config`, `layers` (Go's field order, compact); each layer the
-//! payload blob (`application/vnd.dev.cosign.simplesigning.v1+json`) with its annotations. The
-//! config: an image config whose `rootfs.diff_ids` are the layers' digests (a payload is its own
-//! uncompressed form) and one empty history entry a layer, dates Go's zero time (cosign records no
-//! creation time unless asked).
+//! The manifests cosign stores under `sha256-<hex>.sig` (signatures) and `sha256-<hex>.att`
+//! (attestations): what go-containerregistry makes of `empty.Image` with OCI media types and one
+//! appended layer an entry. The manifest: `schemaVersion`, `mediaType`, `config`, `layers` (Go's
+//! field order, compact); each layer the payload blob (a simple-signing payload for `.sig`, a DSSE
+//! envelope for `.att`) with its annotations. The config: an image config whose
+//! `rootfs.diff_ids` are the layers' digests (a payload is its own uncompressed form) and one
+//! empty history entry a layer, dates Go's zero time (cosign records no creation time unless
+//! asked).
 //!
-//! A signature tag that holds other signatures keeps them: ours are appended unless an identical
-//! one (same payload, same signature) is there, and nothing is written when all are. The config
-//! is rebuilt from the layers (the registry's copy is never fetched: cosign's verification does
-//! not read it, and it saves a round trip).
+//! A tag that holds other entries keeps them: ours are appended unless an identical one (same
+//! payload, same signature) is there, and nothing is written when all are. The config is rebuilt
+//! from the layers (the registry's copy is never fetched: cosign's verification does not read it,
+//! and it saves a round trip).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SignError, SignatureLayer, SIGNATURE_ANNOTATION, SIMPLESIGNING};
+use super::{malformed, ArtifactError, Layer};
 use crate::digest::Digest;
 use crate::oci::media_type;
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+/// The layer annotation holding the base64 DER signature (empty on an attestation: its
+/// signature is inside the envelope).
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,9 +55,9 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    fn of_layer(layer: &SignatureLayer) -> Self {
+    fn of_layer(layer: &Layer) -> Self {
         Descriptor {
-            media_type: SIMPLESIGNING.to_string(),
+            media_type: layer.media_type.clone(),
             size: layer.payload.len() as u64,
             digest: layer.digest().to_string(),
             annotations: Some(layer.annotations.clone()),
@@ -69,7 +73,7 @@ impl Descriptor {
     }
 
     /// The same signature as `layer`: the same payload and the same signature.
-    fn holds(&self, layer: &SignatureLayer) -> bool {
+    fn holds(&self, layer: &Layer) -> bool {
         self.digest == layer.digest().to_string() && self.signature() == layer.signature()
     }
 }
@@ -82,23 +86,18 @@ pub struct Written {
     pub digest: Digest,
     pub media_type: String,
     pub config: Vec<u8>,
-    pub added: Vec<SignatureLayer>,
+    pub added: Vec<Layer>,
 }
 
-/// Parse a signature manifest.
-pub fn parse(what: &str, bytes: &[u8]) -> Result<Manifest, SignError> {
-    serde_json::from_slice(bytes).map_err(|e| SignError::Malformed {
-        what: what.to_string(),
-        problem: format!("not a signature manifest: {e}"),
-    })
+/// Parse a signature (or attestation) manifest.
+pub fn parse(what: &str, bytes: &[u8]) -> Result<Manifest, ArtifactError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| malformed(what, format!("not a signature manifest: {e}")))
 }
 
 /// The manifest holding `existing`'s layers (if any) and each of `ours` not among them; `None`
 /// when every one of ours is there already.
-pub fn merge(
-    existing: Option<Manifest>,
-    ours: &[SignatureLayer],
-) -> Result<Option<Written>, SignError> {
+pub fn merge(existing: Option<Manifest>, ours: &[Layer]) -> Result<Option<Written>, ArtifactError> {
     let mut m = existing.unwrap_or_else(|| Manifest {
         schema_version: 2,
         media_type: Some(media_type::MANIFEST.to_string()),
@@ -158,8 +157,11 @@ fn config(layers: &[Descriptor]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn layer(n: u8) -> SignatureLayer {
-        SignatureLayer {
+    const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+
+    fn layer(n: u8) -> Layer {
+        Layer {
+            media_type: SIMPLESIGNING.to_string(),
             payload: vec![b'{', n, b'}'],
             annotations: BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), format!("sig{n}"))]),
         }

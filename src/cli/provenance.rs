@@ -1,0 +1,121 @@
+//! `ironstar provenance` and the attestation part of `ironstar verify`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use ironstar::artifact::verify::{self, Found};
+use ironstar::registry::{Client, Reference, Target};
+use ironstar::sign::PublicKey;
+use ironstar::Digest;
+
+/// `ironstar provenance`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvenanceArgs {
+    /// The pushed image: REGISTRY/REPO[:TAG|@DIGEST] (default tag: latest).
+    #[arg(required_unless_present = "layout")]
+    pub image: Option<String>,
+    /// Read the layout's attestation instead (DIR, or DIR:TAG for one of several images).
+    #[arg(long, value_name = "DIR[:TAG]", conflicts_with = "image")]
+    pub layout: Option<String>,
+    /// Print only a statement whose envelope this public key verifies (cosign.pub); without it
+    /// the statement is printed as stored, unverified.
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: Option<PathBuf>,
+    /// Talk plain http to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// Print the provenance statement of an image as JSON (stdout), the first one that verifies (or
+/// parses, without --key).
+pub fn run(args: &ProvenanceArgs) -> anyhow::Result<()> {
+    let key = args.key.as_deref().map(PublicKey::load).transpose()?;
+    let (found, digest) = match (&args.layout, &args.image) {
+        (Some(l), _) => layout(l, key.as_ref())?,
+        (None, Some(r)) => registry(r, args.plain_http, key.as_ref())?,
+        (None, None) => bail!("give REGISTRY/REPO[:TAG] or --layout DIR"),
+    };
+    let mut why = Vec::new();
+    for f in found {
+        match f.result {
+            Ok(statement) => {
+                use std::io::Write as _;
+                let mut text = serde_json::to_vec_pretty(&statement)?;
+                text.push(b'\n');
+                // A reader that stops early (`| head`) is no error.
+                return match std::io::stdout().write_all(&text) {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    other => Ok(other?),
+                };
+            }
+            Err(e) => why.push(e),
+        }
+    }
+    match why.is_empty() {
+        true => bail!("{digest}: no provenance attestation (built without --sign-key, or with --no-provenance)"),
+        false => bail!("{digest}: no provenance attestation {}: {}", match key { Some(_) => "verifies", None => "reads" }, why.join("; ")),
+    }
+}
+
+/// The attestations of a layout's image, and its index digest.
+pub fn layout(arg: &str, key: Option<&PublicKey>) -> anyhow::Result<(Vec<Found>, Digest)> {
+    let (dir, tag) = ironstar::push::split_layout_arg(arg);
+    let layout = ironstar::layout::Layout::open(&dir)?;
+    let image = layout.resolve(tag.as_deref())?;
+    let digest = image.top.descriptor.digest.clone();
+    Ok((verify::layout(&layout, &digest, key)?, digest))
+}
+
+/// The attestations of a pushed image, and its index digest.
+pub fn registry(
+    r: &str,
+    plain_http: bool,
+    key: Option<&PublicKey>,
+) -> anyhow::Result<(Vec<Found>, Digest)> {
+    let reference = Reference::parse(r)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = Client::reader(&reference.repository, plain_http)?;
+        let digest = client
+            .manifest_digest(Target::of(&reference))
+            .await?
+            .with_context(|| format!("{reference}: no such image"))?;
+        let found = verify::registry(&client, &digest, key).await?;
+        Ok((found, digest))
+    })
+}
+
+/// What `verify` says of the attestations: each store's finding on stderr (a failed envelope as
+/// a warning); with `require`, an error unless one verified.
+pub fn report(found: &[Found], digest: &Digest, require: bool, quiet: bool) -> anyhow::Result<()> {
+    let mut good = 0;
+    for f in found {
+        match &f.result {
+            Ok(_) => {
+                good += 1;
+                if !quiet {
+                    eprintln!("verified provenance of {digest} ({})", f.store);
+                }
+            }
+            Err(e) => tracing::warn!("provenance ({}): {e}", f.store),
+        }
+    }
+    if found.is_empty() && !quiet {
+        eprintln!("no provenance attestation of {digest}");
+    }
+    if require && good == 0 {
+        let why: Vec<&str> = found
+            .iter()
+            .filter_map(|f| f.result.as_ref().err())
+            .map(String::as_str)
+            .collect();
+        match why.is_empty() {
+            true => bail!("--require-provenance: {digest} has no provenance attestation"),
+            false => bail!("--require-provenance: no provenance of {digest} verifies with the key ({} checked: {})", why.len(), why.join("; ")),
+        }
+    }
+    Ok(())
+}
