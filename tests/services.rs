@@ -298,6 +298,24 @@ fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
     // The SBOM lists mimalloc's C beside the crates.
     let sbom = String::from_utf8(support::sbom::sbom_of(&out, "linux/arm64")).unwrap();
     assert!(sbom.contains("pkg:cargo/libmimalloc-sys@0.1.44"), "{sbom}");
+    // Reproducible: a fresh mimalloc cache and another target directory give the same digest.
+    let digest = |cmd: &mut Command| digest_line(&ok(cmd.env("SOURCE_DATE_EPOCH", "1")));
+    let here = digest(&mut build(
+        "alloc-threads",
+        "linux/amd64",
+        &tmp.path().join("a"),
+    ));
+    let mut fresh = ironstar();
+    fresh
+        .args(["build", "--cargo", "--locked", "--manifest-path"])
+        .arg(common::repo().join("tests/fixtures/alloc-threads/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(tmp.path().join("target"))
+        .args(["--platform", "linux/amd64", "-o"])
+        .arg(tmp.path().join("b"))
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"));
+    assert_eq!(digest(&mut fresh), here);
+    assert!(tmp.path().join("cache/ironstar/mimalloc").is_dir());
     // --allocator system: musl's malloc again.
     let system = tmp.path().join("system");
     ok(build("alloc-threads", "linux/amd64", &system).args(["--allocator", "system"]));
