@@ -198,7 +198,10 @@ async fn upload(
     for r in referrers {
         if seen.insert(r.document.digest.clone()) {
             let Some(layout) = layout else {
-                return Err(ArtifactError::Put(format!("{}: no layout holds it", named(r))));
+                return Err(ArtifactError::Put(format!(
+                    "{}: no layout holds it",
+                    named(r)
+                )));
             };
             let path = layout.blob_path(&r.document.digest);
             blobs.push((r.document.digest.clone(), path, r.document.size));

@@ -53,7 +53,11 @@ pub fn keyed(
 ) -> Vec<Image> {
     let opts = reuse::KeyOptions {
         compression_level: args.compression_level,
-        signer: signer.map(|s| s.describe()),
+        // The provenance attested beside the signatures is part of what is attached.
+        signer: signer.map(|s| match args.sign.no_provenance {
+            true => s.describe(),
+            false => format!("{} with provenance", s.describe()),
+        }),
         sbom: sbom_input(&args.sbom),
         base_plain_http: args.base_plain_http,
     };

@@ -10,13 +10,13 @@ use serde_json::Value;
 
 use super::registry::{line, Reader, RegistryMergeOptions};
 use super::{MergeError, Merged, Part, Source};
+use crate::artifact::push::add_to_fallback;
+use crate::artifact::referrer::{layout_descriptor, Referrer, Stored as LocalSbom};
 use crate::digest::Digest;
 use crate::image::BlobRef;
 use crate::oci::media_type;
 use crate::registry::client::short;
 use crate::registry::{Client, Target};
-use crate::artifact::push::add_to_fallback;
-use crate::artifact::referrer::{layout_descriptor, Referrer, Stored as LocalSbom};
 use crate::sbom::fetch::referrers_of;
 use crate::sbom::{MEDIA_TYPE_CYCLONEDX, MEDIA_TYPE_SPDX};
 

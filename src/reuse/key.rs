@@ -8,8 +8,8 @@
 //! - `Cargo.lock`;
 //! - `tool:<…>`: every `.cargo/config.toml` cargo reads, the `rust-toolchain` files, `rustc -vV`,
 //!   `cargo -V`, and with C code `zig version` and the `cargo-zigbuild` executable;
-//! - `cargo`: the package, binary, profile, features, targets, the extra arguments, and the
-//!   packages built with it in one cargo run (their features unify);
+//! - `cargo`: the package, binary, profile, features, targets, the allocator, the extra
+//!   arguments, and the packages built with it in one cargo run (their features unify);
 //! - `env:<NAME>`: every variable that changes a build ([`changes_a_build`]);
 //! - `definition`: the image definition (less its tags and repository: they do not change its
 //!   bytes), with each `files[].source` as `source:<path>`'s content digest;
@@ -138,6 +138,7 @@ impl Inputs<'_> {
             "all-features": o.features.all_features,
             "no-default-features": o.features.no_default_features,
             "targets": targets,
+            "allocator": format!("{:?}", o.allocator),
             "args": args,
             "built-with": self.selected,
         })
