@@ -113,8 +113,16 @@ fn target_dir() -> PathBuf {
 
 /// `ironstar publish --cargo --sign-key` of the crate at `dir` to `addr/repo`; the output.
 fn publish(dir: &Path, home: &Path, addr: &str, repo: &str, key: &Path) -> Output {
+    // Every publish builds (`--rebuild`): the second, of the same inputs, would otherwise be
+    // reused from the first's record, and this test is about what a build attests.
     run(cmd(home)
-        .args(["publish", "--cargo", "--offline", "--plain-http"])
+        .args([
+            "publish",
+            "--cargo",
+            "--offline",
+            "--plain-http",
+            "--rebuild",
+        ])
         .args(["--platform", "linux/amd64,linux/arm64"])
         .arg("--manifest-path")
         .arg(dir.join("Cargo.toml"))

@@ -329,8 +329,9 @@ mod tests {
     #[test]
     fn a_missing_required_argument_is_named_on_the_one_line() {
         use clap::CommandFactory as _;
-        let cases: [(&[&str], &[&str]); 4] = [
+        let cases: [(&[&str], &[&str]); 5] = [
             (&["resolve"], &["--filename <FILE|DIR|->"]),
+            (&["merge"], &["<SOURCE>"]),
             (&["verify"], &["--key <PUB.pem>", "<REFERENCE>"]),
             (&["verify", "--key", "k.pub"], &["<REFERENCE>"]),
             (&["check-binary"], &["--platform <PLATFORM>", "<BINARY>"]),

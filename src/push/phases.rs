@@ -208,7 +208,9 @@ impl<'a> Checked<'a> {
                 )),
             }
         };
-        let (staged, ()) = tokio::try_join!(staging, self.send_image(direct))?;
+        let top = self.image.top.descriptor.clone();
+        let record = crate::reuse::stage_record(&client, &layout, &top);
+        let (staged, record, ()) = tokio::try_join!(staging, record, self.send_image(direct))?;
         if let Some(staged) = staged {
             let line = |m: String| self.report.line(m);
             let written = staged.commit(&self.client, &line).await?;
@@ -221,9 +223,10 @@ impl<'a> Checked<'a> {
             }
             o.signatures_pushed = written.cosign;
         }
-        let line = |m: String| self.report.line(m);
-        let top = &self.image.top.descriptor;
-        crate::reuse::put_record(&self.client, &self.layout, top, &line).await?;
+        if let Some(record) = record {
+            let line = |m: String| self.report.line(m);
+            record.put(&self.client, &line).await?;
+        }
         Ok(Uploaded { checked: self })
     }
 

@@ -6,7 +6,7 @@
 //!   `rerun-if-env-changed`), stored with the record and read again at lookup;
 //! - [`record`]: "these inputs gave this index", under a tag derived from the key, whose
 //!   `subject` is the index; the build keeps it in the layout, the push writes it after the
-//!   index and before the tags ([`put_record`]);
+//!   index and before the tags ([`stage_record`]);
 //! - [`lookup`]: every image's record at once, before cargo; a hit whose index is still in the
 //!   repository is reused.
 //!
@@ -42,17 +42,17 @@ pub fn layout_record(layout: &Layout) -> Option<Record> {
         .ok()
 }
 
-/// After the index, before the tags: the layout's record about `index`, under its key's tag.
-/// Nothing without a record. Its bytes are a function of the record, so a re-push writes the
-/// same manifest again.
-pub async fn put_record(
+/// The layout's record about `index`, as it goes up after the index and before the tags
+/// ([`StagedRecord::put`]); `None` without a record, or when the registry holds these very bytes
+/// under its key's tag already (a re-push writes nothing). Asked for beside the image's uploads,
+/// so it costs no round trip of its own.
+pub async fn stage_record(
     client: &Client,
     layout: &Layout,
     index: &Descriptor,
-    line: &(dyn Fn(String) + Sync),
-) -> Result<(), PushError> {
+) -> Result<Option<StagedRecord>, PushError> {
     let Some(record) = layout_record(layout) else {
-        return Ok(());
+        return Ok(None);
     };
     let subject = record::Subject {
         media_type: index.media_type.clone(),
@@ -61,13 +61,42 @@ pub async fn put_record(
     };
     let (bytes, digest) = record.manifest(subject);
     let tag = record::tag(&record.key);
-    let mt = crate::oci::media_type::INDEX;
-    client
-        .put_manifest(Target::Tag(&tag), mt, &bytes, &digest)
-        .await?;
-    line(format!(
-        "reuse record {tag} -> {}",
-        crate::registry::client::short(&index.digest)
-    ));
-    Ok(())
+    if client.manifest_digest(Target::Tag(&tag)).await?.as_ref() == Some(&digest) {
+        return Ok(None);
+    }
+    let index = index.digest.clone();
+    Ok(Some(StagedRecord {
+        tag,
+        bytes,
+        digest,
+        index,
+    }))
+}
+
+/// A record the registry does not hold yet.
+pub struct StagedRecord {
+    tag: crate::oci::Tag,
+    bytes: Vec<u8>,
+    digest: crate::digest::Digest,
+    index: crate::digest::Digest,
+}
+
+impl StagedRecord {
+    /// Put the record under its key's tag (after the index, before the image's tags).
+    pub async fn put(
+        self,
+        client: &Client,
+        line: &(dyn Fn(String) + Sync),
+    ) -> Result<(), PushError> {
+        let mt = crate::oci::media_type::INDEX;
+        client
+            .put_manifest(Target::Tag(&self.tag), mt, &self.bytes, &self.digest)
+            .await?;
+        line(format!(
+            "reuse record {} -> {}",
+            self.tag,
+            crate::registry::client::short(&self.index)
+        ));
+        Ok(())
+    }
 }
