@@ -329,9 +329,11 @@ mod tests {
     #[test]
     fn a_missing_required_argument_is_named_on_the_one_line() {
         use clap::CommandFactory as _;
-        let cases: [(&[&str], &[&str]); 5] = [
+        let cases: [(&[&str], &[&str]); 7] = [
             (&["resolve"], &["--filename <FILE|DIR|->"]),
-            (&["merge"], &["<SOURCE>"]),
+            (&["merge"], &["--repository <REGISTRY/REPO>", "<SOURCE>"]),
+            (&["completions"], &["<SHELL>"]),
+            (&["help-markdown"], &["<COMMAND>"]),
             (&["verify"], &["--key <PUB.pem>", "<REFERENCE>"]),
             (&["verify", "--key", "k.pub"], &["<REFERENCE>"]),
             (&["check-binary"], &["--platform <PLATFORM>", "<BINARY>"]),
