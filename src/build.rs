@@ -287,7 +287,10 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
     let index_json = image::layout_index(&index_ref, &spec.tags)?;
     let index_json = image::annotate_layout_index(&index_json, &layout_annotations(spec, opts));
     let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
-    let output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
+    let output = writer.commit(&crate::artifact::referrer::layout_index(
+        &index_json,
+        &signatures,
+    ))?;
     Ok(BuildReport {
         index,
         output,

@@ -98,7 +98,7 @@ pub fn write(
     })
 }
 
-/// `index.json` with `entries` appended after the image's own.
+/// `index.json` with `entries` (referrers, cosign tag manifests) appended after the image's own.
 pub fn layout_index(index_json: &[u8], entries: &[Value]) -> Vec<u8> {
     if entries.is_empty() {
         return index_json.to_vec();

@@ -218,7 +218,10 @@ pub fn merge_layouts(opts: &LayoutMergeOptions) -> Result<LayoutMergeReport, Mer
         .collect();
     let index_json = image::annotate_layout_index(&index_json, &recorded);
     let index_json = crate::sbom::artifact::layout_index(&index_json, &referrers);
-    report.output = writer.commit(&crate::sign::layout::index_with(&index_json, &signatures))?;
+    report.output = writer.commit(&crate::artifact::referrer::layout_index(
+        &index_json,
+        &signatures,
+    ))?;
     Ok(report)
 }
 

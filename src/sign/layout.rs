@@ -19,7 +19,6 @@ use super::{
     signature_tag, store, ImageSignatures, SignError, SignatureLayer, Signer, SIMPLESIGNING,
 };
 use crate::digest::Digest;
-use crate::image::canonical;
 use crate::layout::{Descriptor, Layout, LayoutWriter};
 use crate::oci::annotation;
 
@@ -55,17 +54,6 @@ pub fn write(
         }));
     }
     Ok(entries)
-}
-
-/// `index.json` with `entries` appended.
-pub fn index_with(index_json: &[u8], entries: &[Value]) -> Vec<u8> {
-    if entries.is_empty() {
-        return index_json.to_vec();
-    }
-    let mut v: Value = serde_json::from_slice(index_json).expect("index.json built in memory");
-    let list = v["manifests"].as_array_mut().expect("manifests array");
-    list.extend(entries.iter().cloned());
-    canonical(&v)
 }
 
 /// The signatures the layout holds for `subjects`, each checked against its digest; a subject
