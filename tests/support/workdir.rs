@@ -38,12 +38,32 @@ impl Workdir {
         self.dir.path()
     }
 
+    /// `script` with its `/tmp/` as this directory's `tmp/`; the paths the twins put in (the
+    /// checkout's, its fixture binaries') are kept as they are, also when the checkout itself
+    /// lives under /tmp.
+    fn private_tmp(&self, script: &str) -> String {
+        let f = fixtures();
+        let keep: Vec<String> = [repo(), f.amd64.as_path(), f.arm64.as_path()]
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut s = script.to_string();
+        for (i, k) in keep.iter().enumerate() {
+            s = s.replace(k.as_str(), &format!("\u{0}{i}\u{0}"));
+        }
+        s = s.replace("/tmp/", &format!("{}/tmp/", self.path().display()));
+        for (i, k) in keep.iter().enumerate() {
+            s = s.replace(&format!("\u{0}{i}\u{0}"), k);
+        }
+        s
+    }
+
     /// Run `script` with `sh -e` here, `ironstar` on PATH and a private podman; /tmp/ becomes
     /// this directory's tmp/. The whole process group is ended afterwards (a block may start a
     /// registry in the background). Returns stdout; panics with both streams on failure.
     pub fn sh(&self, script: &str) -> String {
         use std::os::unix::process::CommandExt;
-        let script = script.replace("/tmp/", &format!("{}/tmp/", self.path().display()));
+        let script = self.private_tmp(script);
         let bin = Path::new(env!("CARGO_BIN_EXE_ironstar")).parent().unwrap();
         let path = format!(
             "{}:{}",
