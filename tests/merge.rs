@@ -19,18 +19,8 @@ use support::registry::{Auth, Registry};
 
 const PASSWORD: &str = "merge-pass-7";
 
-/// The venv's Python, where scripts/install-deps.sh put `cryptography` and `pynacl`.
-fn python() -> PathBuf {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share"));
-    data.join("ironstar/venv/bin/python3")
-}
-
 fn checker() -> Command {
-    let mut c = Command::new(python());
-    c.arg(common::repo().join("tests/cosign_check.py"));
-    c
+    common::venv_script("cosign_check.py")
 }
 
 /// One simulated machine: its own home, caches, cargo target directory and working directory

@@ -22,23 +22,8 @@ use support::registry::{Auth, Registry};
 
 const PASSWORD: &str = "pr0venance-pass";
 
-fn python() -> PathBuf {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share"));
-    let py = data.join("ironstar/venv/bin/python3");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/install-deps.sh",
-        py.display()
-    );
-    py
-}
-
 fn script(name: &str) -> Command {
-    let mut c = Command::new(python());
-    c.arg(common::repo().join("tests").join(name));
-    c
+    common::venv_script(name)
 }
 
 /// Two key pairs made as cosign makes them (cosign.key, cosign.pub, key.pkcs8.pem).

@@ -20,24 +20,8 @@ use support::registry::{Auth, Registry};
 
 const PASSWORD: &str = "tr0ub4dor-Xq7-horse";
 
-/// The venv's Python, where scripts/install-deps.sh put `cryptography` and `pynacl`.
-fn python() -> PathBuf {
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share"));
-    let py = data.join("ironstar/venv/bin/python3");
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/install-deps.sh",
-        py.display()
-    );
-    py
-}
-
 fn checker() -> Command {
-    let mut c = Command::new(python());
-    c.arg(common::repo().join("tests/cosign_check.py"));
-    c
+    common::venv_script("cosign_check.py")
 }
 
 /// A key pair in `dir`, as `cosign generate-key-pair` writes it (cosign.key, cosign.pub), and

@@ -510,3 +510,20 @@ pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// `python3 tests/NAME` with the venv's Python, where scripts/install-deps.sh put `cryptography`
+/// and `pynacl` (the independent verifiers `cosign_check.py` and `dsse_check.py`).
+pub fn venv_script(name: &str) -> Command {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/share"));
+    let py = data.join("ironstar/venv/bin/python3");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/install-deps.sh",
+        py.display()
+    );
+    let mut c = Command::new(py);
+    c.arg(repo().join("tests").join(name));
+    c
+}
