@@ -74,14 +74,10 @@ fn open(position: usize, dir: &Path, tag: Option<&str>) -> Result<Opened, MergeE
     let top_desc = &image.top.descriptor;
     let t = top(&name, &top_desc.media_type, &image.top.bytes)?;
     let config_platform = match &t {
-        Top::Manifest { config } => {
-            let bytes = layout.read_manifest(&descriptor(config))?.bytes;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| MergeError::Malformed {
-                source_name: name.clone(),
-                problem: format!("its config: {e}"),
-            })?;
-            Some(super::platform_of(&name, &v)?)
-        }
+        Top::Manifest { config } => Some(super::config_platform(
+            &name,
+            &layout.read_manifest(&descriptor(config))?.bytes,
+        )?),
         Top::Index { .. } => None,
     };
     let top_ref = BlobRef {

@@ -239,6 +239,13 @@ pub fn blob_ref(name: &str, d: &Value) -> Result<BlobRef, MergeError> {
     })
 }
 
+/// The platform a bare image manifest's config (`bytes`) names.
+pub(crate) fn config_platform(name: &str, bytes: &[u8]) -> Result<&'static Platform, MergeError> {
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(name, format!("its config: {e}")))?;
+    platform_of(name, &v)
+}
+
 /// The platform `os/arch[/variant]` of a descriptor's `platform` or of an image config.
 pub fn platform_of(name: &str, v: &Value) -> Result<&'static Platform, MergeError> {
     let given =

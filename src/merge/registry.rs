@@ -237,14 +237,10 @@ async fn read_source(
         })?;
     let t = top(&name, &fetched.media_type, &fetched.bytes)?;
     let platform = match &t {
-        Top::Manifest { config } => {
-            let bytes = client.get_blob(&config.digest, MAX_CONFIG).await?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| MergeError::Malformed {
-                source_name: name.clone(),
-                problem: format!("its config: {e}"),
-            })?;
-            Some(super::platform_of(&name, &v)?)
-        }
+        Top::Manifest { config } => Some(super::config_platform(
+            &name,
+            &client.get_blob(&config.digest, MAX_CONFIG).await?,
+        )?),
         Top::Index { .. } => None,
     };
     let declared = serde_json::from_slice::<Value>(&fetched.bytes)
