@@ -595,3 +595,48 @@ fn the_workflow_example_and_the_action_match_githubs_schemas() {
     let action = fs::read_to_string(root.join("action.yml")).unwrap();
     assert!(action.contains("inputs.command == 'merge' && inputs.sources"));
 }
+
+#[test]
+fn a_failed_tag_puts_back_the_tags_that_moved() {
+    use support::proxy::{Faults, Proxy};
+    let tmp = tempfile::tempdir().unwrap();
+    let (amd, arm) = (tmp.path().join("amd64"), tmp.path().join("arm64"));
+    binary_layout(&amd, "linux/amd64", &[]);
+    binary_layout(&arm, "linux/arm64", &[]);
+    let reg = Registry::start(Auth::None);
+    // The registry refuses the tag `v2`, as one whose policy protects a tag does.
+    let faults = Faults {
+        deny_manifest_suffix: Some("/manifests/v2"),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(reg.port, faults);
+    let repo = format!("{}/org/app", proxy.addr());
+    let push = |layout: &Path, tag: &str| {
+        ok(ironstar()
+            .args(["push", "--plain-http", "--repository", &repo, "--tag", tag])
+            .arg("--layout")
+            .arg(layout))
+        .trim()
+        .to_string()
+    };
+    // v1 names the amd64 part before the merge.
+    let ra = push(&amd, "v1");
+    let rb = push(&arm, "arm");
+    let before = raw(&format!("{repo}:v1"));
+    let o = run(ironstar()
+        .args(["merge", &ra, &rb, "--plain-http", "--repository", &repo])
+        .args(["--tag", "v1", "--tag", "v2"]));
+    assert!(!o.status.success(), "merge succeeded: {}", stdout(&o));
+    let err = stderr(&o);
+    let last = err.trim().lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("ironstar: error: tag org/app:v2: "),
+        "{err}"
+    );
+    assert!(
+        last.contains("undone: ") && last.contains("org/app:v1"),
+        "{err}"
+    );
+    // v1 names what it named before the merge: the tags moved all or none.
+    assert_eq!(raw(&format!("{repo}:v1")), before);
+}

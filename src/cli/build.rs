@@ -510,8 +510,9 @@ fn summary(
     if !threads.is_empty() {
         eprintln!(
             "{who}note: the binary links {} and keeps musl's allocator, which is slow when \
-             threads allocate at once (several times glibc's time); set a global allocator \
-             (the mimalloc or tikv-jemallocator crate): see docs/src/services.md",
+             threads allocate at once (several times glibc's time); `--allocator mimalloc` (or \
+             `allocator = \"mimalloc\"` in the image definition) replaces it with no change to \
+             the crate: see docs/src/services.md",
             threads.join(" and "),
         );
     }

@@ -88,6 +88,8 @@ pub enum MergeError {
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
     Artifact(#[from] crate::artifact::ArtifactError),
+    #[error(transparent)]
+    Tags(#[from] Box<crate::push::TagsNotMoved>),
     #[error("internal: {0}")]
     Internal(String),
 }

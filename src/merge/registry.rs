@@ -5,7 +5,8 @@
 //! repository of R's registry has its blobs mounted (no byte moves) and its manifest put by
 //! digest first; a part from another registry has its blobs copied, each checked against its
 //! digest on the way. The index is written by digest before any tag moves, and a refusal (or any
-//! failure before the tags) moves none.
+//! failure before the tags) moves none; the tags move together, all or none
+//! ([`crate::push::tags`]).
 
 use std::sync::Arc;
 
@@ -14,7 +15,10 @@ use serde_json::Value;
 
 use super::{plan, source_of, top, MergeError, Source, Top};
 use crate::digest::Digest;
+use crate::layout::{Descriptor, ManifestBlob};
 use crate::oci::{Reference, Repository, Tag};
+use crate::push::report::Reporter;
+use crate::push::tags::{self, TagMove};
 use crate::push::ProgressMode;
 use crate::registry::client::short;
 use crate::registry::credential::{find_credential, Credential};
@@ -76,14 +80,23 @@ pub async fn merge_in_registry(
     opts: &RegistryMergeOptions,
 ) -> Result<RegistryMergeReport, MergeError> {
     let (dest, readers) = connect(opts).await?;
-    let sources = try_join_all(
-        opts.sources
-            .iter()
-            .zip(&readers)
-            .enumerate()
-            .map(|(i, (r, reader))| read_source(i, r, &reader.client)),
-    )
-    .await?;
+    // The sources, and where each tag points now (to put it back if another tag fails).
+    let (sources, before) = tokio::try_join!(
+        try_join_all(
+            opts.sources
+                .iter()
+                .zip(&readers)
+                .enumerate()
+                .map(|(i, (r, reader))| read_source(i, r, &reader.client)),
+        ),
+        async {
+            let at = opts
+                .tags
+                .iter()
+                .map(|t| dest.manifest_digest(Target::Tag(t)));
+            Ok::<_, MergeError>(try_join_all(at).await?)
+        },
+    )?;
     let merged = plan(&sources)?;
     let digest = merged.index_ref.digest.clone();
     let mut report = RegistryMergeReport {
@@ -161,13 +174,34 @@ pub async fn merge_in_registry(
         staged.commit(&dest, &say).await?;
         report.signed = true;
     }
-    let rest: Vec<&Tag> = opts.tags.iter().filter(|t| Some(*t) != direct).collect();
-    try_join_all(
-        rest.iter()
-            .map(|t| dest.put_manifest(Target::Tag(t), &index_mt, &merged.index, &digest)),
-    )
-    .await?;
-    for t in &opts.tags {
+    let top = ManifestBlob {
+        descriptor: Descriptor {
+            media_type: index_mt.clone(),
+            digest: digest.clone(),
+            size: merged.index.len() as u64,
+            annotations: Default::default(),
+            platform: None,
+        },
+        bytes: merged.index.clone(),
+    };
+    let reporter = Reporter::new(opts.progress);
+    let moves: Vec<TagMove> = opts
+        .tags
+        .iter()
+        .zip(&before)
+        .filter(|(t, _)| Some(*t) != direct)
+        .map(|(tag, before)| TagMove {
+            client: &dest,
+            top: &top,
+            tag,
+            before: before.as_ref(),
+            report: &reporter,
+        })
+        .collect();
+    tags::move_all(&moves)
+        .await
+        .map_err(|(_, e)| MergeError::Tags(Box::new(e)))?;
+    if let Some(t) = direct {
         line(opts.progress, format!("tag {t} -> {}", short(&digest)));
     }
     report.tags_moved = opts.tags.clone();

@@ -29,8 +29,8 @@ mod blobs;
 mod many;
 mod phases;
 mod plan;
-mod report;
-mod tags;
+pub(crate) mod report;
+pub(crate) mod tags;
 mod verify;
 
 pub use many::{one_repository_each, push_all, NamedPush, SameRepository};

@@ -15,7 +15,7 @@ use crate::registry::client::short;
 use crate::registry::{Client, RegistryError, Tag, Target};
 
 /// One tag to point at an index.
-pub(super) struct TagMove<'a> {
+pub(crate) struct TagMove<'a> {
     pub client: &'a Client,
     /// The index, as the layout holds it.
     pub top: &'a ManifestBlob,
@@ -75,7 +75,7 @@ impl TagMove<'_> {
 
 /// Point every tag of `moves`; on a failure, undo those that moved (and those whose `PUT` may
 /// have landed: no answer came), and return which move failed and what was undone.
-pub(super) async fn move_all(moves: &[TagMove<'_>]) -> Result<(), (usize, TagsNotMoved)> {
+pub(crate) async fn move_all(moves: &[TagMove<'_>]) -> Result<(), (usize, TagsNotMoved)> {
     let results = join_all(moves.iter().map(TagMove::point)).await;
     let Some(failed) = results.iter().position(Result::is_err) else {
         return Ok(());
