@@ -15,16 +15,15 @@ $sudo apt-get update -qq || echo "install-deps: apt-get update failed; installin
 # JSON schemas the tests validate against; python3-venv: the Python tools below; buildah and
 # busybox-static: the base image another tool makes for the base-image tests; time: GNU time, the
 # peak memory of the hostile-input tests; man-db and jq: the guide's blocks (`ironstar man | man
-# -l -`, an SBOM read with jq).
+# -l -`, an SBOM read with jq); protobuf-compiler and cmake: what a user's crates need at build
+# time for a tonic/prost gRPC service (protoc) and crates built through cmake (rdkafka's
+# `cmake-build`); perl and make build the OpenSSL ironstar provides for `openssl-sys`.
 $sudo apt-get install -y -qq \
-  ca-certificates git curl build-essential pkg-config \
+  ca-certificates git curl build-essential pkg-config perl protobuf-compiler cmake \
   docker-registry apache2-utils openssl skopeo umoci qemu-user-static \
   nix-bin podman runc containerd golang-github-opencontainers-image-spec-dev \
   buildah busybox-static time man-db jq \
   python3 python3-venv >/dev/null
-# Not installed here (no test needs them; tests/services.rs checks the message a build without
-# protoc ends with): a tonic/prost gRPC service needs protoc at build time, and crates built
-# through cmake (rdkafka's `cmake-build`) need cmake: `apt-get install protobuf-compiler cmake`.
 # The packages start a registry on :5000 and a system containerd where systemd runs; the tests
 # and the benchmark start private ones.
 $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
