@@ -18,45 +18,17 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from delay_proxy import round_trips  # noqa: E402
-from registry import Registry  # noqa: E402
-from sign import PASSWORD, fixture_binaries, sh  # noqa: E402
+from sign import PASSWORD, fixture_binaries, pair, sh  # noqa: E402
 import sign  # noqa: E402
 
-# $IRONSTAR_BIN: another build of ironstar (e.g. target/debug/ironstar: the round trips are the
-# same, the times a little longer); default the release build, built first.
-IRONSTAR = os.environ.get("IRONSTAR_BIN", sign.IRONSTAR)
-
-
-def push(layout, reg, extra):
-    """One `ironstar push` through the proxy: wall seconds, requests, round trips."""
-    args = [IRONSTAR, "-q", "push", "--layout", layout, "--plain-http",
-            "--repository", f"{reg.proxy.host}/bench"] + extra
-    env = dict(os.environ, IRONSTAR_NO_CACHE="1", COSIGN_PASSWORD=PASSWORD)
-    env.pop("IRONSTAR_SIGN_KEY", None)
-    mark = reg.proxy.mark()
-    t0 = time.monotonic()
-    subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
-    wall = time.monotonic() - t0
-    reqs = reg.proxy.requests_since(mark)
-    return {"wall": wall, "requests": len(reqs),
-            "round_trips": round_trips([(q[0], q[1]) for q in reqs], reg.proxy.delay / 2)}
-
-
-def pair(layout, work, delay, extra):
-    reg = Registry(tempfile.mkdtemp(dir=work), delay)
-    try:
-        return {"first": push(layout, reg, extra), "repush": push(layout, reg, extra)}
-    finally:
-        reg.stop()
+# $IRONSTAR_BIN (bench/sign.py): another build of ironstar, e.g. target/debug/ironstar (the round
+# trips are the same, the times a little longer).
+IRONSTAR = sign.IRONSTAR
 
 
 def main():

@@ -29,7 +29,8 @@ sys.path.insert(0, HERE)
 from delay_proxy import round_trips  # noqa: E402
 from registry import Registry  # noqa: E402
 
-IRONSTAR = os.path.join(ROOT, "target/release/ironstar")
+# $IRONSTAR_BIN: another build of ironstar (not built here); default the release build, built first.
+IRONSTAR = os.environ.get("IRONSTAR_BIN", os.path.join(ROOT, "target/release/ironstar"))
 PASSWORD = "bench-password"
 
 
@@ -53,14 +54,13 @@ def fixture_binaries(work):
     return out
 
 
-def push(layout, reg, key):
-    """One `ironstar push` through the proxy: wall seconds, requests, round trips."""
+def push(layout, reg, extra):
+    """One `ironstar push` through the proxy with `extra` flags: wall seconds, requests, round
+    trips."""
     args = [IRONSTAR, "-q", "push", "--layout", layout, "--plain-http",
-            "--repository", f"{reg.proxy.host}/bench"]
+            "--repository", f"{reg.proxy.host}/bench"] + extra
     env = dict(os.environ, IRONSTAR_NO_CACHE="1", COSIGN_PASSWORD=PASSWORD)
     env.pop("IRONSTAR_SIGN_KEY", None)
-    if key:
-        args += ["--sign-key", key]
     mark = reg.proxy.mark()
     t0 = time.monotonic()
     subprocess.run(args, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -70,11 +70,11 @@ def push(layout, reg, key):
             "round_trips": round_trips([(q[0], q[1]) for q in reqs], reg.proxy.delay / 2)}
 
 
-def pair(layout, work, delay, key):
+def pair(layout, work, delay, extra):
     """A first push to a fresh registry, then the no-op re-push."""
     reg = Registry(tempfile.mkdtemp(dir=work), delay)
     try:
-        return {"first": push(layout, reg, key), "repush": push(layout, reg, key)}
+        return {"first": push(layout, reg, extra), "repush": push(layout, reg, extra)}
     finally:
         reg.stop()
 
@@ -99,7 +99,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--delay-ms", type=float, default=20)
     a = ap.parse_args()
-    sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
+    if "IRONSTAR_BIN" not in os.environ:
+        sh(["cargo", "build", "--release", "--quiet", "--bins"], cwd=ROOT)
     work = os.path.join(ROOT, "target/bench/sign")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -117,7 +118,8 @@ def main():
     for i in range(a.rounds):
         order = [("unsigned", None), ("signed", key), ("signed_pkcs8", pkcs8)]
         order = order[i % 3:] + order[:i % 3]
-        r = {name: pair(layout, work, delay, k) for name, k in order}
+        r = {name: pair(layout, work, delay, ["--sign-key", k] if k else [])
+             for name, k in order}
         rounds.append(r)
         print(f"round {i + 1}/{a.rounds}: first {r['signed']['first']['wall']:.3f} s signed, "
               f"{r['unsigned']['first']['wall']:.3f} s unsigned", file=sys.stderr)

@@ -127,24 +127,6 @@ fn build_with(
     run(&mut c)
 }
 
-/// Each platform's manifest and config of a layout.
-fn images(layout: &Path) -> Vec<(serde_json::Value, serde_json::Value)> {
-    let index = validate_layout(layout);
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
-            let config = json(&blob(
-                layout,
-                manifest["config"]["digest"].as_str().unwrap(),
-            ));
-            (manifest, config)
-        })
-        .collect()
-}
-
 #[test]
 fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
     let registry = Registry::start(Auth::None);
@@ -156,10 +138,10 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
     let digest = digest_line(&expect(&o, "build on the base"));
 
     // The layers are the base's, then ours; the config is the base's merged under ours.
-    let base_index = json(&raw(&base));
-    for (i, (manifest, config)) in images(&layout).iter().enumerate() {
+    let base_index = json(&skopeo_raw(&base));
+    for (i, (manifest, config)) in platform_images(&layout).iter().enumerate() {
         let base_entry = &base_index["manifests"][i];
-        let base_manifest = json(&raw(&format!(
+        let base_manifest = json(&skopeo_raw(&format!(
             "{}/base@{}",
             registry.addr(),
             base_entry["digest"].as_str().unwrap()
@@ -227,7 +209,7 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
     let other = Registry::start(Auth::None);
     let o = push(&format!("{}/app", other.addr()));
     expect(&o, "push to another registry");
-    let layer = images(&layout)[0].0["layers"][0]["digest"]
+    let layer = platform_images(&layout)[0].0["layers"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string();
@@ -271,7 +253,7 @@ fn an_image_on_a_buildah_base_runs_pushes_and_rebuilds_offline() {
         "pinned build with the registry stopped",
     ));
     assert_eq!(first, second);
-    let (manifest, _) = &images(&dir.path().join("p2"))[1];
+    let (manifest, _) = &platform_images(&dir.path().join("p2"))[1];
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
 }
 
@@ -325,7 +307,7 @@ fn base_behind_auth(registry: &Registry) {
         &build(dir.path(), &base, None, &layout),
         "build on a base behind auth",
     );
-    assert_eq!(images(&layout).len(), 2);
+    assert_eq!(platform_images(&layout).len(), 2);
 }
 
 /// `script` run by the base's shell in the loaded `service:latest`.
@@ -344,24 +326,12 @@ fn base_shell(podman: &Podman, script: &str) -> String {
 }
 
 fn base_index_digest(registry: &Registry) -> String {
-    let bytes = raw(&format!("{}/base:v1", registry.addr()));
+    let bytes = skopeo_raw(&format!("{}/base:v1", registry.addr()));
     format!("sha256:{}", ironstar::Digest::of(&bytes).hex())
 }
 
 fn expect(o: &std::process::Output, what: &str) -> String {
     support::cli::expect_ok(o, what)
-}
-
-/// `skopeo inspect --raw` of a reference (a digest too).
-fn raw(reference: &str) -> Vec<u8> {
-    let o = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    assert!(o.status.success(), "skopeo inspect: {}", stderr(&o));
-    o.stdout
 }
 
 /// zstd composes with a base: the base's gzip layers stay as pulled (bytes and media type), the
@@ -376,9 +346,9 @@ fn zstd_layers_go_on_top_of_a_gzip_base() {
     let extra = ["--compression", "zstd", "--rootfs", "tmp"];
     let o = build_with(dir.path(), &base, None, &layout, &extra);
     expect(&o, "a zstd build on the base");
-    let base_index = json(&raw(&base));
-    for (i, (manifest, _)) in images(&layout).iter().enumerate() {
-        let base_manifest = json(&raw(&format!(
+    let base_index = json(&skopeo_raw(&base));
+    for (i, (manifest, _)) in platform_images(&layout).iter().enumerate() {
+        let base_manifest = json(&skopeo_raw(&format!(
             "{}/base@{}",
             registry.addr(),
             base_index["manifests"][i]["digest"].as_str().unwrap()

@@ -291,24 +291,6 @@ fn a_failed_pull_is_one_line_whatever_was_retried() {
     assert!(fake.state.count("-> 429") >= 4, "not throttled");
 }
 
-/// Each platform's manifest and config of a layout, checked against the schemas.
-fn platform_images(layout: &Path) -> Vec<(Value, Value)> {
-    let index = validate_layout(layout);
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
-            let config = json(&blob(
-                layout,
-                manifest["config"]["digest"].as_str().unwrap(),
-            ));
-            (manifest, config)
-        })
-        .collect()
-}
-
 /// Finding 3: two platforms linking the same 400 base layers into the temporary layout at
 /// once, from a cache (hard links) and from a temporary store, round after round.
 #[test]

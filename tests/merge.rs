@@ -13,7 +13,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::common::{
-    self, binfmt_arm64, blob, ironstar, json, ok, require_tool, run, stderr, stdout, Podman,
+    self, binfmt_arm64, blob, ironstar, json, ok, require_tool, run, skopeo_raw, stderr, stdout,
+    Podman,
 };
 use support::registry::{Auth, Registry};
 
@@ -93,18 +94,6 @@ impl Machine {
 
 fn index_json(layout: &Path) -> Vec<u8> {
     fs::read(layout.join("index.json")).unwrap()
-}
-
-/// `skopeo inspect --raw` of `reference` over plain http.
-fn raw(reference: &str) -> Vec<u8> {
-    let o = run(Command::new("skopeo").args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]));
-    assert!(o.status.success(), "skopeo: {}", stderr(&o));
-    o.stdout
 }
 
 fn expect_fail(o: &Output, what: &str) -> String {
@@ -208,7 +197,7 @@ fn two_machines_merge_to_the_index_one_machine_builds() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), format!("{repo}@{want}"));
     assert!(stderr(&o).contains("no blob moved"), "{}", stderr(&o));
-    assert_eq!(raw(&format!("{repo}:v1")), blob(&single, &want));
+    assert_eq!(skopeo_raw(&format!("{repo}:v1")), blob(&single, &want));
     ok(ironstar()
         .args(["verify", "--plain-http", "--key"])
         .arg(key.join("cosign.pub"))
@@ -455,9 +444,9 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
         &format!("oci:{}", copy.display()),
     ]));
 
-    let arm_manifest = raw(&format!("{repo}:arm"));
+    let arm_manifest = skopeo_raw(&format!("{repo}:arm"));
     let arm_digest = ironstar::Digest::of(&arm_manifest).to_string();
-    let list: Value = json(&raw(&format!("{repo}:list")));
+    let list: Value = json(&skopeo_raw(&format!("{repo}:list")));
     assert_eq!(
         list["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -471,7 +460,7 @@ fn a_buildah_made_part_merges_with_an_ironstar_one() {
             .args(["merge", &ra, &source, "--plain-http", "--repository", &repo])
             .args(["--tag", tag]));
         assert!(o.status.success(), "{}", stderr(&o));
-        let index = json(&raw(&format!("{repo}:{tag}")));
+        let index = json(&skopeo_raw(&format!("{repo}:{tag}")));
         common::validate("image-index-schema.json", &index);
         let m = index["manifests"].as_array().unwrap();
         assert_eq!(m.len(), 2, "{index}");
@@ -554,7 +543,7 @@ fn parts_from_another_repository_are_mounted_and_from_another_registry_copied() 
         err.contains("4 blob(s) mounted, ") && err.contains(" copied from another registry"),
         "{err}"
     );
-    assert_eq!(raw(&format!("{dest}:v1")), blob(&local, &want));
+    assert_eq!(skopeo_raw(&format!("{dest}:v1")), blob(&local, &want));
     // Signed at the merge: the index, and the parts it brought (unsigned where they were).
     ok(ironstar()
         .args(["verify", "--plain-http", "--key"])
@@ -622,7 +611,7 @@ fn a_failed_tag_puts_back_the_tags_that_moved() {
     // v1 names the amd64 part before the merge.
     let ra = push(&amd, "v1");
     let rb = push(&arm, "arm");
-    let before = raw(&format!("{repo}:v1"));
+    let before = skopeo_raw(&format!("{repo}:v1"));
     let o = run(ironstar()
         .args(["merge", &ra, &rb, "--plain-http", "--repository", &repo])
         .args(["--tag", "v1", "--tag", "v2"]));
@@ -638,5 +627,5 @@ fn a_failed_tag_puts_back_the_tags_that_moved() {
         "{err}"
     );
     // v1 names what it named before the merge: the tags moved all or none.
-    assert_eq!(raw(&format!("{repo}:v1")), before);
+    assert_eq!(skopeo_raw(&format!("{repo}:v1")), before);
 }

@@ -436,6 +436,40 @@ pub fn validate_layout(dir: &Path) -> serde_json::Value {
     index
 }
 
+/// Each platform's manifest and config of a layout, checked against the schemas.
+pub fn platform_images(layout: &Path) -> Vec<(serde_json::Value, serde_json::Value)> {
+    let index = validate_layout(layout);
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let manifest = json(&blob(layout, m["digest"].as_str().unwrap()));
+            let config = json(&blob(
+                layout,
+                manifest["config"]["digest"].as_str().unwrap(),
+            ));
+            (manifest, config)
+        })
+        .collect()
+}
+
+/// `skopeo inspect --raw` of a reference (a tag or a digest) over plain http: its exact bytes.
+pub fn skopeo_raw(reference: &str) -> Vec<u8> {
+    let o = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    assert!(
+        o.status.success(),
+        "skopeo inspect {reference}: {}",
+        stderr(&o)
+    );
+    o.stdout
+}
+
 /// The amd64 fixture with `mib` MiB of pseudo-random bytes after it: still a static ELF, and
 /// slow enough to pack that a signal lands in the middle.
 pub fn big_binary(dir: &Path, mib: usize) -> PathBuf {
