@@ -322,3 +322,25 @@ fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
     let bin = binary_from_layout(&system, "linux/amd64", "alloc-threads", tmp.path());
     assert_eq!(symbols(&bin, &["mi_malloc"]), [None]);
 }
+
+#[test]
+fn the_private_libcs_memcmp_orders_bytes_as_memcmp_must_on_both_arches() {
+    // allocator = "mimalloc" links src/cargo/allocator/memcmp.c in place of musl's byte loop:
+    // a harness compares it with a byte-by-byte reference (lengths, positions, signedness,
+    // alignments), built by zig as the private libc's copy is.
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = common::repo();
+    for (platform, zig_target) in [
+        ("linux/amd64", "x86_64-linux-musl"),
+        ("linux/arm64", "aarch64-linux-musl"),
+    ] {
+        let bin = tmp.path().join(zig_target);
+        ok(Command::new("zig")
+            .args(["cc", "-target", zig_target, "-O3", "-fno-builtin", "-o"])
+            .arg(&bin)
+            .arg(repo.join("tests/fixtures/memcmp-check/check.c"))
+            .arg(repo.join("src/cargo/allocator/memcmp.c")));
+        assert_eq!(output_of(&bin, platform).trim(), "memcmp ok 337512");
+    }
+}
