@@ -1,9 +1,11 @@
 //! Services that use C libraries (`ironstar build --cargo`): a failed build ends with its cause
-//! and fix in one line, jemalloc's page size for arm64, and musl's allocator replaced.
+//! and fix in one line, jemalloc's page size for arm64, musl's allocator replaced, and C++ compiled
+//! with no build path in it.
 //!
 //! Fixtures under `tests/fixtures/`: `protoc-hello` (prost-build in its build script),
 //! `vendored-app` (a `-sys` crate beside it asking pkg-config for its library unless `vendored`),
-//! `jemalloc-hello` (tikv-jemalloc-sys). Each builds in its own target directory under ours
+//! `jemalloc-hello` (tikv-jemalloc-sys), `alloc-threads` (8 threads allocating), `cxx-hello` (C++
+//! through the `cc` crate naming its paths). Each builds in its own target directory under ours
 //! (`target/test-fixtures/`), kept between runs.
 
 mod support;
@@ -321,4 +323,68 @@ fn allocator_mimalloc_replaces_musls_malloc_on_both_arches() {
     ok(build("alloc-threads", "linux/amd64", &system).args(["--allocator", "system"]));
     let bin = binary_from_layout(&system, "linux/amd64", "alloc-threads", tmp.path());
     assert_eq!(symbols(&bin, &["mi_malloc"]), [None]);
+}
+
+#[test]
+fn the_private_libcs_memcmp_orders_bytes_as_memcmp_must_on_both_arches() {
+    // allocator = "mimalloc" links src/cargo/allocator/memcmp.c in place of musl's byte loop:
+    // a harness compares it with a byte-by-byte reference (lengths, positions, signedness,
+    // alignments), built by zig as the private libc's copy is.
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = common::repo();
+    for (platform, zig_target) in [
+        ("linux/amd64", "x86_64-linux-musl"),
+        ("linux/arm64", "aarch64-linux-musl"),
+    ] {
+        let bin = tmp.path().join(zig_target);
+        ok(Command::new("zig")
+            .args(["cc", "-target", zig_target, "-O3", "-fno-builtin", "-o"])
+            .arg(&bin)
+            .arg(repo.join("tests/fixtures/memcmp-check/check.c"))
+            .arg(repo.join("src/cargo/allocator/memcmp.c")));
+        assert_eq!(output_of(&bin, platform).trim(), "memcmp ok 337512");
+    }
+}
+
+#[test]
+fn cxx_compiled_through_cc_keeps_no_build_path_unless_the_user_set_cxxflags() {
+    common::require_tool("zig", "zig: sh scripts/install-deps.sh");
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = common::repo().join("tests/fixtures/cxx-hello");
+    let target_dir = fixture_target_dir("cxx-hello");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
+    // The C++ source and a header generated under the target directory, both compiled by
+    // absolute path: their __FILE__ is mapped as the rust paths are.
+    let out = tmp.path().join("oci");
+    ok(&mut build("cxx-hello", "linux/amd64", &out));
+    let bin = binary_from_layout(&out, "linux/amd64", "cxx-hello", tmp.path());
+    let printed = output_of(&bin, "linux/amd64");
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(
+        words[..2],
+        ["cxx-hello", "/build/src/hello.cpp"],
+        "{printed}"
+    );
+    assert!(
+        words[2].starts_with("/build/target/x86_64-unknown-linux-musl/release/build/cxx-hello-")
+    );
+    let bytes = std::fs::read(&bin).unwrap();
+    for dir in [&fixture, &target_dir, &cargo_home] {
+        let dir = dir.to_str().unwrap().as_bytes();
+        assert!(
+            !bytes.windows(dir.len()).any(|w| w == dir),
+            "{} is in the binary",
+            String::from_utf8_lossy(dir)
+        );
+    }
+    // The user's CXXFLAGS win (and with no mapping, the paths are the machine's).
+    let out = tmp.path().join("theirs");
+    ok(build("cxx-hello", "linux/amd64", &out).env("CXXFLAGS_x86_64_unknown_linux_musl", "-O2"));
+    let bin = binary_from_layout(&out, "linux/amd64", "cxx-hello", tmp.path());
+    let printed = output_of(&bin, "linux/amd64");
+    let source = fixture.join("src/hello.cpp");
+    assert!(printed.contains(source.to_str().unwrap()), "{printed}");
 }

@@ -225,7 +225,8 @@ fn jemalloc_page(env: &Env, inp: &Inputs, t: &str, set: &mut Set) -> Option<Stri
 
 /// The C compiler: the user's (`CC_<triple>`, either spelling, or `TARGET_CC`; a plain `CC` is
 /// for the host), which must exist when C is compiled, or zig through cargo-zigbuild. With zig,
-/// CFLAGS map the build's paths away as the rust flags do, unless the user set CFLAGS.
+/// CFLAGS and CXXFLAGS map the build's paths away as the rust flags do, unless the user set them
+/// (C++ through the `cc` crate, and cmake-rs, which takes CMAKE_CXX_FLAGS from it, read CXXFLAGS).
 fn c_compiler(env: &Env, inp: &Inputs, t: &str, set: &mut Set) -> Result<String> {
     let under = t.replace(['-', '.'], "_");
     let cc_keys = [format!("CC_{t}"), format!("CC_{under}"), "TARGET_CC".into()];
@@ -245,25 +246,32 @@ fn c_compiler(env: &Env, inp: &Inputs, t: &str, set: &mut Set) -> Result<String>
     let Toolchain::Zig { .. } = inp.toolchain else {
         return Ok("no C compiler".into());
     };
-    let cflags_keys = [
-        format!("CFLAGS_{t}"),
-        format!("CFLAGS_{under}"),
-        "TARGET_CFLAGS".into(),
-    ];
-    let cflags = match env.first(&cflags_keys) {
-        Some((k, v)) => format!("{v} (from {k})"),
-        None => {
-            let v: Vec<String> = inp
-                .remaps
-                .iter()
-                .map(|(from, to)| format!("-ffile-prefix-map={}={to}", from.display()))
-                .collect();
-            let v = v.join(" ");
-            set.push((format!("CFLAGS_{under}"), v.clone().into()));
-            v
+    let remap: Vec<String> = inp
+        .remaps
+        .iter()
+        .map(|(from, to)| format!("-ffile-prefix-map={}={to}", from.display()))
+        .collect();
+    let remap = remap.join(" ");
+    let mut flags = |name: &str| {
+        let keys = [
+            format!("{name}_{t}"),
+            format!("{name}_{under}"),
+            format!("TARGET_{name}"),
+        ];
+        match env.first(&keys) {
+            Some((k, v)) => format!("{v} (from {k})"),
+            None => {
+                set.push((format!("{name}_{under}"), remap.clone().into()));
+                remap.clone()
+            }
         }
     };
-    Ok(format!("CC zig, CFLAGS {cflags}"))
+    let (cflags, cxxflags) = (flags("CFLAGS"), flags("CXXFLAGS"));
+    Ok(if cflags == cxxflags {
+        format!("CC zig, CFLAGS and CXXFLAGS {cflags}")
+    } else {
+        format!("CC zig, CFLAGS {cflags}, CXXFLAGS {cxxflags}")
+    })
 }
 
 #[cfg(test)]
@@ -335,16 +343,40 @@ mod tests {
             Some("-C target-feature=+crt-static --remap-path-prefix=/src/ws=/build --remap-path-prefix=/src/ws/target=/build/target")
         );
         assert_eq!(get(&set, "CC_aarch64_unknown_linux_musl"), None);
+        assert_eq!(get(&set, "CXXFLAGS_aarch64_unknown_linux_musl"), None);
 
         let set = plan_in(tmp.path(), &env(&[]), &zig(), true).unwrap();
-        // cargo-zigbuild sets the linker and CC; ironstar only adds its flags.
+        // cargo-zigbuild sets the linker and CC; ironstar only adds its flags, for C and C++.
         assert_eq!(get(&set, LINKER), None);
         assert_eq!(get(&set, "CC_aarch64_unknown_linux_musl"), None);
+        let remap =
+            "-ffile-prefix-map=/src/ws=/build -ffile-prefix-map=/src/ws/target=/build/target";
+        assert_eq!(get(&set, "CFLAGS_aarch64_unknown_linux_musl"), Some(remap));
         assert_eq!(
-            get(&set, "CFLAGS_aarch64_unknown_linux_musl"),
-            Some("-ffile-prefix-map=/src/ws=/build -ffile-prefix-map=/src/ws/target=/build/target")
+            get(&set, "CXXFLAGS_aarch64_unknown_linux_musl"),
+            Some(remap)
         );
         assert_eq!(get(&set, "CARGO_ENCODED_RUSTFLAGS"), None);
+    }
+
+    #[test]
+    fn c_and_cxx_flags_are_each_kept_when_the_user_set_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (c, cxx) = (
+            "CFLAGS_aarch64_unknown_linux_musl",
+            "CXXFLAGS_aarch64_unknown_linux_musl",
+        );
+        for (user, c_kept, cxx_kept) in [
+            ("CFLAGS_aarch64-unknown-linux-musl", true, false),
+            ("TARGET_CFLAGS", true, false),
+            ("CXXFLAGS_aarch64-unknown-linux-musl", false, true),
+            ("CXXFLAGS_aarch64_unknown_linux_musl", false, true),
+            ("TARGET_CXXFLAGS", false, true),
+        ] {
+            let set = plan_in(tmp.path(), &env(&[(user, "-O2")]), &zig(), true).unwrap();
+            assert_eq!(get(&set, c).is_none(), c_kept, "{user}");
+            assert_eq!(get(&set, cxx).is_none(), cxx_kept, "{user}");
+        }
     }
 
     #[test]
@@ -376,6 +408,7 @@ mod tests {
         assert_eq!(get(&set, LINKER), None);
         assert_eq!(get(&set, "CC_aarch64_unknown_linux_musl"), None);
         assert_eq!(get(&set, "CFLAGS_aarch64_unknown_linux_musl"), None);
+        assert_eq!(get(&set, "CXXFLAGS_aarch64_unknown_linux_musl"), None);
         // RUSTFLAGS would hide per-target flags: ours go after the user's, globally.
         let enc = get(&set, "CARGO_ENCODED_RUSTFLAGS").unwrap();
         assert!(
