@@ -200,7 +200,15 @@ pub fn merge_layouts(opts: &LayoutMergeOptions) -> Result<LayoutMergeReport, Mer
     let referrers = copy_sboms(&opened, &sboms, &merged, &writer)?;
     report.sboms = referrers.len();
     let mut signatures = match &signing {
-        Some(s) => crate::sign::layout::write(&writer, s, &merged.index_subject())?,
+        Some(s) => [
+            crate::sign::layout::write(&writer, s, &merged.index_subject())?,
+            crate::artifact::sigbundle::write(
+                &writer,
+                s.signer.as_ref(),
+                std::slice::from_ref(&merged.index_ref),
+            )?,
+        ]
+        .concat(),
         None => Vec::new(),
     };
     let kept = copy_signatures(&opened, &merged, &writer)?;
