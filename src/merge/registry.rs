@@ -116,9 +116,9 @@ pub async fn merge_in_registry(
             subjects.extend(
                 (brought.iter()).map(|p| (p.manifest.digest.clone(), Some(p.platform.to_string()))),
             );
-            let refs: Vec<crate::image::BlobRef> = std::iter::once(merged.index_ref.clone())
-                .chain(brought.iter().map(|p| p.manifest.clone()))
-                .collect();
+            // The bundle form for the index only: a brought part's referrers tag is written by
+            // the carry of its SBOMs meanwhile, which a staged copy of that tag would undo.
+            let refs = vec![merged.index_ref.clone()];
             let identity = opts.repository.to_string();
             let sigs = tokio::task::spawn_blocking(move || {
                 let sigs = ImageSignatures::sign(signer.as_ref(), &identity, &subjects)?;
