@@ -265,7 +265,15 @@ pub fn build(spec: &ImageSpec, opts: &BuildOptions) -> Result<BuildReport, Build
                         .map(|(p, m)| (m.digest.clone(), Some(p.to_string()))),
                 )
                 .collect();
-            crate::sign::layout::write(&writer, signing, &subjects)?
+            let refs: Vec<BlobRef> = std::iter::once(index_ref.clone())
+                .chain(manifests.iter().map(|(_, m)| m.clone()))
+                .collect();
+            let signer = signing.signer.as_ref();
+            [
+                crate::sign::layout::write(&writer, signing, &subjects)?,
+                crate::artifact::sigbundle::write(&writer, signer, &refs)?,
+            ]
+            .concat()
         }
         None => Vec::new(),
     };

@@ -9,38 +9,16 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::process::Command;
 
 use serde_json::Value;
 use support::cli::{expect_fail, expect_ok, tag_status};
-use support::common::{self, blob, ironstar, json, ok, require_tool, run, stderr, validate_layout};
+use support::common::{blob, json, ok, require_tool, run, stderr, validate_layout};
 use support::proxy::{Faults, Proxy};
 use support::registry::{Auth, Registry};
-
-const PASSWORD: &str = "tr0ub4dor-Xq7-horse";
-
-fn checker() -> Command {
-    common::venv_script("cosign_check.py")
-}
-
-/// A key pair in `dir`, as `cosign generate-key-pair` writes it (cosign.key, cosign.pub), and
-/// the same private key as plain PKCS#8 (key.pkcs8.pem).
-fn genkey(dir: &Path) -> PathBuf {
-    fs::create_dir_all(dir).unwrap();
-    ok(checker().arg("genkey").arg(dir).arg(PASSWORD));
-    dir.to_path_buf()
-}
-
-/// Two key pairs for the whole test process.
-fn keys() -> &'static (PathBuf, PathBuf) {
-    static K: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    K.get_or_init(|| {
-        let root = common::repo().join("target/test-sign/keys");
-        let _ = fs::remove_dir_all(&root);
-        (genkey(&root.join("a")), genkey(&root.join("b")))
-    })
-}
+use support::signing::{
+    checker, cmd, image_file, keys, push, signed_build, signed_push, verify, PASSWORD,
+};
 
 /// The independent verifier over `addr/repo:reference`, the payloads naming `identity`; the
 /// `.sig` manifest digest of each signed digest, or the one-line failure.
@@ -59,59 +37,6 @@ fn py_verify(
         true => Ok(json(&o.stdout)),
         false => Err(stderr(&o)),
     }
-}
-
-/// `ironstar` isolated from the machine's credentials and signing settings.
-fn cmd(home: &Path) -> Command {
-    let mut c = ironstar();
-    c.env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("COSIGN_PASSWORD")
-        .env_remove("IRONSTAR_SIGN_KEY")
-        .env_remove("IRONSTAR_LOG");
-    c
-}
-
-fn push(layout: &Path, addr: &str, repo: &str, extra: &[&str]) -> Output {
-    let home = tempfile::tempdir().unwrap();
-    run(cmd(home.path())
-        .args(["push", "--plain-http", "--repository"])
-        .arg(format!("{addr}/{repo}"))
-        .arg("--layout")
-        .arg(layout)
-        .args(extra))
-}
-
-fn with_key<'a>(key: &'a Path, file: &str, args: &mut Vec<String>) -> &'a Path {
-    args.push("--sign-key".into());
-    args.push(key.join(file).display().to_string());
-    key
-}
-
-fn signed_push(layout: &Path, addr: &str, repo: &str, key: &Path, extra: &[&str]) -> Output {
-    let home = tempfile::tempdir().unwrap();
-    let mut args = Vec::new();
-    with_key(key, "cosign.key", &mut args);
-    run(cmd(home.path())
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .args(["push", "--plain-http", "--repository"])
-        .arg(format!("{addr}/{repo}"))
-        .arg("--layout")
-        .arg(layout)
-        .args(&args)
-        .args(extra))
-}
-
-fn verify(args: &[&str], key: &Path) -> Output {
-    let home = tempfile::tempdir().unwrap();
-    run(cmd(home.path())
-        .arg("verify")
-        .arg("--key")
-        .arg(key.join("cosign.pub"))
-        .args(args))
 }
 
 /// Whether the registry holds the manifest or index `reference` (asked with an `Accept` that
@@ -337,37 +262,6 @@ fn a_refused_signature_tag_moves_no_tag() {
     );
     let identity = format!("{}/deny/app", reg.addr());
     py_verify(&reg.addr(), "deny/app", "latest", a, &identity).unwrap();
-}
-
-/// An image file for the fixture binaries that names `repository`.
-fn image_file(dir: &Path, repository: &str) -> PathBuf {
-    let f = common::fixtures();
-    let file = dir.join("app.toml");
-    fs::write(
-        &file,
-        format!(
-            "name = \"app\"\nrepository = \"{repository}\"\n[binaries]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
-            f.amd64.display(),
-            f.arm64.display()
-        ),
-    )
-    .unwrap();
-    file
-}
-
-fn signed_build(file: &Path, out: &Path, key: &Path, extra: &[&str]) -> String {
-    let home = tempfile::tempdir().unwrap();
-    ok(cmd(home.path())
-        .env("COSIGN_PASSWORD", PASSWORD)
-        .arg("build")
-        .arg(file)
-        .arg("--output")
-        .arg(out)
-        .arg("--sign-key")
-        .arg(key.join("cosign.key"))
-        .args(extra))
-    .trim()
-    .to_string()
 }
 
 #[test]

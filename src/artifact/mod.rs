@@ -9,7 +9,8 @@
 //!   any tag: the referrers API where the registry has it, else the `sha256-<hex>` referrers tag;
 //! - [`dsse`], [`provenance`], [`bundle`]: the signed SLSA v1 provenance (an in-toto statement
 //!   in a DSSE envelope) and the Sigstore bundle it travels in; [`attest`]: making it into a
-//!   layout; [`verify`]: finding and checking it back.
+//!   layout; [`sigbundle`]: an image signature in the same bundle form (cosign 3's);
+//!   [`verify`]: finding and checking them back.
 //!
 //! Every artifact is a function of its inputs (no wall-clock time, canonical JSON, RFC 6979
 //! signatures), so a re-push finds it there and writes nothing.
@@ -21,6 +22,7 @@ pub mod dsse;
 pub mod provenance;
 pub mod push;
 pub mod referrer;
+pub mod sigbundle;
 pub mod verify;
 
 use std::collections::BTreeMap;

@@ -35,14 +35,14 @@ impl Artifacts {
     }
 }
 
-/// The layout's referrers whose subject is `image`'s index or one of its manifests and whose
-/// `artifactType` `keep` takes. Each document is checked against its digest now (they are small),
+/// The layout's referrers whose subject is `image`'s index or one of its manifests and that
+/// `keep` takes (by `artifactType` and annotations). Each document is checked against its digest now (they are small),
 /// so a damaged one is refused before any blob goes out, naming it and the flag that leaves it
 /// out.
 pub fn referrers_of(
     layout: &Layout,
     image: &ResolvedImage,
-    keep: impl Fn(&str) -> bool,
+    keep: impl Fn(&referrer::Referrer) -> bool,
 ) -> Result<Vec<Stored>, ArtifactError> {
     let subjects: Vec<&Digest> = std::iter::once(&image.top)
         .chain(&image.manifests)
@@ -50,7 +50,7 @@ pub fn referrers_of(
         .collect();
     let mut out = Vec::new();
     for r in referrer::list(layout)? {
-        if subjects.contains(&&r.subject) && keep(&r.referrer.artifact_type) {
+        if subjects.contains(&&r.subject) && keep(&r.referrer) {
             layout
                 .verify_blob(&r.document)
                 .map_err(|e| ArtifactError::Put(format!("{}: {e}", named(&r))))?;
@@ -62,15 +62,30 @@ pub fn referrers_of(
 
 /// What a referrer is, and how to push without it, for messages.
 fn named(r: &Stored) -> String {
-    match crate::sbom::is_sbom_type(&r.referrer.artifact_type) {
-        true => format!(
+    match kind(r) {
+        "sbom" => format!(
             "the SBOM of {} (--no-sbom pushes the image without them)",
             r.subject
         ),
-        false => format!(
+        "signature bundle" => format!(
+            "the signature bundle {} (--no-sign pushes the image unsigned)",
+            r.referrer.digest
+        ),
+        _ => format!(
             "the attestation {} (--no-provenance pushes the image without it)",
             r.referrer.digest
         ),
+    }
+}
+
+/// A referrer's kind, for the push's lines.
+fn kind(r: &Stored) -> &'static str {
+    if crate::sbom::is_sbom_type(&r.referrer.artifact_type) {
+        "sbom"
+    } else if super::sigbundle::is_signature(&r.referrer.annotations) {
+        "signature bundle"
+    } else {
+        "attestation bundle"
     }
 }
 
@@ -86,8 +101,8 @@ pub struct Staged {
 /// What [`Staged::commit`] wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
-    /// Referrer manifests sent, by `artifactType`.
-    pub referrers: BTreeMap<String, usize>,
+    /// Referrer manifests sent, by kind: `sbom`, `signature bundle`, `attestation bundle`.
+    pub referrers: BTreeMap<&'static str, usize>,
     /// cosign tag manifests written, `.sig` and `.att`.
     pub cosign: usize,
     /// Referrers tags written (0 with the referrers API).
@@ -195,7 +210,10 @@ async fn upload(
     if !referrers.is_empty() {
         add(EMPTY)?;
     }
-    for r in referrers {
+    for bytes in referrers.iter().filter_map(|r| r.inline.as_deref()) {
+        add(bytes)?;
+    }
+    for r in referrers.iter().filter(|r| r.inline.is_none()) {
         if seen.insert(r.document.digest.clone()) {
             let Some(layout) = layout else {
                 return Err(ArtifactError::Put(format!(
@@ -303,12 +321,9 @@ impl Staged {
                 .put_manifest_subject(Target::Digest(d), media_type::MANIFEST, &r.manifest, d)
                 .await
                 .map_err(|e| ArtifactError::Put(format!("putting {}: {e}", named(r))))?;
-            let kind = match crate::sbom::is_sbom_type(&r.referrer.artifact_type) {
-                true => "sbom",
-                false => "attestation bundle",
-            };
             line(format!(
-                "{kind} {} -> {} pushed",
+                "{} {} -> {} pushed",
+                kind(r),
                 short(d),
                 short(&r.subject)
             ));
@@ -320,9 +335,7 @@ impl Staged {
             ..Default::default()
         };
         for r in &self.referrers {
-            *out.referrers
-                .entry(r.referrer.artifact_type.clone())
-                .or_default() += 1;
+            *out.referrers.entry(kind(r)).or_default() += 1;
         }
         let fallback = match self.fallback {
             Some(f) if !indexed.iter().any(|i| *i) => f,

@@ -117,6 +117,9 @@ pub struct Stored {
     pub subject: Digest,
     /// Its document's blob.
     pub document: Descriptor,
+    /// The document's bytes when it was made in memory (a signature at push time), not read
+    /// from a layout.
+    pub inline: Option<Vec<u8>>,
 }
 
 /// Every referrer manifest `index.json` lists.
@@ -146,6 +149,7 @@ pub fn list(layout: &Layout) -> Result<Vec<Stored>, ArtifactError> {
             manifest: m.bytes,
             subject,
             document,
+            inline: None,
         });
     }
     Ok(out)

@@ -1,23 +1,47 @@
-//! The attestations of an image, found and checked for `ironstar verify` and `ironstar
-//! provenance`: in each store (the `.att` tag's layers, the bundle referrers of the index), every
-//! envelope read at most [`MAX_ENVELOPE`] bytes, its signature checked before its payload is
-//! read, its statement's subject the index. One bad envelope does not hide a good one: each is a
-//! [`Found`] of its own.
+//! The attestations and signature bundles of an image, found and checked for `ironstar verify`
+//! and `ironstar provenance`: in each store (the `.att` tag's layers, the bundle referrers of the
+//! index or a platform manifest), every envelope read at most [`MAX_ENVELOPE`] bytes, its
+//! signature checked before its payload is read, its statement's subject the digest. One bad
+//! envelope does not hide a good one: each is a [`Found`] of its own. A bundle referrer is a
+//! signature ([`super::sigbundle`]) when its manifest's predicate type annotation says so, else
+//! a provenance.
 
 use serde_json::Value;
 
 use super::dsse::{Envelope, MAX_ENVELOPE};
-use super::{attest, bundle, cosign, referrer, ArtifactError, CosignTag, BUNDLE, DSSE_ENVELOPE};
+use super::{
+    attest, bundle, cosign, referrer, sigbundle, ArtifactError, CosignTag, BUNDLE, DSSE_ENVELOPE,
+};
 use crate::digest::Digest;
 use crate::layout::Layout;
 use crate::registry::{Client, Target};
 use crate::sign::PublicKey;
+
+/// What an envelope holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An SLSA provenance ([`attest`]).
+    Provenance,
+    /// cosign 3's image signature ([`sigbundle`]).
+    Signature,
+}
+
+impl Kind {
+    /// A bundle referrer's kind, by its manifest's annotations.
+    fn of(annotations: &std::collections::BTreeMap<String, String>) -> Self {
+        match sigbundle::is_signature(annotations) {
+            true => Kind::Signature,
+            false => Kind::Provenance,
+        }
+    }
+}
 
 /// One envelope and what came of it.
 #[derive(Debug)]
 pub struct Found {
     /// Where it was: `tag sha256-….att` or `referrer sha256:…`.
     pub store: String,
+    pub kind: Kind,
     /// The statement, when it verified (or, with no key, when it parsed); else why not.
     pub result: Result<Value, String>,
 }
@@ -28,23 +52,30 @@ fn judge(
     bytes: Result<Vec<u8>, ArtifactError>,
     key: Option<&PublicKey>,
     digest: &Digest,
-    bundled: bool,
+    bundled: Option<Kind>,
 ) -> Found {
     let what = store.clone();
+    let kind = bundled.unwrap_or(Kind::Provenance);
     let result = bytes
         .and_then(|b| match bundled {
-            true => bundle::envelope(&what, &b),
-            false => Envelope::parse(&what, &b),
+            Some(_) => bundle::envelope(&what, &b),
+            None => Envelope::parse(&what, &b),
         })
-        .and_then(|e| match key {
-            Some(k) => attest::check(&what, &e, k, digest),
-            None => attest::statement_of(&what, &e.body(&what)?),
+        .and_then(|e| match (key, kind) {
+            (Some(k), Kind::Provenance) => attest::check(&what, &e, k, digest),
+            (Some(k), Kind::Signature) => sigbundle::check(&what, &e, k, digest),
+            (None, Kind::Provenance) => attest::statement_of(&what, &e.body(&what)?),
+            (None, Kind::Signature) => sigbundle::statement_of(&what, &e.body(&what)?),
         })
         .map_err(|e| e.to_string());
-    Found { store, result }
+    Found {
+        store,
+        kind,
+        result,
+    }
 }
 
-/// The attestations a layout keeps for its image's index.
+/// The attestations and signature bundles a layout keeps for its image's index.
 pub fn layout(
     layout: &Layout,
     digest: &Digest,
@@ -53,8 +84,19 @@ pub fn layout(
     let tag = CosignTag::Att.of(digest);
     let mut out: Vec<Found> = attest::layout_layers(layout, digest)?
         .into_iter()
-        .map(|l| judge(format!("tag {tag}"), Ok(l.payload), key, digest, false))
+        .map(|l| judge(format!("tag {tag}"), Ok(l.payload), key, digest, None))
         .collect();
+    out.extend(layout_bundles(layout, digest, key)?);
+    Ok(out)
+}
+
+/// The bundle referrers a layout keeps for `digest` (the index or a platform manifest).
+pub fn layout_bundles(
+    layout: &Layout,
+    digest: &Digest,
+    key: Option<&PublicKey>,
+) -> Result<Vec<Found>, ArtifactError> {
+    let mut out = Vec::new();
     for r in referrer::list(layout)? {
         if r.subject == *digest && r.referrer.artifact_type == BUNDLE {
             let bytes = match r.document.size > MAX_ENVELOPE as u64 {
@@ -69,7 +111,7 @@ pub fn layout(
                 bytes,
                 key,
                 digest,
-                true,
+                Some(Kind::of(&r.referrer.annotations)),
             ));
         }
     }
@@ -84,9 +126,9 @@ pub async fn registry(
     key: Option<&PublicKey>,
 ) -> Result<Vec<Found>, ArtifactError> {
     let tag = CosignTag::Att.of(digest);
-    let (att, referrers) = tokio::try_join!(
+    let (att, mut bundles) = tokio::try_join!(
         async { Ok::<_, ArtifactError>(client.get_manifest(Target::Tag(&tag)).await?) },
-        referrer::remote(client, digest)
+        registry_bundles(client, digest, key)
     )?;
     let mut out = Vec::new();
     if let Some(m) = att {
@@ -99,24 +141,40 @@ pub async fn registry(
                     .filter(|l| l.media_type == DSSE_ENVELOPE)
                 {
                     let bytes = blob(client, &store, &l.digest, l.size).await;
-                    out.push(judge(store.clone(), bytes, key, digest, false));
+                    out.push(judge(store.clone(), bytes, key, digest, None));
                 }
             }
             Err(e) => out.push(Found {
                 store,
+                kind: Kind::Provenance,
                 result: Err(e.to_string()),
             }),
         }
     }
+    out.append(&mut bundles);
+    Ok(out)
+}
+
+/// The bundle referrers a registry holds for `digest` (an index or a manifest of `client`'s
+/// repository), each read and checked in turn.
+pub async fn registry_bundles(
+    client: &Client,
+    digest: &Digest,
+    key: Option<&PublicKey>,
+) -> Result<Vec<Found>, ArtifactError> {
+    let referrers = referrer::remote(client, digest).await?;
+    let mut out = Vec::new();
     for r in referrers.iter().filter(|r| r["artifactType"] == BUNDLE) {
         let d = referrer::digest_at(r, "referrers index")?;
         let store = format!("referrer {d}");
+        let mut kind = Kind::Provenance;
         let layer = async {
             let m = client
                 .get_manifest(Target::Digest(&d))
                 .await?
                 .ok_or_else(|| super::malformed(&store, "listed, but not in the registry"))?;
             let v = referrer::parse(&store, &m.bytes)?;
+            kind = Kind::of(&serde_json::from_value(v["annotations"].clone()).unwrap_or_default());
             if referrer::digest_at(&v["subject"], &store)? != *digest {
                 return Err(super::malformed(&store, "its subject is another manifest"));
             }
@@ -130,7 +188,8 @@ pub async fn registry(
             )
             .await
         };
-        out.push(judge(store.clone(), layer.await, key, digest, true));
+        let bytes = layer.await;
+        out.push(judge(store.clone(), bytes, key, digest, Some(kind)));
     }
     Ok(out)
 }

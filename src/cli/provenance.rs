@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use ironstar::artifact::verify::{self, Found};
+use ironstar::artifact::verify::{self, Found, Kind};
 use ironstar::registry::{Client, Reference, Target};
 use ironstar::sign::PublicKey;
 use ironstar::Digest;
@@ -36,7 +36,7 @@ pub fn run(args: &ProvenanceArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give REGISTRY/REPO[:TAG] or --layout DIR"),
     };
     let mut why = Vec::new();
-    for f in found {
+    for f in found.into_iter().filter(|f| f.kind == Kind::Provenance) {
         match f.result {
             Ok(statement) => {
                 use std::io::Write as _;
@@ -91,8 +91,12 @@ pub fn registry(
 /// What `verify` says of the attestations: each store's finding on stderr (a failed envelope as
 /// a warning); with `require`, an error unless one verified.
 pub fn report(found: &[Found], digest: &Digest, require: bool, quiet: bool) -> anyhow::Result<()> {
+    let found: Vec<&Found> = found
+        .iter()
+        .filter(|f| f.kind == Kind::Provenance)
+        .collect();
     let mut good = 0;
-    for f in found {
+    for f in &found {
         match &f.result {
             Ok(_) => {
                 good += 1;
@@ -118,4 +122,67 @@ pub fn report(found: &[Found], digest: &Digest, require: bool, quiet: bool) -> a
         }
     }
     Ok(())
+}
+
+/// The signature bundles (cosign 3's form) of each of `subjects` (the index first, then the
+/// platform manifests), from `layout` (DIR[:TAG]) or the registry of `image`; the index's are
+/// among `index_found` already.
+pub fn signature_bundles(
+    layout: Option<&str>,
+    image: Option<&str>,
+    plain_http: bool,
+    subjects: &[(Digest, Option<String>)],
+    index_found: Vec<Found>,
+    key: &PublicKey,
+) -> anyhow::Result<Vec<Vec<Found>>> {
+    let platforms = subjects.iter().skip(1).map(|(d, _)| d);
+    let mut rest = match (layout, image) {
+        (Some(l), _) => {
+            let (dir, _) = ironstar::push::split_layout_arg(l);
+            let layout = ironstar::layout::Layout::open(&dir)?;
+            platforms
+                .map(|d| verify::layout_bundles(&layout, d, Some(key)))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        (None, Some(r)) => {
+            let reference = Reference::parse(r)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async {
+                let client = Client::reader(&reference.repository, plain_http)?;
+                let client = &client;
+                let all = platforms.map(|d| verify::registry_bundles(client, d, Some(key)));
+                anyhow::Ok(futures_util::future::try_join_all(all).await?)
+            })?
+        }
+        (None, None) => Vec::new(),
+    };
+    let index = index_found
+        .into_iter()
+        .filter(|f| f.kind == Kind::Signature)
+        .collect();
+    rest.insert(0, index);
+    Ok(rest)
+}
+
+/// What `verify` says of the signature bundles: each subject's finding on stderr (a bundle that
+/// fails, a warning). The `.sig` tags decide whether the image verifies.
+pub fn report_bundles(subjects: &[(Digest, Option<String>)], found: &[Vec<Found>], quiet: bool) {
+    for ((digest, platform), fs) in subjects.iter().zip(found) {
+        let subject = ironstar::sign::describe_subject(digest, platform.as_deref());
+        if fs.is_empty() && !quiet {
+            eprintln!("no signature bundle of {subject}");
+        }
+        for f in fs {
+            match &f.result {
+                Ok(_) if !quiet => {
+                    eprintln!("verified signature bundle of {subject} ({})", f.store)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("signature bundle of {subject} ({}): {e}", f.store),
+            }
+        }
+    }
 }

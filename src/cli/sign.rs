@@ -115,13 +115,26 @@ pub fn verify(args: &VerifyArgs, quiet: bool) -> anyhow::Result<()> {
     if !quiet {
         for v in &verified {
             eprintln!(
-                "verified {} for {}",
+                "verified {} for {} (tag {})",
                 ironstar::sign::describe_subject(&v.digest, v.platform.as_deref()),
-                v.identity
+                v.identity,
+                ironstar::sign::signature_tag(&v.digest)
             );
         }
     }
     super::provenance::report(&found, &top, args.require_provenance, quiet)?;
+    let subjects: Vec<_> = (verified.iter())
+        .map(|v| (v.digest.clone(), v.platform.clone()))
+        .collect();
+    let bundles = super::provenance::signature_bundles(
+        args.layout.as_deref(),
+        args.image.as_deref(),
+        args.plain_http,
+        &subjects,
+        found,
+        &key,
+    )?;
+    super::provenance::report_bundles(&subjects, &bundles, quiet);
     println!("{image}");
     Ok(())
 }

@@ -193,6 +193,7 @@ async fn bring_sboms(
                 manifest: m.bytes.to_vec(),
                 subject: subject.clone(),
                 document: layout_descriptor(&v["layers"][0], &what)?,
+                inline: None,
             };
             add_to_fallback(dest, &sbom).await?;
         }

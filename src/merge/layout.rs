@@ -11,11 +11,11 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{plan, source_of, top, MergeError, Merged, Source, Top};
+use crate::artifact::referrer::{Referrer, Stored};
 use crate::digest::Digest;
 use crate::image::{self, BlobRef};
 use crate::layout::{Descriptor, Layout, LayoutWriter, ResolvedImage};
 use crate::oci::annotation;
-use crate::sbom::artifact::{LocalSbom, Referrer};
 use crate::sign::layout::LayoutSigning;
 use crate::sign::{signature_tag, SignError, Signer};
 
@@ -172,10 +172,11 @@ pub fn merge_layouts(opts: &LayoutMergeOptions) -> Result<LayoutMergeReport, Mer
         }),
         None => None,
     };
-    // Every SBOM list is read (and refused if malformed) before the output is started.
-    let sboms = opened
+    // Every referrer list (SBOMs, signature bundles) is read (and refused if malformed) before
+    // the output is started.
+    let listed = opened
         .iter()
-        .map(|o| crate::sbom::artifact::list(&o.layout))
+        .map(|o| crate::artifact::referrer::list(&o.layout))
         .collect::<Result<Vec<_>, _>>()?;
     let writer = LayoutWriter::create(&opts.output)?;
     let mut report = LayoutMergeReport {
@@ -197,15 +198,32 @@ pub fn merge_layouts(opts: &LayoutMergeOptions) -> Result<LayoutMergeReport, Mer
         ));
     }
     writer.put_blob(&merged.index)?;
-    let referrers = copy_sboms(&opened, &sboms, &merged, &writer)?;
+    let is_sbom = |r: &Referrer| crate::sbom::is_sbom_type(&r.artifact_type);
+    let referrers = copy_referrers(&opened, &listed, &merged, &writer, is_sbom)?;
     report.sboms = referrers.len();
-    let mut signatures = match &signing {
-        Some(s) => crate::sign::layout::write(&writer, s, &merged.index_subject())?,
-        None => Vec::new(),
+    // In a build's order: the `.sig` manifests (the index's, then the parts'), then the
+    // signature bundles likewise.
+    let (mut signatures, bundles) = match &signing {
+        Some(s) => (
+            crate::sign::layout::write(&writer, s, &merged.index_subject())?,
+            crate::artifact::sigbundle::write(
+                &writer,
+                s.signer.as_ref(),
+                std::slice::from_ref(&merged.index_ref),
+            )?,
+        ),
+        None => (Vec::new(), Vec::new()),
     };
     let kept = copy_signatures(&opened, &merged, &writer)?;
     report.signatures_kept = kept.len();
     signatures.extend(kept);
+    signatures.extend(bundles);
+    let is_bundle = |r: &Referrer| {
+        r.artifact_type == crate::artifact::BUNDLE
+            && crate::artifact::sigbundle::is_signature(&r.annotations)
+    };
+    let kept = copy_referrers(&opened, &listed, &merged, &writer, is_bundle)?;
+    signatures.extend(kept.iter().map(Referrer::descriptor_json));
 
     let index_json = image::layout_index(&merged.index_ref, &tags)?;
     let recorded = repository
@@ -241,19 +259,20 @@ fn copy_tree(layout: &Layout, writer: &LayoutWriter, d: &Descriptor) -> Result<(
     Ok(())
 }
 
-/// The SBOMs whose subject is a merged platform's manifest, in platform order (as a build lists
-/// them), copied with their documents.
-fn copy_sboms(
+/// The referrers `keep` takes (SBOMs, signature bundles) whose subject is a merged platform's
+/// manifest, in platform order (as a build lists them), copied with their documents.
+fn copy_referrers(
     opened: &[Opened],
-    sboms: &[Vec<LocalSbom>],
+    listed: &[Vec<Stored>],
     merged: &Merged,
     writer: &LayoutWriter,
+    keep: impl Fn(&Referrer) -> bool,
 ) -> Result<Vec<Referrer>, MergeError> {
     let mut out: Vec<Referrer> = Vec::new();
     for p in &merged.parts {
-        for s in sboms[p.source]
+        for s in listed[p.source]
             .iter()
-            .filter(|s| s.subject == p.manifest.digest)
+            .filter(|s| s.subject == p.manifest.digest && keep(&s.referrer))
         {
             if out.iter().any(|r| r.digest == s.referrer.digest) {
                 continue;

@@ -122,14 +122,21 @@ pub async fn merge_in_registry(
         Some(signer) => {
             // The index, and the parts brought from elsewhere (their signatures stay where
             // they were, naming that repository); parts already here keep their own.
+            let brought: Vec<&super::Part> = (merged.parts.iter())
+                .filter(|p| readers[p.source].client.repository != opts.repository)
+                .collect();
             let mut subjects = merged.index_subject();
-            subjects.extend(merged.parts.iter().filter_map(|p| {
-                let here = readers[p.source].client.repository == opts.repository;
-                (!here).then(|| (p.manifest.digest.clone(), Some(p.platform.to_string())))
-            }));
+            subjects.extend(
+                (brought.iter()).map(|p| (p.manifest.digest.clone(), Some(p.platform.to_string()))),
+            );
+            // The bundle form for the index only: a brought part's referrers tag is written by
+            // the carry of its SBOMs meanwhile, which a staged copy of that tag would undo.
+            let refs = vec![merged.index_ref.clone()];
             let identity = opts.repository.to_string();
             let sigs = tokio::task::spawn_blocking(move || {
-                ImageSignatures::sign(signer.as_ref(), &identity, &subjects)
+                let sigs = ImageSignatures::sign(signer.as_ref(), &identity, &subjects)?;
+                let bundles = crate::artifact::sigbundle::made(signer.as_ref(), &refs)?;
+                Ok::<_, crate::sign::SignError>((sigs, bundles))
             })
             .await
             .map_err(|e| MergeError::Internal(e.to_string()))??;
@@ -139,10 +146,10 @@ pub async fn merge_in_registry(
     };
     let staging = async {
         match &signatures {
-            Some(s) => {
+            Some((s, bundles)) => {
                 let artifacts = crate::artifact::push::Artifacts {
                     cosign: crate::sign::push::cosign_entries(s.clone()),
-                    referrers: Vec::new(),
+                    referrers: bundles.clone(),
                 };
                 let staged = crate::artifact::push::stage(&dest, None, artifacts).await?;
                 Ok(Some(staged))

@@ -164,6 +164,8 @@ pub struct PushOutcome {
     pub sboms_pushed: usize,
     /// Signature and attestation tag manifests written (0 when the registry held every one).
     pub signatures_pushed: usize,
+    /// Signature bundles (cosign 3's form) sent as referrers (not those the registry held).
+    pub signature_bundles_pushed: usize,
     /// Attestation bundles sent as referrers (not those the registry held).
     pub attestations_pushed: usize,
 }

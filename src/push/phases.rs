@@ -102,6 +102,7 @@ pub async fn check_with(opts: &PushOptions, client: Arc<Client>) -> Result<Check
         tags_unchanged: Vec::new(),
         sboms_pushed: 0,
         signatures_pushed: 0,
+        signature_bundles_pushed: 0,
         attestations_pushed: 0,
     };
 
@@ -177,14 +178,43 @@ async fn artifacts(
         if provenance {
             cosign.extend(attest::cosign_entries(&layout, &image)?);
         }
-        let keep = |t: &str| match crate::sbom::is_sbom_type(t) {
+        let keep = |r: &crate::artifact::referrer::Referrer| match crate::sbom::is_sbom_type(
+            &r.artifact_type,
+        ) {
             true => !no_sbom,
-            false => provenance && t == crate::artifact::BUNDLE,
+            false if r.artifact_type != crate::artifact::BUNDLE => false,
+            false => match crate::artifact::sigbundle::is_signature(&r.annotations) {
+                true => !no_sign,
+                false => provenance,
+            },
         };
-        let referrers = push::referrers_of(&layout, &image, keep)?;
+        let mut referrers = push::referrers_of(&layout, &image, keep)?;
+        // Signing now: the bundles too (the layout's, if made with the same key, are the same).
+        if let Some(signer) = signer.as_deref().filter(|_| !no_sign) {
+            for r in crate::artifact::sigbundle::made(signer, &subject_refs(&image))? {
+                if !referrers
+                    .iter()
+                    .any(|o| o.referrer.digest == r.referrer.digest)
+                {
+                    referrers.push(r);
+                }
+            }
+        }
         Ok(push::Artifacts { cosign, referrers })
     })
     .await
+}
+
+/// The index and every platform manifest, as a referrer's `subject` names them.
+fn subject_refs(image: &ResolvedImage) -> Vec<crate::image::BlobRef> {
+    std::iter::once(&image.top)
+        .chain(&image.manifests)
+        .map(|m| crate::image::BlobRef {
+            media_type: m.descriptor.media_type.as_str().into(),
+            digest: m.descriptor.digest.clone(),
+            size: m.descriptor.size,
+        })
+        .collect()
 }
 
 impl<'a> Checked<'a> {
@@ -215,10 +245,11 @@ impl<'a> Checked<'a> {
             let line = |m: String| self.report.line(m);
             let written = staged.commit(&self.client, &line).await?;
             let o = &mut self.outcome;
-            for (artifact_type, n) in &written.referrers {
-                match crate::sbom::is_sbom_type(artifact_type) {
-                    true => o.sboms_pushed += n,
-                    false => o.attestations_pushed += n,
+            for (kind, n) in &written.referrers {
+                match *kind {
+                    "sbom" => o.sboms_pushed += n,
+                    "signature bundle" => o.signature_bundles_pushed += n,
+                    _ => o.attestations_pushed += n,
                 }
             }
             o.signatures_pushed = written.cosign;

@@ -12,6 +12,7 @@ pub mod measure;
 pub mod proxy;
 pub mod registry;
 pub mod sbom;
+pub mod signing;
 pub mod token;
 pub mod workdir;
 
