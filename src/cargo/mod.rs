@@ -439,7 +439,16 @@ pub fn build_all(
     let environment = env::Env::from_process();
     let targets: Vec<&str> = platforms.iter().map(|p| p.rust_target).collect();
     let openssl = match toolchain {
-        Toolchain::Zig { .. } => openssl::wanted(&environment, &lock, &targets),
+        Toolchain::Zig { .. } => {
+            let vendored = || {
+                let (f, m) = (&opts.features, &sel.manifest_path);
+                let resolves =
+                    |t: &&str| metadata::resolves(&sel.cargo, &sel.dir, m, f, t, "openssl-src");
+                // Cargo cannot tell: openssl-sys is left to find its own, as without ironstar.
+                targets.iter().any(|t| resolves(t) != Some(false))
+            };
+            openssl::wanted(&environment, &lock, &targets, &vendored)
+        }
         Toolchain::RustLld => Vec::new(),
     };
     let to_build: Vec<&str> = openssl

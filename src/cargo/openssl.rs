@@ -124,14 +124,16 @@ fn upper(t: &str) -> String {
     t.to_uppercase().replace(['-', '.'], "_")
 }
 
-/// For each of `targets` whose build has an OpenSSL to find (`openssl-sys` in the lock, not
-/// vendored): the user's variable when they set one, else ironstar's to build.
+/// For each of `targets` whose build has an OpenSSL to find (`openssl-sys` in the lock, and
+/// `openssl-src` not in the build's graph: `vendored` resolves it, judged by `vendored`, asked
+/// only when the lock has it): the user's variable when they set one, else ironstar's to build.
 pub(super) fn wanted(
     env: &Env,
     lock: &std::collections::BTreeSet<String>,
     targets: &[&str],
+    vendored: &dyn Fn() -> bool,
 ) -> Vec<(String, OpenSsl)> {
-    if !lock.contains("openssl-sys") || lock.contains("openssl-src") {
+    if !lock.contains("openssl-sys") || (lock.contains("openssl-src") && vendored()) {
         return Vec::new();
     }
     targets
@@ -189,6 +191,18 @@ pub(super) fn prepare(
     let zig =
         super::allocator::zig("openssl-sys needs an OpenSSL for the target; ironstar builds it")?;
     let zig_version = run_captured(Command::new(&zig).arg("version"), "zig version")?;
+    for tool in ["perl", "make"] {
+        if super::toolchain::which(tool).is_none() {
+            return Err(CargoError::MissingTool {
+                tool: tool.into(),
+                hint: format!(
+                    "OpenSSL's build runs it (ironstar builds OpenSSL for openssl-sys); install \
+                     it (`{}`), or set OPENSSL_DIR to an OpenSSL built for the target",
+                    super::diagnose::install_command(tool)
+                ),
+            });
+        }
+    }
     let top = crate::cache::default_dir()
         .ok_or_else(|| CargoError::MissingTool {
             tool: "a cache directory".into(),
@@ -392,25 +406,28 @@ mod tests {
     #[test]
     fn builds_for_openssl_sys_unless_vendored_or_the_users() {
         let lock: BTreeSet<String> = ["cc".into(), "openssl-sys".into()].into();
-        let w = wanted(&env(&[]), &lock, &[MUSL, ARM]);
+        let no = || false;
+        let w = wanted(&env(&[]), &lock, &[MUSL, ARM], &no);
         assert_eq!(
             w,
             [(MUSL.into(), OpenSsl::Built), (ARM.into(), OpenSsl::Built)]
         );
-        // Vendored: openssl-sys builds its own.
+        // Vendored: openssl-sys builds its own. In the lock only (an optional dependency whose
+        // feature is off): not.
         let mut vendored = lock.clone();
         vendored.insert("openssl-src".into());
-        assert!(wanted(&env(&[]), &vendored, &[MUSL]).is_empty());
-        assert!(wanted(&env(&[]), &BTreeSet::new(), &[MUSL]).is_empty());
+        assert!(wanted(&env(&[]), &vendored, &[MUSL], &|| true).is_empty());
+        assert_eq!(wanted(&env(&[]), &vendored, &[MUSL], &no).len(), 1);
+        assert!(wanted(&env(&[]), &BTreeSet::new(), &[MUSL], &no).is_empty());
         // Any variable the user set, plain (every target) or the target's own.
         let e = env(&[("AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_LIB_DIR", "/x")]);
-        let w = wanted(&e, &lock, &[MUSL, ARM]);
+        let w = wanted(&e, &lock, &[MUSL, ARM], &no);
         assert_eq!(w[0].1, OpenSsl::Built);
         assert_eq!(
             w[1].1,
             OpenSsl::User("AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_LIB_DIR".into())
         );
-        let w = wanted(&env(&[("OPENSSL_STATIC", "1")]), &lock, &[MUSL, ARM]);
+        let w = wanted(&env(&[("OPENSSL_STATIC", "1")]), &lock, &[MUSL, ARM], &no);
         assert!(w
             .iter()
             .all(|(_, o)| *o == OpenSsl::User("OPENSSL_STATIC".into())));
