@@ -438,27 +438,12 @@ pub fn build_all(
     };
     let environment = env::Env::from_process();
     let targets: Vec<&str> = platforms.iter().map(|p| p.rust_target).collect();
-    let openssl = match toolchain {
-        Toolchain::Zig { .. } => {
-            let vendored = || {
-                let (f, m) = (&opts.features, &sel.manifest_path);
-                let resolves =
-                    |t: &&str| metadata::resolves(&sel.cargo, &sel.dir, m, f, t, "openssl-src");
-                // Cargo cannot tell: openssl-sys is left to find its own, as without ironstar.
-                targets.iter().any(|t| resolves(t) != Some(false))
-            };
-            openssl::wanted(&environment, &lock, &targets, &vendored)
-        }
-        Toolchain::RustLld => Vec::new(),
-    };
-    let to_build: Vec<&str> = openssl
-        .iter()
-        .filter(|(_, o)| *o == OpenSsl::Built)
-        .map(|(t, _)| t.as_str())
-        .collect();
-    let openssl_dirs = match to_build.is_empty() {
-        true => Vec::new(),
-        false => openssl::prepare(&sel.cargo, &to_build, make_jobs(opts))?,
+    let openssl::Provided {
+        from: openssl,
+        dirs: openssl_dirs,
+    } = match toolchain {
+        Toolchain::Zig { .. } => openssl::for_build(sel, opts, &environment, &lock, &targets)?,
+        Toolchain::RustLld => Default::default(),
     };
     let inputs = env::Inputs {
         toolchain: &toolchain,
@@ -520,18 +505,6 @@ pub fn build_all(
             }
         })
         .collect())
-}
-
-/// make's parallelism for what ironstar builds itself: `--jobs`, else `CARGO_BUILD_JOBS`, else
-/// the machine's.
-fn make_jobs(opts: &CargoOptions) -> usize {
-    opts.jobs
-        .clone()
-        .or_else(|| std::env::var("CARGO_BUILD_JOBS").ok())
-        .and_then(|j| j.parse().ok())
-        .filter(|&j| j > 0)
-        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
-        .unwrap_or(1)
 }
 
 /// Paths that would otherwise end up in panic messages and debug info. When several prefixes

@@ -153,6 +153,58 @@ pub(super) fn wanted(
         .collect()
 }
 
+/// The build's OpenSSL, per target.
+#[derive(Default)]
+pub(super) struct Provided {
+    /// Where each target's comes from.
+    pub from: Vec<(String, OpenSsl)>,
+    /// The directory of each one ironstar built (or found cached).
+    pub dirs: Vec<(String, PathBuf)>,
+}
+
+/// Where each of `targets`' OpenSSL comes from, and the directory of each one ironstar built
+/// (or found cached) for openssl-sys.
+pub(super) fn for_build(
+    sel: &super::Selection,
+    opts: &super::CargoOptions,
+    env: &Env,
+    lock: &std::collections::BTreeSet<String>,
+    targets: &[&str],
+) -> Result<Provided> {
+    let vendored = || {
+        let (f, m) = (&opts.features, &sel.manifest_path);
+        let resolves =
+            |t: &&str| super::metadata::resolves(&sel.cargo, &sel.dir, m, f, t, "openssl-src");
+        // Cargo cannot tell: openssl-sys is left to find its own, as without ironstar.
+        targets.iter().any(|t| resolves(t) != Some(false))
+    };
+    let openssl = wanted(env, lock, targets, &vendored);
+    let to_build: Vec<&str> = openssl
+        .iter()
+        .filter(|(_, o)| *o == OpenSsl::Built)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    let dirs = match to_build.is_empty() {
+        true => Vec::new(),
+        false => prepare(&sel.cargo, &to_build, make_jobs(opts))?,
+    };
+    Ok(Provided {
+        from: openssl,
+        dirs,
+    })
+}
+
+/// make's parallelism: `--jobs`, else `CARGO_BUILD_JOBS`, else the machine's.
+fn make_jobs(opts: &super::CargoOptions) -> usize {
+    opts.jobs
+        .clone()
+        .or_else(|| std::env::var("CARGO_BUILD_JOBS").ok())
+        .and_then(|j| j.parse().ok())
+        .filter(|&j| j > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}
+
 /// The variables that point openssl-sys at ironstar's OpenSSL for `target`.
 pub(super) fn variables(target: &str, dir: &Path) -> [(String, std::ffi::OsString); 2] {
     let u = upper(target);
@@ -183,11 +235,7 @@ fn platform(target: &str) -> Option<(&'static str, &'static str)> {
 
 /// For each target, the directory of its static OpenSSL (`include/`, `lib/`), built unless
 /// cached. `jobs`: make's parallelism.
-pub(super) fn prepare(
-    cargo: &OsStr,
-    targets: &[&str],
-    jobs: usize,
-) -> Result<Vec<(String, PathBuf)>> {
+fn prepare(cargo: &OsStr, targets: &[&str], jobs: usize) -> Result<Vec<(String, PathBuf)>> {
     let zig =
         super::allocator::zig("openssl-sys needs an OpenSSL for the target; ironstar builds it")?;
     let zig_version = run_captured(Command::new(&zig).arg("version"), "zig version")?;
