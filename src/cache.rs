@@ -236,7 +236,7 @@ impl PushedBlobs {
 
 /// Remove the entries of `top` (`top/<group>/<entry>`, an entry a file or a directory of files)
 /// unused for [`MAX_AGE`], and temporaries of killed runs, at most once every [`PRUNE_EVERY`].
-fn prune(top: &Path) {
+pub(crate) fn prune(top: &Path) {
     let stamp = top.join(".pruned");
     let _ = fs::create_dir_all(top);
     let now = SystemTime::now();

@@ -211,7 +211,8 @@ impl Request {
                 }
                 let source = CargoSource::of(&sel, &opts.features)
                     .compiled(out.units.clone())
-                    .linking(out.allocator);
+                    .linking(out.allocator)
+                    .linking_openssl(&out.openssl);
                 built = Some(Built {
                     output: out,
                     source,

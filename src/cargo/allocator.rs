@@ -124,7 +124,7 @@ pub(super) fn prepare(
     rustc: &Rustc,
     targets: &[&str],
 ) -> Result<Vec<(String, PathBuf)>> {
-    let zig = zig()?;
+    let zig = zig("allocator = \"mimalloc\" compiles mimalloc's C for each target")?;
     let zig_version = run_captured(Command::new(&zig).arg("version"), "zig version")?;
     let root = crate::cache::default_dir()
         .ok_or_else(|| missing("a cache directory", "set XDG_CACHE_HOME or HOME"))?
@@ -172,51 +172,27 @@ fn missing(tool: &str, hint: &str) -> CargoError {
     }
 }
 
-fn zig() -> Result<PathBuf> {
+/// zig, which compiles the C ironstar builds itself; `why` says what for.
+pub(super) fn zig(why: &str) -> Result<PathBuf> {
     std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH")
         .map(PathBuf::from)
         .or_else(|| which("zig"))
         .ok_or_else(|| {
             missing(
                 "zig",
-                &format!(
-                    "allocator = \"mimalloc\" compiles mimalloc's C for each target with zig; {}",
-                    super::ZIG_INSTALL_HINT
-                ),
+                &format!("{why} with zig; {}", super::ZIG_INSTALL_HINT),
             )
         })
 }
 
-/// mimalloc's sources, as cargo unpacks `libmimalloc-sys` into its registry (`cargo fetch` of a
-/// manifest that depends on that one release).
+/// mimalloc's sources, as cargo unpacks `libmimalloc-sys` into its registry.
 fn fetch_source(cargo: &OsStr, root: &Path) -> Result<PathBuf> {
-    let project = root.join("fetch");
-    std::fs::create_dir_all(project.join("src"))?;
-    std::fs::write(
-        project.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"ironstar-mimalloc-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
-             [dependencies]\nlibmimalloc-sys = {{ version = \"={MIMALLOC_SYS_VERSION}\", default-features = false }}\n\
-             [workspace]\n"
-        ),
-    )?;
-    std::fs::write(project.join("src/lib.rs"), "")?;
-    let mut fetch = super::cargo_command(cargo, &project);
-    fetch.arg("fetch");
-    run_captured(&mut fetch, "cargo fetch (libmimalloc-sys)")?;
-    let home = super::toolchain::cargo_home().unwrap_or_default();
-    let name = format!("libmimalloc-sys-{MIMALLOC_SYS_VERSION}");
-    std::fs::read_dir(home.join("registry/src"))?
-        .flatten()
-        .map(|index| index.path().join(&name).join("c_src/mimalloc/v2"))
-        .find(|p| p.join("src/static.c").is_file())
-        .ok_or_else(|| CargoError::Output {
-            command: "cargo fetch (libmimalloc-sys)".into(),
-            message: format!(
-                "no {name} sources under {}",
-                home.join("registry/src").display()
-            ),
-        })
+    let name = "libmimalloc-sys";
+    let v2 = "c_src/mimalloc/v2";
+    let has = format!("{v2}/src/static.c");
+    let dir =
+        super::fetch::crate_source(cargo, &root.join("fetch"), name, MIMALLOC_SYS_VERSION, &has)?;
+    Ok(dir.join(v2))
 }
 
 /// Compile mimalloc for `target` and make `dir/libc.a`: the target's libc without musl's

@@ -31,6 +31,13 @@ pub enum Cause {
         feature: Option<String>,
         variable: Option<String>,
     },
+    /// openssl-sys found no usable OpenSSL where the user's variable points (`NAME = value`, as
+    /// openssl-sys prints it). Without such a variable ironstar builds one, so this is the
+    /// case left.
+    OpenSslVariable {
+        variable: String,
+        value: String,
+    },
     /// The link needs a symbol only glibc has: an object or library built against glibc.
     GlibcSymbol {
         symbol: String,
@@ -166,6 +173,11 @@ fn cause(
             return Cause::GlibcSymbol { symbol, library };
         }
     }
+    if name == "openssl-sys" {
+        if let Some((variable, value)) = lines.iter().find_map(|l| openssl_variable(l)) {
+            return Cause::OpenSslVariable { variable, value };
+        }
+    }
     let sys = name.ends_with("-sys");
     let asks_library = has("pkg-config") || has("PKG_CONFIG") || has("Could not find directory of");
     if sys && asks_library && has("failed to run custom build command") {
@@ -177,6 +189,20 @@ fn cause(
         return Cause::CrossLibrary { feature, variable };
     }
     Cause::Unknown
+}
+
+/// A variable openssl-sys read and found set, from its `NAME = value` line.
+fn openssl_variable(line: &str) -> Option<(String, String)> {
+    let (name, value) = line.trim().split_once(" = ")?;
+    let read = [
+        "OPENSSL_DIR",
+        "OPENSSL_LIB_DIR",
+        "OPENSSL_INCLUDE_DIR",
+        "OPENSSL_LIBS",
+    ];
+    let ok = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_';
+    (name.chars().all(ok) && read.iter().any(|r| name.ends_with(r)))
+        .then(|| (name.to_string(), value.to_string()))
 }
 
 /// The symbol of lld's `undefined symbol: X` or GNU ld's "undefined reference to `X'".
@@ -308,6 +334,12 @@ impl std::fmt::Display for Diagnosis {
                 variable.as_deref().unwrap_or("the variable its build script reads")
             )
             }
+            Cause::OpenSslVariable { variable, value } => write!(
+                f,
+                "{krate} found no usable OpenSSL for {target} where {variable} points ({value}): \
+                 correct it (an OpenSSL built for {target}), or unset the OPENSSL_* variables \
+                 and ironstar builds a static OpenSSL for each target itself"
+            ),
             Cause::GlibcSymbol { symbol, library } => write!(
                 f,
                 "{krate} did not link for {target}: `{symbol}` is a glibc-only symbol, so {} was \
@@ -386,6 +418,30 @@ Caused by:\n\
                 .ends_with("set AARCH64_UNKNOWN_LINUX_MUSL_OPENSSL_DIR"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn openssl_sys_with_the_users_variable_is_told_to_correct_or_unset_it() {
+        let out = "error: failed to run custom build command for `openssl-sys v0.9.118`\n\
+  --- stdout\n\
+  cargo:rerun-if-env-changed=X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_LIB_DIR\n\
+  X86_64_UNKNOWN_LINUX_MUSL_OPENSSL_LIB_DIR unset\n\
+  cargo:rerun-if-env-changed=OPENSSL_DIR\n\
+  OPENSSL_DIR = /usr\n\
+  --- stderr\n\
+  thread 'main' panicked: OpenSSL include directory does not exist: /usr/include\n";
+        let d = diagnose(out, &[MUSL], &no_features);
+        assert_eq!(
+            d.cause,
+            Cause::OpenSslVariable {
+                variable: "OPENSSL_DIR".into(),
+                value: "/usr".into()
+            }
+        );
+        let line = d.to_string();
+        assert!(line.contains("where OPENSSL_DIR points (/usr)"), "{line}");
+        assert!(line.contains("unset the OPENSSL_* variables"), "{line}");
+        assert!(!line.contains("libssl-dev"), "{line}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl Env {
     }
 
     /// The first of `keys` that is set, and its value.
-    fn first(&self, keys: &[String]) -> Option<(String, String)> {
+    pub(super) fn first(&self, keys: &[String]) -> Option<(String, String)> {
         keys.iter()
             .find_map(|k| Some((k.clone(), self.get(k)?.to_string_lossy().into_owned())))
     }
@@ -41,6 +41,8 @@ pub(super) struct Inputs<'a> {
     /// Per target, a directory the link searches first (the private libc of
     /// [`super::allocator`]).
     pub link_dirs: &'a [(String, PathBuf)],
+    /// Per target, the OpenSSL ironstar built for openssl-sys ([`super::openssl`]).
+    pub openssl: &'a [(String, PathBuf)],
     /// Where cargo runs: its config files are read from here.
     pub dir: &'a Path,
     /// Path prefixes to hide from the binaries, and what they become; the most specific last.
@@ -80,6 +82,9 @@ pub(super) fn plan(env: &Env, inp: &Inputs) -> Result<Set> {
         tracing::debug!("{p}: target {t}, linker {linker}, rustflags {rustflags}, {cc}");
         if let Some(page) = jemalloc_page(env, inp, t, &mut set) {
             tracing::debug!("{p}: {page}");
+        }
+        for (_, dir) in inp.openssl.iter().filter(|(d, _)| d == t) {
+            set.extend(super::openssl::variables(t, dir));
         }
     }
     Ok(set)
@@ -309,6 +314,7 @@ mod tests {
                 compiles_c,
                 lock,
                 link_dirs: &[],
+                openssl: &[],
                 dir,
                 remaps: vec![
                     ("/src/ws".into(), "/build"),

@@ -90,6 +90,70 @@ pub(super) fn features(
         .collect()
 }
 
+/// Whether package `name` is in the build's resolved graph for `target` with `features` (a
+/// package in `Cargo.lock` may be there only for a feature the build does not turn on); `None`
+/// if cargo cannot tell.
+pub(super) fn resolves(
+    cargo: &std::ffi::OsStr,
+    dir: &Path,
+    manifest: &Path,
+    features: &super::Features,
+    target: &str,
+    name: &str,
+) -> Option<bool> {
+    #[derive(Deserialize)]
+    struct Full {
+        packages: Vec<Named>,
+        resolve: Resolve,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        id: String,
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct Resolve {
+        nodes: Vec<Node>,
+    }
+    #[derive(Deserialize)]
+    struct Node {
+        id: String,
+    }
+    let mut cmd = super::cargo_command(cargo, dir);
+    cmd.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        target,
+    ])
+    .arg("--manifest-path")
+    .arg(manifest);
+    for f in &features.features {
+        cmd.args(["--features", f]);
+    }
+    if features.all_features {
+        cmd.arg("--all-features");
+    }
+    if features.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    let text = run_captured(&mut cmd, "cargo metadata").ok()?;
+    let full: Full = serde_json::from_str(&text).ok()?;
+    let ids: std::collections::BTreeSet<&str> = full
+        .packages
+        .iter()
+        .filter(|p| p.name == name)
+        .map(|p| p.id.as_str())
+        .collect();
+    Some(
+        full.resolve
+            .nodes
+            .iter()
+            .any(|n| ids.contains(n.id.as_str())),
+    )
+}
+
 pub(super) fn find_manifest(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()

@@ -19,8 +19,10 @@ mod allocator;
 mod config;
 mod diagnose;
 mod env;
+mod fetch;
 mod inputs;
 mod metadata;
+mod openssl;
 mod run;
 mod select;
 mod toolchain;
@@ -36,6 +38,10 @@ use crate::spec::{ImageSpec, SourcePolicy, SpecError};
 pub use allocator::{mimalloc_component, Allocator, MIMALLOC_SYS_VERSION};
 pub use diagnose::{Cause, Diagnosis};
 pub use inputs::tool_inputs;
+pub use openssl::{
+    openssl_component, summary as openssl_summary, OpenSsl, OPENSSLDIR, OPENSSL_SRC_VERSION,
+    OPENSSL_VERSION,
+};
 pub use run::{has_debug_info, Units};
 pub use toolchain::{Toolchain, ZIG_INSTALL_HINT};
 
@@ -91,6 +97,9 @@ pub struct CargoOutput {
     pub units: Units,
     /// The C allocator the binaries carry.
     pub allocator: Allocator,
+    /// By platform, where the binary's OpenSSL comes from, when openssl-sys (not vendored)
+    /// looked for one.
+    pub openssl: Vec<(String, OpenSsl)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -427,16 +436,25 @@ pub fn build_all(
             allocator::prepare(&sel.cargo, &rustc, &targets)?
         }
     };
+    let environment = env::Env::from_process();
+    let targets: Vec<&str> = platforms.iter().map(|p| p.rust_target).collect();
+    let openssl::Provided {
+        from: openssl,
+        dirs: openssl_dirs,
+    } = match toolchain {
+        Toolchain::Zig { .. } => openssl::for_build(sel, opts, &environment, &lock, &targets)?,
+        Toolchain::RustLld => Default::default(),
+    };
     let inputs = env::Inputs {
         toolchain: &toolchain,
         platforms: &platforms,
         compiles_c,
         lock: &lock,
         link_dirs: &link_dirs,
+        openssl: &openssl_dirs,
         dir: &sel.dir,
         remaps: remaps(sel, &target_dir),
     };
-    let environment = env::Env::from_process();
     let mut set = env::plan(&environment, &inputs)?;
     if !environment.0.contains_key("SOURCE_DATE_EPOCH") {
         if let Some(t) = crate::source_date::commit_time(Some(&sel.dir)) {
@@ -464,6 +482,13 @@ pub fn build_all(
         .zip(built)
         .map(|((sel, ps), mut binaries)| {
             binaries.retain(|p, _| ps.iter().any(|q| &q.to_string() == p));
+            let openssl = ps
+                .iter()
+                .filter_map(|p| {
+                    let (_, o) = openssl.iter().find(|(t, _)| t == p.rust_target)?;
+                    Some((p.to_string(), o.clone()))
+                })
+                .collect();
             let debug_info = binaries
                 .iter()
                 .filter(|(_, b)| has_debug_info(b))
@@ -476,6 +501,7 @@ pub fn build_all(
                 debug_info,
                 units: compiled.clone(),
                 allocator,
+                openssl,
             }
         })
         .collect())

@@ -481,6 +481,13 @@ fn summary(
             ironstar::cargo::MIMALLOC_SYS_VERSION
         );
     }
+    if let Some(line) = r
+        .built
+        .as_ref()
+        .and_then(|b| ironstar::cargo::openssl_summary(&b.output.openssl))
+    {
+        eprintln!("{who}{line}");
+    }
     eprintln!(
         "{who}index {} -> {} (tags: {})",
         report.index,

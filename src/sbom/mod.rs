@@ -92,7 +92,7 @@ pub struct CargoSource {
     /// build seen): cargo metadata's resolve as it is, weak `dep?/feature` deps included.
     pub units: Option<crate::cargo::Units>,
     /// What the link added besides the crates' own code (mimalloc's C for
-    /// `allocator = "mimalloc"`): listed as the root package's dependencies.
+    /// `allocator = "mimalloc"`, OpenSSL built for openssl-sys): listed as the root package's dependencies.
     pub linked: Vec<Component>,
 }
 
@@ -114,6 +114,14 @@ impl CargoSource {
     pub fn linking(mut self, allocator: crate::cargo::Allocator) -> Self {
         if allocator == crate::cargo::Allocator::Mimalloc {
             self.linked.push(crate::cargo::mimalloc_component());
+        }
+        self
+    }
+
+    /// With the OpenSSL ironstar built for openssl-sys, when a platform's binary links it.
+    pub fn linking_openssl(mut self, of: &[(String, crate::cargo::OpenSsl)]) -> Self {
+        if of.iter().any(|(_, o)| *o == crate::cargo::OpenSsl::Built) {
+            self.linked.push(crate::cargo::openssl_component());
         }
         self
     }
