@@ -397,6 +397,8 @@ fn cxx_compiled_through_cc_keeps_no_build_path_unless_the_user_set_cxxflags() {
     let printed = output_of(&bin, "linux/amd64");
     let source = fixture.join("src/hello.cpp");
     assert!(printed.contains(source.to_str().unwrap()), "{printed}");
+}
+
 /// A root CA and a server certificate for `localhost` it signed, made by the openssl CLI in
 /// `dir`: (root.pem, server.pem, server.key).
 fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
