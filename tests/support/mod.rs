@@ -8,6 +8,7 @@ pub mod cli;
 pub mod common;
 pub mod containerd;
 pub mod fake;
+pub mod fixture_crate;
 pub mod measure;
 pub mod proxy;
 pub mod registry;
