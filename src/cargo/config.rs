@@ -1,5 +1,5 @@
 //! The parts of the user's cargo configuration (`.cargo/config.toml`) that ironstar's own
-//! environment variables could hide: rust flags and linkers.
+//! environment variables could hide: rust flags, linkers, and the variables of `[env]`.
 //!
 //! `cargo config get` is unstable, so the files cargo would read are read here: `.cargo/config.toml`
 //! (or `.cargo/config`) in the directory cargo runs from and every directory above it, then
@@ -121,9 +121,60 @@ fn resolve_linker(file: &Path, linker: &str) -> String {
     root.join(linker).display().to_string()
 }
 
+/// The variables the files' `[env]` tables set for build scripts (a string, or a table with
+/// `value`), the nearest file's winning, as cargo run from `dir` sets them.
+pub(super) fn env(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut set: std::collections::BTreeMap<String, String> = Default::default();
+    for file in files(dir) {
+        let bad = |message: String| CargoError::Config {
+            file: file.clone(),
+            message,
+        };
+        let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
+        let doc: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let table = doc.get("env").and_then(|t| t.as_table());
+        for (key, v) in table.into_iter().flatten() {
+            let value = match v {
+                toml::Value::String(s) => s.as_str(),
+                toml::Value::Table(t) => t.get("value").and_then(|v| v.as_str()).unwrap_or(""),
+                _ => return Err(bad(format!("env.{key} is neither a string nor a table"))),
+            };
+            set.insert(key.clone(), value.to_string());
+        }
+    }
+    Ok(set.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_tables_are_read_nearest_last_in_both_spellings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (outer, inner) = (tmp.path(), tmp.path().join("crate"));
+        std::fs::create_dir_all(inner.join(".cargo")).unwrap();
+        std::fs::create_dir_all(outer.join(".cargo")).unwrap();
+        std::fs::write(
+            outer.join(".cargo/config.toml"),
+            "[env]\nOPENSSL_DIR = \"/outer\"\nKEEP = \"k\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            inner.join(".cargo/config.toml"),
+            "[env]\nOPENSSL_DIR = { value = \"ssl\", relative = true }\n",
+        )
+        .unwrap();
+        let got = env(&inner).unwrap();
+        assert!(
+            got.contains(&("OPENSSL_DIR".into(), "ssl".into())),
+            "{got:?}"
+        );
+        assert!(got.contains(&("KEEP".into(), "k".into())), "{got:?}");
+        std::fs::write(inner.join(".cargo/config.toml"), "[env]\nX = 3\n").unwrap();
+        let e = env(&inner).unwrap_err().to_string();
+        assert!(e.contains("env.X is neither a string nor a table"), "{e}");
+    }
 
     #[test]
     fn joins_files_nearest_last_and_resolves_linkers() {

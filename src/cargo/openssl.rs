@@ -178,7 +178,13 @@ pub(super) fn for_build(
         // Cargo cannot tell: openssl-sys is left to find its own, as without ironstar.
         targets.iter().any(|t| resolves(t) != Some(false))
     };
-    let openssl = wanted(env, lock, targets, &vendored);
+    // A variable of the user's `[env]` reaches openssl-sys as theirs: ironstar's would win over
+    // a plain one there, the target-prefixed names being read first.
+    let mut env = Env(env.0.clone());
+    for (k, v) in super::config::env(&sel.dir)? {
+        env.0.entry(k).or_insert(v.into());
+    }
+    let openssl = wanted(&env, lock, targets, &vendored);
     let to_build: Vec<&str> = openssl
         .iter()
         .filter(|(_, o)| *o == OpenSsl::Built)
