@@ -125,20 +125,21 @@ fn upper(t: &str) -> String {
 }
 
 /// For each of `targets` whose build has an OpenSSL to find (`openssl-sys` in the lock, and
-/// `openssl-src` not in the build's graph: `vendored` resolves it, judged by `vendored`, asked
-/// only when the lock has it): the user's variable when they set one, else ironstar's to build.
+/// `openssl-src` not in that target's graph, judged by `vendored`, asked only when the lock has
+/// it): the user's variable when they set one, else ironstar's to build.
 pub(super) fn wanted(
     env: &Env,
     lock: &std::collections::BTreeSet<String>,
     targets: &[&str],
-    vendored: &dyn Fn() -> bool,
+    vendored: &dyn Fn(&str) -> bool,
 ) -> Vec<(String, OpenSsl)> {
-    if !lock.contains("openssl-sys") || (lock.contains("openssl-src") && vendored()) {
+    if !lock.contains("openssl-sys") {
         return Vec::new();
     }
     targets
         .iter()
         .filter(|t| platform(t).is_some())
+        .filter(|t| !(lock.contains("openssl-src") && vendored(t)))
         .map(|t| {
             let keys: Vec<String> = USER_VARIABLES
                 .iter()
@@ -171,12 +172,10 @@ pub(super) fn for_build(
     lock: &std::collections::BTreeSet<String>,
     targets: &[&str],
 ) -> Result<Provided> {
-    let vendored = || {
+    let vendored = |t: &str| {
         let (f, m) = (&opts.features, &sel.manifest_path);
-        let resolves =
-            |t: &&str| super::metadata::resolves(&sel.cargo, &sel.dir, m, f, t, "openssl-src");
         // Cargo cannot tell: openssl-sys is left to find its own, as without ironstar.
-        targets.iter().any(|t| resolves(t) != Some(false))
+        super::metadata::resolves(&sel.cargo, &sel.dir, m, f, t, "openssl-src") != Some(false)
     };
     // A variable of the user's `[env]` reaches openssl-sys as theirs: ironstar's would win over
     // a plain one there, the target-prefixed names being read first.
@@ -460,7 +459,7 @@ mod tests {
     #[test]
     fn builds_for_openssl_sys_unless_vendored_or_the_users() {
         let lock: BTreeSet<String> = ["cc".into(), "openssl-sys".into()].into();
-        let no = || false;
+        let no = |_: &str| false;
         let w = wanted(&env(&[]), &lock, &[MUSL, ARM], &no);
         assert_eq!(
             w,
@@ -470,7 +469,11 @@ mod tests {
         // feature is off): not.
         let mut vendored = lock.clone();
         vendored.insert("openssl-src".into());
-        assert!(wanted(&env(&[]), &vendored, &[MUSL], &|| true).is_empty());
+        assert!(wanted(&env(&[]), &vendored, &[MUSL], &|_| true).is_empty());
+        // Vendored for one target only (a target-specific dependency): built for the other.
+        let arm_only = |t: &str| t == ARM;
+        let w = wanted(&env(&[]), &vendored, &[MUSL, ARM], &arm_only);
+        assert_eq!(w, [(MUSL.into(), OpenSsl::Built)]);
         assert_eq!(wanted(&env(&[]), &vendored, &[MUSL], &no).len(), 1);
         assert!(wanted(&env(&[]), &BTreeSet::new(), &[MUSL], &no).is_empty());
         // Any variable the user set, plain (every target) or the target's own.
