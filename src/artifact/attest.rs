@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use super::dsse::{Envelope, IN_TOTO, MAX_ENVELOPE};
-use super::provenance::{PREDICATE_TYPE, STATEMENT_TYPE};
+use super::provenance::PREDICATE_TYPE;
 use super::referrer::{self, Document};
 use super::{
     bundle, cosign, malformed, ArtifactError, CosignTag, Layer, BUNDLE, BUNDLE_CONTENT_ANNOTATION,
@@ -150,36 +150,11 @@ pub fn check(
     key: &crate::sign::PublicKey,
     digest: &Digest,
 ) -> Result<Value, ArtifactError> {
-    if envelope.payload_type != IN_TOTO {
-        return Err(malformed(
-            what,
-            format!("payload type `{}`, not `{IN_TOTO}`", envelope.payload_type),
-        ));
-    }
-    let body = envelope.open(what, key)?;
-    let statement = statement_of(what, &body)?;
-    let names = statement["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex()));
-    if !names {
-        return Err(ArtifactError::Verify(format!(
-            "{what}: a statement about another image (its subject is not {digest})"
-        )));
-    }
-    Ok(statement)
+    let other = "a statement about another image";
+    super::dsse::statement_about(what, envelope, key, digest, PREDICATE_TYPE, other)
 }
 
 /// A payload read as an in-toto Statement v1 of SLSA provenance v1.
 pub fn statement_of(what: &str, body: &[u8]) -> Result<Value, ArtifactError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| malformed(what, format!("the payload is not JSON: {e}")))?;
-    if v["_type"] != STATEMENT_TYPE || v["predicateType"] != PREDICATE_TYPE {
-        return Err(malformed(
-            what,
-            format!("not an in-toto Statement v1 with predicate type {PREDICATE_TYPE}"),
-        ));
-    }
-    Ok(v)
+    super::dsse::statement_of(what, body, PREDICATE_TYPE)
 }

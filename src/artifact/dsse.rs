@@ -107,6 +107,54 @@ impl Envelope {
     }
 }
 
+/// The in-toto Statement v1 of `predicate_type` an envelope carries about `digest`, checked: an
+/// in-toto payload, its signature good with `key` (before anything of the payload is read), the
+/// Statement's subject naming `digest`; `other` says what a statement about another digest is.
+pub fn statement_about(
+    what: &str,
+    envelope: &Envelope,
+    key: &PublicKey,
+    digest: &crate::digest::Digest,
+    predicate_type: &str,
+    other: &str,
+) -> Result<serde_json::Value, ArtifactError> {
+    if envelope.payload_type != IN_TOTO {
+        return Err(malformed(
+            what,
+            format!("payload type `{}`, not `{IN_TOTO}`", envelope.payload_type),
+        ));
+    }
+    let statement = statement_of(what, &envelope.open(what, key)?, predicate_type)?;
+    let names = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex()));
+    match names {
+        true => Ok(statement),
+        false => Err(ArtifactError::Verify(format!(
+            "{what}: {other} (its subject is not {digest})"
+        ))),
+    }
+}
+
+/// A payload read as an in-toto Statement v1 of `predicate_type`.
+pub fn statement_of(
+    what: &str,
+    body: &[u8],
+    predicate_type: &str,
+) -> Result<serde_json::Value, ArtifactError> {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(what, format!("the payload is not JSON: {e}")))?;
+    if v["_type"] != super::provenance::STATEMENT_TYPE || v["predicateType"] != predicate_type {
+        return Err(malformed(
+            what,
+            format!("not an in-toto Statement v1 with predicate type {predicate_type}"),
+        ));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

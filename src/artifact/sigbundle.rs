@@ -23,8 +23,7 @@ use super::dsse::{Envelope, IN_TOTO};
 use super::provenance::STATEMENT_TYPE;
 use super::referrer::{self, Document, Referrer, Stored};
 use super::{
-    bundle, malformed, ArtifactError, BUNDLE, BUNDLE_CONTENT_ANNOTATION,
-    BUNDLE_PREDICATE_ANNOTATION,
+    bundle, ArtifactError, BUNDLE, BUNDLE_CONTENT_ANNOTATION, BUNDLE_PREDICATE_ANNOTATION,
 };
 use crate::digest::Digest;
 use crate::image::{canonical, BlobRef};
@@ -139,37 +138,13 @@ pub fn check(
     key: &PublicKey,
     digest: &Digest,
 ) -> Result<Value, ArtifactError> {
-    if envelope.payload_type != IN_TOTO {
-        return Err(malformed(
-            what,
-            format!("payload type `{}`, not `{IN_TOTO}`", envelope.payload_type),
-        ));
-    }
-    let statement = statement_of(what, &envelope.open(what, key)?)?;
-    let names = statement["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["digest"]["sha256"].as_str() == Some(digest.hex()));
-    match names {
-        true => Ok(statement),
-        false => Err(ArtifactError::Verify(format!(
-            "{what}: a signature of another manifest (its subject is not {digest})"
-        ))),
-    }
+    let other = "a signature of another manifest";
+    super::dsse::statement_about(what, envelope, key, digest, SIGN_PREDICATE, other)
 }
 
 /// A payload read as cosign's signature statement.
 pub fn statement_of(what: &str, body: &[u8]) -> Result<Value, ArtifactError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| malformed(what, format!("the payload is not JSON: {e}")))?;
-    if v["_type"] != STATEMENT_TYPE || v["predicateType"] != SIGN_PREDICATE {
-        return Err(malformed(
-            what,
-            format!("not an in-toto Statement v1 with predicate type {SIGN_PREDICATE}"),
-        ));
-    }
-    Ok(v)
+    super::dsse::statement_of(what, body, SIGN_PREDICATE)
 }
 
 #[cfg(test)]
