@@ -67,16 +67,25 @@ fn flags(v: &toml::Value) -> Option<Vec<String>> {
     }
 }
 
+/// One config file's table; an error names the file.
+fn parse(file: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(file).map_err(|e| bad(file, e.to_string()))?;
+    toml::from_str(&text).map_err(|e| bad(file, e.to_string()))
+}
+
+fn bad(file: &Path, message: String) -> CargoError {
+    CargoError::Config {
+        file: file.to_path_buf(),
+        message,
+    }
+}
+
 /// The user's configuration for `triple`, as seen by cargo run from `dir`.
 pub(super) fn read(dir: &Path, triple: &str) -> Result<UserConfig> {
     let mut cfg = UserConfig::default();
     for file in files(dir) {
-        let bad = |message: String| CargoError::Config {
-            file: file.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let bad = |message: String| bad(&file, message);
+        let doc = parse(&file)?;
         let get = |table: &str, key: &str| doc.get(table)?.as_table()?.get(key).cloned();
         if let Some(v) = get("build", "rustflags") {
             let f =
@@ -126,18 +135,16 @@ fn resolve_linker(file: &Path, linker: &str) -> String {
 pub(super) fn env(dir: &Path) -> Result<Vec<(String, String)>> {
     let mut set: std::collections::BTreeMap<String, String> = Default::default();
     for file in files(dir) {
-        let bad = |message: String| CargoError::Config {
-            file: file.clone(),
-            message,
-        };
-        let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let doc = parse(&file)?;
         let table = doc.get("env").and_then(|t| t.as_table());
         for (key, v) in table.into_iter().flatten() {
             let value = match v {
                 toml::Value::String(s) => s.as_str(),
                 toml::Value::Table(t) => t.get("value").and_then(|v| v.as_str()).unwrap_or(""),
-                _ => return Err(bad(format!("env.{key} is neither a string nor a table"))),
+                _ => {
+                    let problem = format!("env.{key} is neither a string nor a table");
+                    return Err(bad(&file, problem));
+                }
             };
             set.insert(key.clone(), value.to_string());
         }
@@ -149,22 +156,23 @@ pub(super) fn env(dir: &Path) -> Result<Vec<(String, String)>> {
 mod tests {
     use super::*;
 
+    /// A crate directory with `inner` as its `.cargo/config.toml` and `outer` as its parent's.
+    fn nested(outer: &str, inner: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("crate");
+        for (d, text) in [(tmp.path(), outer), (dir.as_path(), inner)] {
+            std::fs::create_dir_all(d.join(".cargo")).unwrap();
+            std::fs::write(d.join(".cargo/config.toml"), text).unwrap();
+        }
+        (tmp, dir)
+    }
+
     #[test]
     fn env_tables_are_read_nearest_last_in_both_spellings() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (outer, inner) = (tmp.path(), tmp.path().join("crate"));
-        std::fs::create_dir_all(inner.join(".cargo")).unwrap();
-        std::fs::create_dir_all(outer.join(".cargo")).unwrap();
-        std::fs::write(
-            outer.join(".cargo/config.toml"),
+        let (_tmp, inner) = nested(
             "[env]\nOPENSSL_DIR = \"/outer\"\nKEEP = \"k\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            inner.join(".cargo/config.toml"),
             "[env]\nOPENSSL_DIR = { value = \"ssl\", relative = true }\n",
-        )
-        .unwrap();
+        );
         let got = env(&inner).unwrap();
         assert!(
             got.contains(&("OPENSSL_DIR".into(), "ssl".into())),
@@ -178,21 +186,10 @@ mod tests {
 
     #[test]
     fn joins_files_nearest_last_and_resolves_linkers() {
-        let tmp = tempfile::tempdir().unwrap();
-        let outer = tmp.path();
-        let inner = outer.join("crate");
-        std::fs::create_dir_all(inner.join(".cargo")).unwrap();
-        std::fs::create_dir_all(outer.join(".cargo")).unwrap();
-        std::fs::write(
-            outer.join(".cargo/config.toml"),
+        let (_tmp, inner) = nested(
             "[build]\nrustflags = \"--cfg outer\"\n[target.aarch64-unknown-linux-musl]\nlinker = \"tools/ld\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            inner.join(".cargo/config.toml"),
             "[build]\nrustflags = [\"--cfg\", \"inner\"]\n[target.aarch64-unknown-linux-musl]\nrustflags = [\"-Ctarget-cpu=neoverse-n1\"]\n[target.'cfg(unix)']\nrunner = \"x\"\n",
-        )
-        .unwrap();
+        );
         let cfg = read(&inner, "aarch64-unknown-linux-musl").unwrap();
         assert_eq!(cfg.build_rustflags, ["--cfg", "outer", "--cfg", "inner"]);
         assert_eq!(cfg.target_rustflags, ["-Ctarget-cpu=neoverse-n1"]);
