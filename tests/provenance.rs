@@ -309,17 +309,7 @@ fn a_cargo_publish_attests_what_went_in_and_a_rebuild_elsewhere_writes_nothing()
 
 /// A layout signed and attested at build time from the fixture binaries, for `repository`.
 fn fixture_build(dir: &Path, repository: &str, key: &Path) -> String {
-    let f = common::fixtures();
-    let file = dir.join("app.toml");
-    fs::write(
-        &file,
-        format!(
-            "name = \"app\"\nrepository = \"{repository}\"\n[binaries]\n\"linux/amd64\" = \"{}\"\n\"linux/arm64\" = \"{}\"\n",
-            f.amd64.display(),
-            f.arm64.display()
-        ),
-    )
-    .unwrap();
+    let file = support::signing::image_file(dir, repository);
     let home = tempfile::tempdir().unwrap();
     ok(cmd(home.path())
         .arg("build")
