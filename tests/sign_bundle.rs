@@ -100,6 +100,27 @@ fn signature_bundles_verify_independently_and_a_repush_writes_nothing() {
     );
 
     hostile_bundles_are_a_warning(&reg, &reference, index, a, b);
+    unverified_statements_are_read_at_most_eight(&reg, &reference, index);
+}
+
+/// Without a key each statement read is kept: `provenance` reads at most 8 bundle referrers of
+/// a manifest and says how many it left (the index has 5 by now; 6 more are planted).
+fn unverified_statements_are_read_at_most_eight(reg: &Registry, reference: &str, index: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        let f = tmp.path().join("bundle");
+        fs::write(&f, format!("junk {i}")).unwrap();
+        ok(checker()
+            .args(["put-referrer", &reg.addr(), "bundle/app", index])
+            .arg(&f));
+    }
+    let o = run(common::ironstar().args(["provenance", "--plain-http", reference]));
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("3 more envelope(s) not read (at most 8 a store)"),
+        "{err}"
+    );
 }
 
 /// A bundle file of `statement` signed (DSSE, in-toto) with `key`'s PKCS#8 key.

@@ -144,8 +144,17 @@ pub fn statement_of(
     body: &[u8],
     predicate_type: &str,
 ) -> Result<serde_json::Value, ArtifactError> {
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| malformed(what, format!("the payload is not JSON: {e}")))?;
+    // Counted before it is parsed: a `Value` costs far more than its text.
+    let limits = crate::untrusted::Limits {
+        array: 1_000,
+        values: 8_192,
+    };
+    let v = crate::untrusted::parse(body, limits).map_err(|e| match e {
+        crate::untrusted::BoundError::Json(e) => {
+            malformed(what, format!("the payload is not JSON: {e}"))
+        }
+        e => malformed(what, format!("the payload is refused: {e}")),
+    })?;
     if v["_type"] != super::provenance::STATEMENT_TYPE || v["predicateType"] != predicate_type {
         return Err(malformed(
             what,

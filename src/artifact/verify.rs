@@ -75,6 +75,26 @@ fn judge(
     }
 }
 
+/// How many envelopes of one store are read. With a key, enough for any real image: one that
+/// fails keeps only its error line. Without one, each keeps its statement, so few.
+fn most(key: Option<&PublicKey>) -> usize {
+    match key {
+        Some(_) => 1_000,
+        None => 8,
+    }
+}
+
+/// The line for the envelopes of `store` past [`most`].
+fn not_read(store: String, kind: Kind, more: usize, most: usize) -> Found {
+    Found {
+        store,
+        kind,
+        result: Err(format!(
+            "{more} more envelope(s) not read (at most {most} a store)"
+        )),
+    }
+}
+
 /// The attestations and signature bundles a layout keeps for its image's index.
 pub fn layout(
     layout: &Layout,
@@ -82,10 +102,21 @@ pub fn layout(
     key: Option<&PublicKey>,
 ) -> Result<Vec<Found>, ArtifactError> {
     let tag = CosignTag::Att.of(digest);
-    let mut out: Vec<Found> = attest::layout_layers(layout, digest)?
+    let layers = attest::layout_layers(layout, digest)?;
+    let more = layers.len().saturating_sub(most(key));
+    let mut out: Vec<Found> = layers
         .into_iter()
+        .take(most(key))
         .map(|l| judge(format!("tag {tag}"), Ok(l.payload), key, digest, None))
         .collect();
+    if more > 0 {
+        out.push(not_read(
+            format!("tag {tag}"),
+            Kind::Provenance,
+            more,
+            most(key),
+        ));
+    }
     out.extend(layout_bundles(layout, digest, key)?);
     Ok(out)
 }
@@ -97,8 +128,16 @@ pub fn layout_bundles(
     key: Option<&PublicKey>,
 ) -> Result<Vec<Found>, ArtifactError> {
     let mut out = Vec::new();
-    for r in referrer::list(layout)? {
-        if r.subject == *digest && r.referrer.artifact_type == BUNDLE {
+    let about = referrer::list(layout)?
+        .into_iter()
+        .filter(|r| r.subject == *digest && r.referrer.artifact_type == BUNDLE);
+    for (i, r) in about.enumerate() {
+        if i >= most(key) {
+            let store = format!("referrers of {digest}");
+            out.push(not_read(store, Kind::Provenance, 1, most(key)));
+            continue;
+        }
+        {
             let bytes = match r.document.size > MAX_ENVELOPE as u64 {
                 true => Err(super::malformed("bundle", "larger than 1 MiB; refused")),
                 false => layout
@@ -135,11 +174,16 @@ pub async fn registry(
         let store = format!("tag {tag}");
         match cosign::parse(&store, &m.bytes) {
             Ok(manifest) => {
-                for l in manifest
+                let layers: Vec<_> = manifest
                     .layers
                     .iter()
                     .filter(|l| l.media_type == DSSE_ENVELOPE)
-                {
+                    .collect();
+                let more = layers.len().saturating_sub(most(key));
+                if more > 0 {
+                    out.push(not_read(store.clone(), Kind::Provenance, more, most(key)));
+                }
+                for l in layers.into_iter().take(most(key)) {
                     let bytes = blob(client, &store, &l.digest, l.size).await;
                     out.push(judge(store.clone(), bytes, key, digest, None));
                 }
@@ -163,8 +207,17 @@ pub async fn registry_bundles(
     key: Option<&PublicKey>,
 ) -> Result<Vec<Found>, ArtifactError> {
     let referrers = referrer::remote(client, digest).await?;
+    let bundles: Vec<&Value> = referrers
+        .iter()
+        .filter(|r| r["artifactType"] == BUNDLE)
+        .collect();
     let mut out = Vec::new();
-    for r in referrers.iter().filter(|r| r["artifactType"] == BUNDLE) {
+    let more = bundles.len().saturating_sub(most(key));
+    if more > 0 {
+        let store = format!("referrers of {digest}");
+        out.push(not_read(store, Kind::Provenance, more, most(key)));
+    }
+    for r in bundles.into_iter().take(most(key)) {
         let d = referrer::digest_at(r, "referrers index")?;
         let store = format!("referrer {d}");
         let mut kind = Kind::Provenance;
