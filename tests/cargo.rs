@@ -11,14 +11,12 @@
 mod support;
 use support::common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ironstar::platform::Platform;
-use support::common::{
-    blob, digest_line, ironstar, json, layer_entries, ok, require_tool, run, stderr, stdout,
-};
+use support::common::{blob, digest_line, ironstar, json, ok, require_tool, run, stderr, stdout};
+use support::fixture_crate::binary_from_layout;
 
 /// SHA-256 of "ironstar", as the fixture prints it.
 const SHA256_IRONSTAR: &str = "091cf2851ba3b0e6860e40058595efb47a4a6aae0a961e47a8c762d387461026";
@@ -59,22 +57,6 @@ fn manifest_of(layout: &Path, platform: &str) -> serde_json::Value {
         .find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == arch)
         .unwrap_or_else(|| panic!("no {platform} manifest in {index}"));
     json(&blob(layout, manifest["digest"].as_str().unwrap()))
-}
-
-/// The layout's binary for `platform`, written to `dir` as an executable file.
-fn binary_from_layout(layout: &Path, platform: &str, name: &str, dir: &Path) -> PathBuf {
-    let manifest = manifest_of(layout, platform);
-    let layers = manifest["layers"].as_array().unwrap();
-    for layer in layers {
-        let entries = layer_entries(&blob(layout, layer["digest"].as_str().unwrap()));
-        if let Some(e) = entries.into_iter().find(|e| e.0 == name) {
-            let out = dir.join(format!("{}-{name}", platform.replace('/', "-")));
-            std::fs::write(&out, &e.5).unwrap();
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755)).unwrap();
-            return out;
-        }
-    }
-    panic!("no {name} in the {platform} image");
 }
 
 /// Static, for the right machine, and prints its line: natively on amd64, under qemu on arm64.
